@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from levy.common.models import UUIDModel
+from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+    from levy.billing.status import BillStatus
+
+
+class BillCategory(models.TextChoices):
+    SERVICE_CHARGE = "service_charge", "Service charge"
+    SECURITY = "security", "Security"
+    WASTE = "waste", "Waste"
+    WATER = "water", "Water"
+    ELECTRICITY = "electricity", "Electricity"
+    MAINTENANCE = "maintenance", "Maintenance"
+    OTHER = "other", "Other"
+
+
+class Bill(UUIDModel):
+    """One bill: estate-wide (``user`` is null — one row, whatever the estate's size)
+    or for one member. It has no status column; see ``levy.billing.status``.
+
+    ``created_at`` is the bill's issue time: an estate-wide bill applies to the active
+    resident members whose membership began on or before it.
+    """
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="bills")
+    reference = models.CharField(max_length=32, editable=False)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=32, choices=BillCategory.choices, default=BillCategory.OTHER)
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    due_date = models.DateField()
+    allow_payment_after_due = models.BooleanField(default=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="personal_bills",
+        help_text="Empty for an estate-wide bill.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    cancellation_reason = models.TextField(blank=True)
+    acknowledged_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="BillAcknowledgement", related_name="acknowledged_bills", blank=True
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bill_amount_positive"),
+            models.UniqueConstraint(fields=["cluster", "reference"], name="bill_reference_unique_in_cluster"),
+            # Target for the composite foreign keys that keep payments and disputes
+            # inside the bill's estate.
+            models.UniqueConstraint(fields=["cluster", "id"], name="bill_cluster_id_unique"),
+            models.CheckConstraint(
+                condition=Q(cancelled_at__isnull=True, cancelled_by__isnull=True)
+                | Q(cancelled_at__isnull=False, cancelled_by__isnull=False),
+                name="bill_cancellation_consistent",
+            ),
+            models.CheckConstraint(condition=Q(category__in=BillCategory.values), name="bill_category_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["cluster", "-created_at"], name="bill_cluster_recent_idx"),
+            models.Index(fields=["cluster", "due_date"], name="bill_cluster_due_idx"),
+            models.Index(
+                fields=["cluster", "user", "-created_at"],
+                name="bill_user_specific_idx",
+                condition=Q(user__isnull=False),
+            ),
+            models.Index(
+                fields=["cluster", "-created_at"],
+                name="bill_cluster_wide_idx",
+                condition=Q(user__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.title}"
+
+    # --- helpers the rest of the code uses ------------------------------------------
+
+    def is_cluster_wide(self) -> bool:
+        return self.user_id is None
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+    def is_past_due(self, today: datetime.date | None = None) -> bool:
+        return (today or timezone.localdate()) > self.due_date
+
+    def applies_to(self, user: User) -> bool:
+        from levy.billing.selectors import bill_applies_to
+
+        return bill_applies_to(bill=self, user=user)
+
+    def can_be_acknowledged_by(self, user: User) -> bool:
+        from levy.billing.selectors import bill_acknowledge_refusal
+
+        return bill_acknowledge_refusal(bill=self, user=user) is None
+
+    def can_be_paid_by(self, user: User, today: datetime.date | None = None) -> bool:
+        from levy.billing.selectors import bill_payment_refusal
+
+        return bill_payment_refusal(bill=self, user=user, today=today) is None
+
+    def status_for(self, user: User, today: datetime.date | None = None) -> BillStatus:
+        from levy.billing.selectors import bill_status_for
+
+        return bill_status_for(bill=self, user=user, today=today)
+
+    def clean(self) -> None:
+        """Refuse invalid configurations (used by the admin and the services)."""
+        from levy.estates.models import Membership
+
+        errors: dict[str, list[str]] = {}
+        if self.amount is not None and self.amount <= 0:
+            errors.setdefault("amount", []).append("The amount must be greater than zero.")
+        if self.user_id is not None and self.cluster_id is not None:
+            is_billable = Membership.objects.filter(
+                cluster_id=self.cluster_id, user_id=self.user_id, active=True, is_resident=True
+            ).exists()
+            if not is_billable:
+                errors.setdefault("user_id", []).append(
+                    "The bill's user must be an active resident member of the estate."
+                )
+        if errors:
+            raise DjangoValidationError(errors)
+
+
+class BillAcknowledgement(UUIDModel):
+    """A member's acknowledgement of a bill: the fraud guard before any money moves."""
+
+    bill = models.ForeignKey(Bill, on_delete=models.PROTECT, related_name="acknowledgements")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bill", "user"], name="acknowledgement_once_per_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} acknowledged {self.bill_id}"
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    UPHELD = "upheld", "Upheld"
+    REJECTED = "rejected", "Rejected"
+
+
+class BillDispute(UUIDModel):
+    """A member's claim that a bill is wrong. Upheld waives the bill for that member."""
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="+")
+    bill = models.ForeignKey(Bill, on_delete=models.PROTECT, related_name="disputes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bill_disputes")
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=DisputeStatus.choices, default=DisputeStatus.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bill", "user"], condition=Q(status="open"), name="dispute_one_open_per_member"
+            ),
+            models.UniqueConstraint(
+                fields=["bill", "user"], condition=Q(status="upheld"), name="dispute_one_upheld_per_member"
+            ),
+            models.CheckConstraint(condition=Q(status__in=DisputeStatus.values), name="dispute_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status="open", resolved_at__isnull=True, resolved_by__isnull=True)
+                | (~Q(status="open") & Q(resolved_at__isnull=False, resolved_by__isnull=False)),
+                name="dispute_resolution_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["cluster", "status", "-created_at"], name="dispute_cluster_status_idx"),
+            models.Index(fields=["bill", "status"], name="dispute_bill_status_idx"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.id} on {self.bill_id} ({self.status})"

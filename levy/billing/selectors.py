@@ -1,0 +1,385 @@
+"""Reads for billing: who a bill applies to, each member's status, per-bill counts.
+
+Every queryset here is scoped to one estate by construction: it starts from an
+:class:`~levy.estates.access.EstateAccess`, a bill (which carries its estate), or a
+membership.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
+from django.db.models.lookups import IsNull
+from django.utils import timezone
+
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.status import BillStatus, MemberBillFacts, derive_status, status_case
+from levy.common.errors import NotFoundError, RuleViolation
+from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
+from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.models import Membership
+from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+
+MONEY = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+ZERO = Decimal("0.00")
+
+
+def estate_today() -> datetime.date:
+    """The estate calendar's date (settings.TIME_ZONE); the one clock for due dates."""
+    return timezone.localdate()
+
+
+# --- who a bill applies to ------------------------------------------------------------
+
+
+def billable_memberships(cluster_id: Any) -> QuerySet[Membership]:
+    """Only active resident memberships are billed."""
+    return Membership.objects.filter(cluster_id=cluster_id, active=True, is_resident=True)
+
+
+def bill_audience(bill: Bill) -> QuerySet[Membership]:
+    """The memberships ``bill`` applies to."""
+    memberships = billable_memberships(bill.cluster_id)
+    if bill.user_id is not None:
+        return memberships.filter(user_id=bill.user_id)
+    return memberships.filter(joined_at__lte=bill.created_at)
+
+
+def _audience_of_outer_bill(prefix: str = "") -> Q:
+    """Memberships that the bill of the enclosing query (``OuterRef``) applies to."""
+    p = prefix
+
+    def outer(name: str) -> OuterRef:
+        return OuterRef(OuterRef(name)) if p else OuterRef(name)
+
+    return Q(**{f"{p}cluster_id": outer("cluster_id"), f"{p}active": True, f"{p}is_resident": True}) & (
+        Q(IsNull(outer("user_id"), True), **{f"{p}joined_at__lte": outer("created_at")})
+        | Q(**{f"{p}user_id": outer("user_id")})
+    )
+
+
+def bills_applying_to(membership: Membership) -> QuerySet[Bill]:
+    """The bills that apply to one member: estate-wide ones issued since they joined,
+    and their own."""
+    if not (membership.active and membership.is_resident):
+        return Bill.objects.none()
+    return Bill.objects.filter(cluster_id=membership.cluster_id).filter(
+        Q(user_id=membership.user_id) | Q(user__isnull=True, created_at__gte=membership.joined_at)
+    )
+
+
+def bill_applies_to(*, bill: Bill, user: User) -> bool:
+    return bill_audience(bill).filter(user_id=user.pk).exists()
+
+
+# --- facts and status, for one member ------------------------------------------------
+
+
+def _paid(bill_ref: Any, user_ref: Any) -> Exists:
+    return Exists(
+        Transaction.objects.filter(
+            bill_id=bill_ref, payer_id=user_ref, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
+        )
+    )
+
+
+def _dispute(bill_ref: Any, user_ref: Any, status: str) -> Exists:
+    return Exists(BillDispute.objects.filter(bill_id=bill_ref, user_id=user_ref, status=status))
+
+
+def _acknowledged(bill_ref: Any, user_ref: Any) -> Exists:
+    return Exists(BillAcknowledgement.objects.filter(bill_id=bill_ref, user_id=user_ref))
+
+
+def member_bill_facts(*, bill: Bill, user: User, today: datetime.date | None = None) -> MemberBillFacts:
+    """The stored facts for one bill and one member, each read on its own."""
+    day = today or estate_today()
+    return MemberBillFacts(
+        cancelled=bill.cancelled_at is not None,
+        paid=Transaction.objects.filter(
+            bill=bill, payer=user, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
+        ).exists(),
+        waived=BillDispute.objects.filter(bill=bill, user=user, status=DisputeStatus.UPHELD).exists(),
+        disputed=BillDispute.objects.filter(bill=bill, user=user, status=DisputeStatus.OPEN).exists(),
+        past_due=day > bill.due_date,
+        acknowledged=BillAcknowledgement.objects.filter(bill=bill, user=user).exists(),
+    )
+
+
+def bill_status_for(*, bill: Bill, user: User, today: datetime.date | None = None) -> BillStatus:
+    return derive_status(member_bill_facts(bill=bill, user=user, today=today))
+
+
+def member_bills(*, membership: Membership, today: datetime.date | None = None) -> QuerySet[Bill]:
+    """One member's bills, each annotated in the same query with ``status``,
+    ``acknowledged_at``, ``paid_at`` and ``can_pay`` (the SQL side of the derivation)."""
+    day = today or estate_today()
+    user_id = membership.user_id
+    bill = OuterRef("pk")
+    return (
+        bills_applying_to(membership)
+        .select_related("cluster")
+        .annotate(
+            f_paid=_paid(bill, user_id),
+            f_waived=_dispute(bill, user_id, DisputeStatus.UPHELD),
+            f_disputed=_dispute(bill, user_id, DisputeStatus.OPEN),
+            f_acknowledged=_acknowledged(bill, user_id),
+        )
+        .annotate(
+            status=status_case(
+                {
+                    "cancelled": Q(cancelled_at__isnull=False),
+                    "paid": Q(f_paid=True),
+                    "waived": Q(f_waived=True),
+                    "disputed": Q(f_disputed=True),
+                    "past_due": Q(due_date__lt=day),
+                    "acknowledged": Q(f_acknowledged=True),
+                }
+            ),
+            acknowledged_at=Subquery(
+                BillAcknowledgement.objects.filter(bill_id=bill, user_id=user_id).values("acknowledged_at")[:1]
+            ),
+            paid_at=Subquery(
+                Transaction.objects.filter(
+                    bill_id=bill,
+                    payer_id=user_id,
+                    type=TransactionType.BILL_PAYMENT,
+                    status=TransactionStatus.COMPLETED,
+                ).values("created_at")[:1]
+            ),
+            can_pay=Case(
+                When(
+                    Q(cancelled_at__isnull=True, f_paid=False, f_waived=False, f_disputed=False, f_acknowledged=True)
+                    & (Q(due_date__gte=day) | Q(allow_payment_after_due=True)),
+                    then=Value(True),
+                ),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> QuerySet[Membership]:
+    """One bill's audience, one row per member, annotated with ``status``,
+    ``acknowledged_at``, ``paid_at`` and ``dispute_id``."""
+    day = today or estate_today()
+    member = OuterRef("user_id")
+    return (
+        bill_audience(bill)
+        .select_related("user")
+        .annotate(
+            f_paid=_paid(bill.pk, member),
+            f_waived=_dispute(bill.pk, member, DisputeStatus.UPHELD),
+            f_disputed=_dispute(bill.pk, member, DisputeStatus.OPEN),
+            f_acknowledged=_acknowledged(bill.pk, member),
+        )
+        .annotate(
+            status=status_case(
+                {
+                    "cancelled": Value(bill.cancelled_at is not None, output_field=BooleanField()),
+                    "paid": Q(f_paid=True),
+                    "waived": Q(f_waived=True),
+                    "disputed": Q(f_disputed=True),
+                    "past_due": Value(day > bill.due_date, output_field=BooleanField()),
+                    "acknowledged": Q(f_acknowledged=True),
+                }
+            ),
+            acknowledged_at=Subquery(
+                BillAcknowledgement.objects.filter(bill_id=bill.pk, user_id=member).values("acknowledged_at")[:1]
+            ),
+            paid_at=Subquery(
+                Transaction.objects.filter(
+                    bill_id=bill.pk,
+                    payer_id=member,
+                    type=TransactionType.BILL_PAYMENT,
+                    status=TransactionStatus.COMPLETED,
+                ).values("created_at")[:1]
+            ),
+            dispute_id=Subquery(
+                BillDispute.objects.filter(bill_id=bill.pk, user_id=member).order_by("-created_at").values("id")[:1]
+            ),
+        )
+        .order_by("joined_at", "id")
+    )
+
+
+# --- counts per bill -----------------------------------------------------------------
+
+
+def _count_audience(fact: Exists | None = None) -> Coalesce:
+    members = Membership.objects.filter(_audience_of_outer_bill())
+    if fact is not None:
+        members = members.filter(fact)
+    counted = members.order_by().values("cluster_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Bill]:
+    """Annotate each bill with its counts over the members it applies to:
+    ``stat_eligible``, ``stat_acknowledged`` (members who acknowledged, whatever their
+    status now), ``stat_paid``, ``stat_waived``, ``stat_disputed`` (open disputes),
+    ``stat_overdue`` (past due and neither paid, waived nor disputed),
+    ``stat_outstanding`` (members who still owe it) and ``stat_collected`` (net money
+    received for it). Counts only members the bill applies to, so the status counts
+    partition the audience."""
+    day = today or estate_today()
+    bill = OuterRef(OuterRef("pk"))
+    member = OuterRef("user_id")
+    return bills.annotate(
+        stat_eligible=_count_audience(),
+        stat_acknowledged=_count_audience(_acknowledged(bill, member)),
+        stat_paid=_count_audience(_paid(bill, member)),
+        stat_waived=_count_audience(_dispute(bill, member, DisputeStatus.UPHELD)),
+        stat_disputed=_count_audience(_dispute(bill, member, DisputeStatus.OPEN)),
+        stat_collected=Coalesce(
+            Subquery(
+                Transaction.objects.filter(
+                    bill_id=OuterRef("pk"),
+                    status=TransactionStatus.COMPLETED,
+                    type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
+                )
+                .order_by()
+                .values("bill_id")
+                .annotate(net=-Sum("amount"))
+                .values("net"),
+                output_field=MONEY,
+            ),
+            Value(ZERO),
+            output_field=MONEY,
+        ),
+    ).annotate(
+        stat_outstanding=Case(
+            When(cancelled_at__isnull=False, then=Value(0)),
+            default=Greatest(F("stat_eligible") - F("stat_paid") - F("stat_waived"), Value(0)),
+            output_field=IntegerField(),
+        ),
+        stat_overdue=Case(
+            When(
+                Q(cancelled_at__isnull=True, due_date__lt=day),
+                then=Greatest(F("stat_eligible") - F("stat_paid") - F("stat_waived") - F("stat_disputed"), Value(0)),
+            ),
+            default=Value(0),
+            output_field=IntegerField(),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class BillStats:
+    eligible: int
+    acknowledged: int
+    paid: int
+    disputed: int
+    waived: int
+    overdue: int
+    outstanding: int
+    collected_amount: Decimal
+
+    @classmethod
+    def of(cls, bill: Any) -> BillStats:
+        """Read the ``stat_*`` annotations of a bill from :func:`bills_with_stats`."""
+        return cls(
+            eligible=bill.stat_eligible,
+            acknowledged=bill.stat_acknowledged,
+            paid=bill.stat_paid,
+            disputed=bill.stat_disputed,
+            waived=bill.stat_waived,
+            overdue=bill.stat_overdue,
+            outstanding=bill.stat_outstanding,
+            collected_amount=bill.stat_collected,
+        )
+
+
+# --- access ---------------------------------------------------------------------------
+
+
+def access_bill_as_member(access: EstateAccess, bill_id: object) -> Bill:
+    """A bill that applies to the caller; anything else is ``NotFoundError``."""
+    membership = access.require_member()
+    bill = bills_applying_to(membership).select_related("cluster").filter(pk=parse_uuid(bill_id)).first()
+    if bill is None:
+        raise NotFoundError()
+    return bill
+
+
+def access_bill_as_staff(access: EstateAccess, bill_id: object) -> Bill:
+    """Any bill of the caller's estate, for a caller who may read its finances."""
+    access.require_read_finances()
+    bill = Bill.objects.select_related("cluster").filter(cluster_id=access.cluster.pk, pk=parse_uuid(bill_id)).first()
+    if bill is None:
+        raise NotFoundError()
+    return bill
+
+
+def access_dispute(access: EstateAccess, dispute_id: object) -> BillDispute:
+    access.require_read_finances()
+    dispute = (
+        BillDispute.objects.select_related("bill", "user")
+        .filter(cluster_id=access.cluster.pk, pk=parse_uuid(dispute_id))
+        .first()
+    )
+    if dispute is None:
+        raise NotFoundError()
+    return dispute
+
+
+# --- rules, as refusals ---------------------------------------------------------------
+
+
+def bill_acknowledge_refusal(*, bill: Bill, user: User) -> RuleViolation | NotFoundError | None:
+    """Why ``user`` may not acknowledge ``bill`` — or ``None`` if they may."""
+    if not bill_applies_to(bill=bill, user=user):
+        return NotFoundError()
+    if bill.cancelled_at is not None:
+        return RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+    return None
+
+
+def bill_payment_refusal(
+    *, bill: Bill, user: User, today: datetime.date | None = None
+) -> RuleViolation | NotFoundError | None:
+    """Why ``user`` may not pay ``bill`` now — or ``None`` if they may. The order is
+    the order the checks are reported in."""
+    if not bill_applies_to(bill=bill, user=user):
+        return NotFoundError()
+    facts = member_bill_facts(bill=bill, user=user, today=today)
+    if facts.cancelled:
+        return RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+    if facts.paid:
+        return RuleViolation("You have already paid this bill.", code="bill_already_paid")
+    if facts.waived:
+        return RuleViolation("This bill was waived for you.", code="bill_waived")
+    if facts.disputed:
+        return RuleViolation("You have an open dispute on this bill.", code="bill_disputed")
+    if not facts.acknowledged:
+        return RuleViolation("Acknowledge the bill before paying it.", code="bill_not_acknowledged")
+    if facts.past_due and not bill.allow_payment_after_due:
+        return RuleViolation(
+            "This bill is past its due date and no longer accepts payment.", code="payment_after_due_not_allowed"
+        )
+    return None

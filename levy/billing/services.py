@@ -1,0 +1,417 @@
+"""Writes for billing: the BillManager of the product contract.
+
+Each service checks the caller's permission, runs in one transaction, records an
+audit event and stores the notifications the event calls for, all in that same
+transaction: either everything happens or nothing does.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from levy.audit.services import audit_record
+from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
+from levy.billing.selectors import bill_acknowledge_refusal, bill_audience, estate_today, member_bill_facts
+from levy.common.db import lock_row_for_share
+from levy.common.errors import RuleViolation, ValidationError
+from levy.common.money import parse_amount
+from levy.common.origin import Origin
+from levy.estates.access import EstateAccess
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import PaymentsPermissions, roles_with
+from levy.notifications.events import NotificationEvents
+from levy.notifications.services import bill_context, notify
+from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+
+TERM_FIELDS = ("amount", "due_date", "user_id", "allow_payment_after_due")
+MAX_TEXT = 5000
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BillInput:
+    title: str
+    description: str
+    category: str
+    amount: Any
+    due_date: datetime.date
+    allow_payment_after_due: bool
+
+
+def _clean_text(value: Any, field: str, *, required: bool, max_length: int, errors: dict[str, list[str]]) -> str:
+    text = (value or "").strip() if isinstance(value, str) or value is None else None
+    if text is None:
+        errors[field] = ["Enter text."]
+        return ""
+    if required and not text:
+        errors[field] = ["This field is required."]
+    elif len(text) > max_length:
+        errors[field] = [f"Use at most {max_length} characters."]
+    return text
+
+
+def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    title = _clean_text(data.title, "title", required=True, max_length=200, errors=errors)
+    description = _clean_text(data.description, "description", required=False, max_length=MAX_TEXT, errors=errors)
+    if data.category not in BillCategory.values:
+        errors["category"] = [f"Choose one of: {', '.join(BillCategory.values)}."]
+    amount = None
+    try:
+        amount = parse_amount(data.amount)
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    if not isinstance(data.due_date, datetime.date) or isinstance(data.due_date, datetime.datetime):
+        errors["due_date"] = ["Enter a date (YYYY-MM-DD)."]
+    elif due_date_must_be_future and data.due_date < estate_today():
+        errors["due_date"] = ["The due date cannot be in the past."]
+    if errors:
+        raise ValidationError(fields=errors)
+    return {
+        "title": title,
+        "description": description,
+        "category": data.category,
+        "amount": amount,
+        "due_date": data.due_date,
+        "allow_payment_after_due": bool(data.allow_payment_after_due),
+    }
+
+
+def _next_reference(cluster: Cluster, issued_at: datetime.datetime) -> str:
+    Cluster.objects.filter(pk=cluster.pk).update(bill_sequence=F("bill_sequence") + 1)
+    number = Cluster.objects.values_list("bill_sequence", flat=True).get(pk=cluster.pk)
+    return f"BILL-{timezone.localtime(issued_at).year}-{number:06d}"
+
+
+def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
+    membership = (
+        Membership.objects.select_related("user")
+        .filter(cluster=cluster, user_id=user_id, active=True, is_resident=True)
+        .first()
+    )
+    if membership is None:
+        raise ValidationError(fields={"user_id": ["Choose an active resident member of this estate."]})
+    return membership
+
+
+def _manage_bill_holders(cluster: Cluster) -> Any:
+    return Membership.objects.filter(
+        cluster=cluster, active=True, role__in=roles_with(PaymentsPermissions.ManageBill)
+    ).values("user_id")
+
+
+# --- creation ---------------------------------------------------------------------------
+
+
+def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
+    access.require(PaymentsPermissions.ManageBill)
+    values = _validated(data)
+    cluster = access.cluster
+    with transaction.atomic():
+        if user_id is not None:
+            _require_billable_member(cluster, user_id)
+        issued_at = timezone.now()
+        bill = Bill.objects.create(
+            cluster=cluster,
+            reference=_next_reference(cluster, issued_at),
+            user_id=user_id,
+            created_by=access.user,
+            created_at=issued_at,
+            **values,
+        )
+        bill.cluster = cluster
+        audit_record(
+            action="bill.create",
+            target=bill,
+            actor=access.user,
+            cluster=cluster,
+            origin=origin,
+            data={**values, "user_id": str(user_id) if user_id else None, "reference": bill.reference},
+        )
+        notify(
+            event=NotificationEvents.PAYMENT_DUE,
+            cluster=cluster,
+            recipient_ids=bill_audience(bill).values("user_id"),
+            context=bill_context(bill),
+            event_key=f"PAYMENT_DUE:bill:{bill.pk}",
+        )
+    return bill
+
+
+def bill_create_cluster_wide(*, access: EstateAccess, data: BillInput, origin: Origin = Origin()) -> Bill:
+    """One bill row for the whole estate, owed in full by each resident member."""
+    return _bill_create(access=access, data=data, user_id=None, origin=origin)
+
+
+def bill_create_user_specific(
+    *, access: EstateAccess, user_id: Any, data: BillInput, origin: Origin = Origin()
+) -> Bill:
+    """A bill for one active resident member of the estate."""
+    if user_id is None:
+        raise ValidationError(fields={"user_id": ["This field is required."]})
+    return _bill_create(access=access, data=data, user_id=user_id, origin=origin)
+
+
+# --- acknowledgement --------------------------------------------------------------------
+
+
+def bill_acknowledge(
+    *, access: EstateAccess, bill: Bill, origin: Origin = Origin()
+) -> tuple[BillAcknowledgement, bool]:
+    """Record that the caller acknowledges ``bill``. A repeat returns the first
+    acknowledgement and changes nothing. Returns (acknowledgement, created)."""
+    membership = access.require_member()
+    with transaction.atomic():
+        lock_row_for_share(Bill, bill.pk)
+        bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
+        refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
+        if refusal is not None:
+            raise refusal
+        existing = BillAcknowledgement.objects.filter(bill=bill, user_id=membership.user_id).first()
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                ack = BillAcknowledgement.objects.create(
+                    bill=bill, user_id=membership.user_id, ip_address=origin.ip, user_agent=origin.user_agent[:1000]
+                )
+        except IntegrityError:
+            return BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id), False
+        audit_record(action="bill.acknowledge", target=bill, actor=access.user, cluster=access.cluster, origin=origin)
+        notify(
+            event=NotificationEvents.BILL_ACKNOWLEDGED,
+            cluster=access.cluster,
+            recipient_ids=_manage_bill_holders(access.cluster),
+            context={
+                **bill_context(bill),
+                "member_id": str(membership.user_id),
+                "member_name": access.user.get_full_name(),
+            },
+            event_key=f"BILL_ACKNOWLEDGED:bill:{bill.pk}:member:{membership.user_id}",
+        )
+    return ack, True
+
+
+# --- disputes ---------------------------------------------------------------------------
+
+
+def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin = Origin()) -> BillDispute:
+    """The caller disputes ``bill``. While the dispute is open they cannot pay it."""
+    from levy.wallets.services import wallet_lock
+
+    membership = access.require_member()
+    errors: dict[str, list[str]] = {}
+    reason = _clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
+    if errors:
+        raise ValidationError(fields=errors)
+    with transaction.atomic():
+        lock_row_for_share(Bill, bill.pk)
+        bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
+        # The member's wallet row is the per-member lock shared with payments, so a
+        # dispute and a payment of the same bill cannot both pass their checks.
+        wallet_lock(cluster=access.cluster, user=access.user)
+        refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
+        if refusal is not None:
+            raise refusal
+        facts = member_bill_facts(bill=bill, user=access.user)
+        if facts.paid:
+            raise RuleViolation("You have already paid this bill.", code="bill_already_paid")
+        if facts.waived:
+            raise RuleViolation("This bill was already waived for you.", code="bill_waived")
+        if facts.disputed:
+            raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open")
+        try:
+            with transaction.atomic():
+                dispute = BillDispute.objects.create(
+                    cluster=access.cluster, bill=bill, user_id=membership.user_id, reason=reason
+                )
+        except IntegrityError:
+            raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open") from None
+        audit_record(
+            action="bill.dispute",
+            target=dispute,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"bill_id": str(bill.pk), "reason": reason},
+        )
+        notify(
+            event=NotificationEvents.BILL_DISPUTED,
+            cluster=access.cluster,
+            recipient_ids=_manage_bill_holders(access.cluster),
+            context={
+                **bill_context(bill),
+                "dispute_id": str(dispute.pk),
+                "member_id": str(membership.user_id),
+                "member_name": access.user.get_full_name(),
+                "reason": reason,
+            },
+            event_key=f"BILL_DISPUTED:dispute:{dispute.pk}",
+        )
+    return dispute
+
+
+def dispute_resolve(
+    *, access: EstateAccess, dispute: BillDispute, resolution: str, note: str, origin: Origin = Origin()
+) -> BillDispute:
+    """Uphold (the bill is waived for that member) or reject (they owe it as before)."""
+    access.require(PaymentsPermissions.ManageBill)
+    errors: dict[str, list[str]] = {}
+    if resolution not in (DisputeStatus.UPHELD, DisputeStatus.REJECTED):
+        errors["resolution"] = ["Choose upheld or rejected."]
+    note = _clean_text(note, "note", required=True, max_length=MAX_TEXT, errors=errors)
+    if errors:
+        raise ValidationError(fields=errors)
+    with transaction.atomic():
+        locked = BillDispute.objects.select_for_update().filter(pk=dispute.pk, cluster_id=access.cluster.pk).get()
+        if locked.status != DisputeStatus.OPEN:
+            raise RuleViolation("This dispute has already been resolved.", code="dispute_already_resolved")
+        locked.status = resolution
+        locked.resolved_at = timezone.now()
+        locked.resolved_by = access.user
+        locked.resolution_note = note
+        locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution_note"])
+        bill = Bill.objects.select_related("cluster").get(pk=locked.bill_id)
+        audit_record(
+            action="dispute.resolve",
+            target=locked,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"resolution": resolution, "note": note, "bill_id": str(bill.pk)},
+        )
+        notify(
+            event=NotificationEvents.DISPUTE_RESOLVED,
+            cluster=access.cluster,
+            recipient_ids=[locked.user_id],
+            context={**bill_context(bill), "dispute_id": str(locked.pk), "resolution": resolution, "note": note},
+            event_key=f"DISPUTE_RESOLVED:dispute:{locked.pk}",
+        )
+    return locked
+
+
+# --- cancellation and edits -------------------------------------------------------------
+
+
+def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin = Origin()) -> Bill:
+    """Cancel ``bill``: it can no longer be acknowledged, disputed or paid. Payments
+    already made stay on the ledger (see ``bill_payment_refund``)."""
+    access.require(PaymentsPermissions.ManageBill)
+    errors: dict[str, list[str]] = {}
+    reason = _clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
+    if errors:
+        raise ValidationError(fields=errors)
+    with transaction.atomic():
+        locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
+        if locked.cancelled_at is not None:
+            raise RuleViolation("This bill has already been cancelled.", code="bill_cancelled")
+        locked.cancelled_at = timezone.now()
+        locked.cancelled_by = access.user
+        locked.cancellation_reason = reason
+        locked.save(update_fields=["cancelled_at", "cancelled_by", "cancellation_reason", "updated_at"])
+        locked.cluster = access.cluster
+        audit_record(
+            action="bill.cancel",
+            target=locked,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"reason": reason},
+        )
+        paid = Transaction.objects.filter(
+            bill_id=locked.pk, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
+        ).values("payer_id")
+        notify(
+            event=NotificationEvents.BILL_CANCELLED,
+            cluster=access.cluster,
+            recipient_ids=bill_audience(locked).exclude(user_id__in=paid).values("user_id"),
+            context={**bill_context(locked), "reason": reason},
+            event_key=f"BILL_CANCELLED:bill:{locked.pk}",
+        )
+    return locked
+
+
+def bill_terms_locked(bill: Bill) -> bool:
+    """Terms freeze at the first acknowledgement or payment."""
+    return (
+        BillAcknowledgement.objects.filter(bill_id=bill.pk).exists()
+        or Transaction.objects.filter(bill_id=bill.pk, type=TransactionType.BILL_PAYMENT)
+        .exclude(status=TransactionStatus.FAILED)
+        .exists()
+    )
+
+
+UPDATABLE_FIELDS = frozenset({"title", "description", "category", *TERM_FIELDS})
+
+
+def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], origin: Origin = Origin()) -> Bill:
+    """Edit a bill. Title, description and category may always change; its terms
+    (amount, due date, target, payment-after-due rule) only until someone has
+    acknowledged or paid it — after that, cancel it and issue a new one."""
+    access.require(PaymentsPermissions.ManageBill)
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError(fields={name: ["This field cannot be changed."] for name in sorted(unknown)})
+    with transaction.atomic():
+        locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
+        if locked.cancelled_at is not None:
+            raise RuleViolation("A cancelled bill cannot be edited.", code="bill_cancelled")
+        current = BillInput(
+            title=changes.get("title", locked.title),
+            description=changes.get("description", locked.description),
+            category=changes.get("category", locked.category),
+            amount=changes.get("amount", locked.amount),
+            due_date=changes.get("due_date", locked.due_date),
+            allow_payment_after_due=changes.get("allow_payment_after_due", locked.allow_payment_after_due),
+        )
+        # An unchanged due date that has since passed is not an error.
+        values = _validated(current, due_date_must_be_future=current.due_date != locked.due_date)
+        new_user_id = changes.get("user_id", locked.user_id)
+        values["user_id"] = new_user_id
+        diff = {name: value for name, value in values.items() if getattr(locked, name) != value}
+        if "user_id" in diff and new_user_id is not None:
+            _require_billable_member(access.cluster, new_user_id)
+        if set(diff) & set(TERM_FIELDS) and bill_terms_locked(locked):
+            raise RuleViolation(
+                "This bill's terms are locked: it has been acknowledged or paid. Cancel it and issue a new one.",
+                code="bill_terms_locked",
+            )
+        if diff:
+            before = {name: getattr(locked, name) for name in diff}
+            for name, value in diff.items():
+                setattr(locked, name, value)
+            locked.save()
+            audit_record(
+                action="bill.update",
+                target=locked,
+                actor=access.user,
+                cluster=access.cluster,
+                origin=origin,
+                data={"before": _jsonable(before), "after": _jsonable(diff)},
+            )
+    locked.cluster = access.cluster
+    return locked
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if v is not None and not isinstance(v, (bool, int, str)) else v) for k, v in values.items()}
+
+
+class BillManager:
+    """The billing services under the names of the original plan."""
+
+    create_cluster_wide_bill = staticmethod(bill_create_cluster_wide)
+    create_user_specific_bill = staticmethod(bill_create_user_specific)
+    acknowledge_bill = staticmethod(bill_acknowledge)
+    dispute_bill = staticmethod(bill_dispute)
+    resolve_dispute = staticmethod(dispute_resolve)
+    cancel_bill = staticmethod(bill_cancel)
+    update_bill = staticmethod(bill_update)

@@ -1,0 +1,65 @@
+"""Database helpers shared by the apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.migrations.operations.base import Operation
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+class PostgresOnlySQL(Operation):
+    """A reversible raw-SQL migration step that runs on PostgreSQL and is skipped elsewhere.
+
+    Used for guarantees SQLite cannot express (composite foreign keys between estate
+    tables, ledger triggers). SQLite is only the demo's zero-setup database; tests,
+    benchmarks and production run on PostgreSQL.
+    """
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(self, sql: str, reverse_sql: str):
+        self.sql = sql
+        self.reverse_sql = reverse_sql
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(self.sql, params=None)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(self.reverse_sql, params=None)
+
+    def describe(self) -> str:
+        return "PostgreSQL-only SQL"
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            [],
+            {"sql": self.sql, "reverse_sql": self.reverse_sql},
+        )
+
+
+def lock_row_for_share(model: Any, pk: Any) -> None:
+    """Take a FOR SHARE lock on one row until the transaction ends.
+
+    Many transactions can hold it at once (residents paying the same estate-wide bill),
+    but it excludes a concurrent UPDATE of the row (a cancellation or a change of
+    terms), which waits for them — or which they wait for and then see. SQLite runs
+    one writer at a time, so there is nothing to lock there.
+    """
+    if connection.vendor != "postgresql":
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    column = connection.ops.quote_name(model._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s FOR SHARE", [pk])  # noqa: S608 - names are quoted identifiers

@@ -1,0 +1,120 @@
+"""Tenancy: the only way into an estate's data.
+
+Every estate-scoped read and write starts from an :class:`EstateAccess`, obtained
+from :func:`access_cluster`. It is only ever built for an estate the caller belongs
+to (or, for the platform operator, with the operator's narrow permissions), and the
+object helpers filter by its cluster, so a cross-estate read is impossible by
+construction: another estate's objects raise the same ``NotFoundError`` as objects
+that do not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+
+from levy.common.errors import NotFoundError, PermissionDeniedError
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import (
+    OPERATOR_PERMISSIONS,
+    READ_PERMISSIONS,
+    Permission,
+    permissions_for_role,
+)
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+
+
+@dataclass(frozen=True)
+class EstateAccess:
+    """A caller inside one estate: who, where, with which membership and permissions."""
+
+    user: User
+    cluster: Cluster
+    membership: Membership | None
+    permissions: frozenset[Permission] = field(default_factory=frozenset)
+
+    @property
+    def is_member(self) -> bool:
+        return self.membership is not None
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def can_read_finances(self) -> bool:
+        return bool(self.permissions & READ_PERMISSIONS)
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise PermissionDeniedError()
+
+    def require_read_finances(self) -> None:
+        if not self.can_read_finances():
+            raise PermissionDeniedError()
+
+    def require_member(self) -> Membership:
+        if self.membership is None:
+            raise NotFoundError()
+        return self.membership
+
+
+def parse_uuid(value: object) -> uuid.UUID:
+    """A malformed identifier is just an identifier that matches nothing."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFoundError() from None
+
+
+def access_cluster(user: User, cluster_id: object) -> EstateAccess:
+    """The caller's access to an estate, or ``NotFoundError`` if they are not in it."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        raise NotFoundError()
+    pk = parse_uuid(cluster_id)
+    membership = (
+        Membership.objects.select_related("cluster").filter(cluster_id=pk, user_id=user.pk, active=True).first()
+    )
+    if membership is not None:
+        return EstateAccess(
+            user=user,
+            cluster=membership.cluster,
+            membership=membership,
+            permissions=permissions_for_role(membership.role),
+        )
+    if user.is_superuser:
+        try:
+            cluster = Cluster.objects.get(pk=pk)
+        except (Cluster.DoesNotExist, DjangoValidationError):
+            raise NotFoundError() from None
+        return EstateAccess(user=user, cluster=cluster, membership=None, permissions=OPERATOR_PERMISSIONS)
+    raise NotFoundError()
+
+
+def has_permission(user: User, cluster: Cluster, permission: Permission) -> bool:
+    """May ``user`` do ``permission`` in ``cluster``? The one answer to that question."""
+    try:
+        access = access_cluster(user, cluster.pk)
+    except NotFoundError:
+        return False
+    return access.can(permission)
+
+
+def require_permission(user: User, cluster: Cluster, permission: Permission) -> EstateAccess:
+    access = access_cluster(user, cluster.pk)
+    access.require(permission)
+    return access
+
+
+def access_membership(access: EstateAccess, user_id: object) -> Membership:
+    """A membership of the caller's estate, by the member's user id (404 otherwise)."""
+    pk = parse_uuid(user_id)
+    membership = Membership.objects.select_related("user").filter(cluster_id=access.cluster.pk, user_id=pk).first()
+    if membership is None:
+        raise NotFoundError()
+    return membership

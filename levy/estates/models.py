@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from levy.common.models import UUIDModel
+from levy.estates.permissions import Role
+
+
+def default_currency() -> str:
+    return str(settings.LEVY_DEFAULT_CURRENCY)
+
+
+class Cluster(UUIDModel):
+    """An estate. Every estate-scoped row carries a ``cluster_id``."""
+
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3, default=default_currency, help_text="ISO 4217 code, e.g. NGN")
+    # Next bill number; bumped with a conditional UPDATE when a bill is created.
+    bill_sequence = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="cluster_currency_iso4217"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(UUIDModel):
+    """A person's place in one estate: their role and whether they live there.
+
+    Memberships are never deleted: deactivation keeps the history that bills,
+    payments and audit records point to.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.RESIDENT)
+    is_resident = models.BooleanField(default=True, help_text="Only resident memberships are billed.")
+    joined_at = models.DateTimeField(default=timezone.now)
+    active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "user"], name="membership_one_per_user_per_cluster"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+            models.CheckConstraint(
+                condition=Q(active=True, deactivated_at__isnull=True) | Q(active=False, deactivated_at__isnull=False),
+                name="membership_deactivation_consistent",
+            ),
+        ]
+        indexes = [
+            # Who an estate-wide bill applies to: active residents by join time.
+            models.Index(
+                fields=["cluster", "joined_at"],
+                name="membership_billable_idx",
+                condition=Q(active=True, is_resident=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.cluster_id} ({self.role})"

@@ -1,0 +1,158 @@
+"""Writes for estates and their members."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from levy.audit.services import audit_record
+from levy.common.errors import PermissionDeniedError, ValidationError
+from levy.common.origin import Origin
+from levy.estates.access import EstateAccess
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import MembersPermissions, Role, default_is_resident
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+
+VALID_ROLES = set(Role.values)
+
+
+def cluster_create(*, operator: User, name: str, currency: str = "", origin: Origin = Origin()) -> Cluster:
+    """The platform operator creates an estate."""
+    if not operator.is_superuser:
+        raise PermissionDeniedError()
+    fields: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        fields["name"] = ["This field is required."]
+    elif len(name) > 200:
+        fields["name"] = ["Use at most 200 characters."]
+    currency = (currency or "").strip().upper() or Cluster._meta.get_field("currency").get_default()
+    if len(currency) != 3 or not currency.isalpha() or not currency.isascii():
+        fields["currency"] = ["Use a three-letter ISO 4217 code, e.g. NGN."]
+    if fields:
+        raise ValidationError(fields=fields)
+    with transaction.atomic():
+        cluster = Cluster.objects.create(name=name, currency=currency)
+        audit_record(
+            action="cluster.create",
+            target=cluster,
+            actor=operator,
+            cluster=cluster,
+            origin=origin,
+            data={"name": name, "currency": currency},
+        )
+    return cluster
+
+
+def _validate_role(role: str) -> str:
+    if role not in VALID_ROLES:
+        raise ValidationError(fields={"role": [f"Choose one of: {', '.join(sorted(VALID_ROLES))}."]})
+    return role
+
+
+def member_add(
+    *,
+    access: EstateAccess,
+    email: str,
+    name: str = "",
+    role: str = Role.RESIDENT,
+    is_resident: bool | None = None,
+    password: str | None = None,
+    origin: Origin = Origin(),
+) -> Membership:
+    """Add a person to the estate (creating the user if new), with a wallet.
+
+    Adding someone whose membership was deactivated reactivates it from now: they owe
+    estate-wide bills issued from this moment on, not those of the time they were away.
+    """
+    from levy.accounts.models import User
+    from levy.wallets.services import wallet_ensure
+
+    access.require(MembersPermissions.ManageMembers)
+    _validate_role(role)
+    email = (email or "").strip().lower()
+    if not email or "@" not in email or len(email) > 254:
+        raise ValidationError(fields={"email": ["Enter a valid email address."]})
+    resident = default_is_resident(role) if is_resident is None else bool(is_resident)
+    cluster = access.cluster
+    with transaction.atomic():
+        user = User.objects.filter(email__iexact=email).first()
+        if user is None:
+            user = User.objects.create_user(email=email, password=password or None, name=(name or "").strip())
+        membership = Membership.objects.select_for_update().filter(cluster=cluster, user=user).first()
+        if membership is not None and membership.active:
+            raise ValidationError(fields={"email": ["This person is already a member of the estate."]})
+        now = timezone.now()
+        if membership is None:
+            try:
+                with transaction.atomic():
+                    membership = Membership.objects.create(
+                        cluster=cluster, user=user, role=role, is_resident=resident, joined_at=now
+                    )
+            except IntegrityError:
+                raise ValidationError(fields={"email": ["This person is already a member of the estate."]}) from None
+        else:
+            membership.role = role
+            membership.is_resident = resident
+            membership.active = True
+            membership.deactivated_at = None
+            membership.joined_at = now
+            membership.save(update_fields=["role", "is_resident", "active", "deactivated_at", "joined_at"])
+        wallet_ensure(cluster=cluster, user=user)
+        audit_record(
+            action="member.add",
+            target=membership,
+            actor=access.user,
+            cluster=cluster,
+            origin=origin,
+            data={"email": email, "role": role, "is_resident": resident},
+        )
+    membership.user = user
+    return membership
+
+
+def member_update(
+    *,
+    access: EstateAccess,
+    membership: Membership,
+    role: str | None = None,
+    is_resident: bool | None = None,
+    active: bool | None = None,
+    origin: Origin = Origin(),
+) -> Membership:
+    """Change a member's role, residency, or deactivate them."""
+    access.require(MembersPermissions.ManageMembers)
+    if membership.cluster_id != access.cluster.pk:
+        raise PermissionDeniedError()
+    if active is True and not membership.active:
+        raise ValidationError(fields={"active": ["Add the person again to reactivate their membership."]})
+    changes: dict[str, object] = {}
+    with transaction.atomic():
+        locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        if role is not None and role != locked.role:
+            locked.role = _validate_role(role)
+            changes["role"] = role
+        if is_resident is not None and is_resident != locked.is_resident:
+            locked.is_resident = bool(is_resident)
+            changes["is_resident"] = bool(is_resident)
+        if active is False and locked.active:
+            if locked.user_id == access.user.pk:
+                raise ValidationError(fields={"active": ["You cannot deactivate your own membership."]})
+            locked.active = False
+            locked.deactivated_at = timezone.now()
+            changes["active"] = False
+        if changes:
+            locked.save()
+            audit_record(
+                action="member.update",
+                target=locked,
+                actor=access.user,
+                cluster=access.cluster,
+                origin=origin,
+                data=changes,
+            )
+    return locked

@@ -1,0 +1,87 @@
+"""The notification events: who gets each, at which priority, and what it says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import models
+
+
+class NotificationEvents(models.TextChoices):
+    PAYMENT_DUE = "PAYMENT_DUE", "Payment due"
+    BILL_ACKNOWLEDGED = "BILL_ACKNOWLEDGED", "Bill acknowledged"
+    BILL_DISPUTED = "BILL_DISPUTED", "Bill disputed"
+    PAYMENT_FAILED = "PAYMENT_FAILED", "Payment failed"
+    PAYMENT_SUCCESSFUL = "PAYMENT_SUCCESSFUL", "Payment successful"
+    DISPUTE_RESOLVED = "DISPUTE_RESOLVED", "Dispute resolved"
+    BILL_CANCELLED = "BILL_CANCELLED", "Bill cancelled"
+    PAYMENT_REMINDER = "PAYMENT_REMINDER", "Payment reminder"
+
+
+class Priority(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    priority: Priority
+    title: str
+    body: str
+
+
+# Titles and bodies are ``str.format`` templates over the event's context.
+EVENT_SPECS: dict[str, EventSpec] = {
+    NotificationEvents.PAYMENT_DUE: EventSpec(
+        Priority.NORMAL,
+        "New bill: {bill_title}",
+        "{bill_reference} — {currency} {amount} is due on {due_date}. Please acknowledge it, then pay or dispute it.",
+    ),
+    NotificationEvents.BILL_ACKNOWLEDGED: EventSpec(
+        Priority.NORMAL,
+        "Bill acknowledged: {bill_title}",
+        "{member_name} acknowledged {bill_reference} ({currency} {amount}, due {due_date}).",
+    ),
+    NotificationEvents.BILL_DISPUTED: EventSpec(
+        Priority.HIGH,
+        "Bill disputed: {bill_title}",
+        "{member_name} disputed {bill_reference} ({currency} {amount}): {reason}",
+    ),
+    NotificationEvents.PAYMENT_FAILED: EventSpec(
+        Priority.HIGH,
+        "Payment failed: {bill_title}",
+        "Your payment of {currency} {amount} for {bill_reference} failed: {failure_message}",
+    ),
+    NotificationEvents.PAYMENT_SUCCESSFUL: EventSpec(
+        Priority.NORMAL,
+        "Receipt: {bill_title}",
+        "You paid {currency} {amount} for {bill_reference}. Receipt {transaction_reference}; "
+        "wallet balance {currency} {wallet_balance}.",
+    ),
+    NotificationEvents.DISPUTE_RESOLVED: EventSpec(
+        Priority.NORMAL,
+        "Dispute {resolution}: {bill_title}",
+        "Your dispute of {bill_reference} was {resolution}. {note}",
+    ),
+    NotificationEvents.BILL_CANCELLED: EventSpec(
+        Priority.NORMAL,
+        "Bill cancelled: {bill_title}",
+        "{bill_reference} ({currency} {amount}) was cancelled: {reason}",
+    ),
+    NotificationEvents.PAYMENT_REMINDER: EventSpec(
+        Priority.NORMAL,
+        "Reminder: {bill_title}",
+        "{bill_reference} — {currency} {amount} is due on {due_date}.",
+    ),
+}
+
+
+def render(event: str, context: dict[str, object]) -> tuple[str, str]:
+    spec = EVENT_SPECS[event]
+    values = _Defaulting(context)
+    return spec.title.format_map(values)[:200], spec.body.format_map(values)
+
+
+class _Defaulting(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return ""

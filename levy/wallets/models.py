@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from levy.common.models import UUIDModel
+from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
+
+
+class Wallet(UUIDModel):
+    """A member's prepaid balance in one estate.
+
+    ``balance`` is a cache of the sum of the wallet's completed ledger entries, moved
+    only by a conditional UPDATE in the same transaction as the entry; the CHECK keeps
+    it at or above zero whatever the code does.
+    """
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="wallets")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallets")
+    balance = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=Decimal("0.00"))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "user"], name="wallet_one_per_member"),
+            models.UniqueConstraint(fields=["cluster", "id"], name="wallet_cluster_id_unique"),
+            models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.user_id} in {self.cluster_id}: {self.balance}"
+
+
+class TransactionType(models.TextChoices):
+    DEPOSIT = "deposit", "Deposit"
+    BILL_PAYMENT = "bill_payment", "Bill payment"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class TransactionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class Transaction(UUIDModel):
+    """One ledger entry. Append-only: amount, type, wallet and links never change and
+    no row is deleted (a PostgreSQL trigger refuses both); the only permitted update
+    is a pending entry settling to completed or failed. A mistake is corrected by a
+    new entry — a refund points at the payment it reverses through ``reverses``.
+
+    ``amount`` is signed, as it moves the wallet: deposits and refunds are positive,
+    bill payments negative, adjustments either. A wallet's balance is the sum of its
+    completed entries; the estate's revenue is minus the sum of its completed bill
+    payments and refunds.
+    """
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="+")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    type = models.CharField(max_length=20, choices=TransactionType.choices)
+    status = models.CharField(max_length=20, choices=TransactionStatus.choices)
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    balance_after = models.DecimalField(
+        max_digits=MAX_DIGITS,
+        decimal_places=DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="The wallet's balance right after a completed entry; empty otherwise.",
+    )
+    bill = models.ForeignKey(
+        "billing.Bill", null=True, blank=True, on_delete=models.PROTECT, related_name="transactions"
+    )
+    payer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", help_text="The wallet's owner."
+    )
+    initiated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", help_text="Who asked for the movement."
+    )
+    reference = models.CharField(max_length=40, editable=False)
+    idempotency_key = models.CharField(max_length=128)
+    failure_reason = models.CharField(max_length=64, blank=True)
+    note = models.TextField(blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retries")
+    reverses = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(type__in=TransactionType.values), name="tx_type_valid"),
+            models.CheckConstraint(condition=Q(status__in=TransactionStatus.values), name="tx_status_valid"),
+            models.CheckConstraint(
+                condition=(
+                    Q(type="deposit", amount__gt=0)
+                    | Q(type="refund", amount__gt=0)
+                    | Q(type="bill_payment", amount__lt=0)
+                    | (Q(type="adjustment") & ~Q(amount=0))
+                ),
+                name="tx_amount_sign_matches_type",
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="bill_payment") | Q(bill__isnull=False), name="tx_bill_payment_has_bill"
+            ),
+            models.CheckConstraint(
+                condition=~Q(type="refund") | Q(reverses__isnull=False, bill__isnull=False),
+                name="tx_refund_reverses_payment",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="completed", balance_after__isnull=False, balance_after__gte=0)
+                | (~Q(status="completed") & Q(balance_after__isnull=True)),
+                name="tx_balance_after_on_completed",
+            ),
+            models.CheckConstraint(condition=~Q(status="failed") | ~Q(failure_reason=""), name="tx_failed_has_reason"),
+            # One payment per bill per member, under any concurrency.
+            models.UniqueConstraint(
+                fields=["bill", "payer"],
+                condition=Q(type="bill_payment", status="completed"),
+                name="tx_one_payment_per_bill_per_member",
+            ),
+            # A payment is refunded at most once.
+            models.UniqueConstraint(fields=["reverses"], condition=Q(reverses__isnull=False), name="tx_one_reversal"),
+            # The database backstop for idempotent money movement.
+            models.UniqueConstraint(fields=["wallet", "idempotency_key"], name="tx_idempotency_key_per_wallet"),
+            models.UniqueConstraint(fields=["cluster", "reference"], name="tx_reference_unique_in_cluster"),
+        ]
+        indexes = [
+            models.Index(fields=["wallet", "-created_at"], name="tx_wallet_recent_idx"),
+            models.Index(fields=["cluster", "-created_at"], name="tx_cluster_recent_idx"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.type} {self.amount} ({self.status})"

@@ -1,0 +1,444 @@
+"""Money movement. Every service here is one transaction, idempotent by key, audited.
+
+Concurrency rules (see docs/decisions/0003-ledger-and-locking.md):
+- the member's wallet row, locked FOR UPDATE, serialises everything that moves or
+  decides about that member's money (pay, dispute, credit, refund);
+- a payment takes a FOR SHARE lock on the bill first, so a cancellation or a change of
+  terms cannot slip between its checks and its commit; lock order is bill, then wallet;
+- the balance moves only by a conditional UPDATE (``balance >= amount``) and a CHECK
+  constraint keeps it at or above zero;
+- a unique constraint allows one completed payment per bill per member, and one ledger
+  entry per (wallet, idempotency key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from levy.audit.services import audit_record
+from levy.billing.models import Bill
+from levy.billing.selectors import bill_payment_refusal
+from levy.common.db import lock_row_for_share
+from levy.common.errors import (
+    IdempotencyKeyReusedError,
+    InsufficientFundsError,
+    NotFoundError,
+    RuleViolation,
+    ValidationError,
+)
+from levy.common.money import parse_amount
+from levy.common.origin import Origin
+from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import PaymentsPermissions
+from levy.notifications.events import NotificationEvents
+from levy.notifications.services import bill_context, notify
+from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+
+MAX_KEY_LENGTH = 128
+ZERO = Decimal("0.00")
+
+
+def _new_reference() -> str:
+    return f"TX-{uuid.uuid4().hex[:16].upper()}"
+
+
+def validate_idempotency_key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise ValidationError(
+            "An idempotency key is required for every money movement.",
+            fields={"idempotency_key": ["This field is required."]},
+        )
+    key = key.strip()
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationError(fields={"idempotency_key": [f"Use at most {MAX_KEY_LENGTH} printable characters."]})
+    return key
+
+
+# --- wallets ----------------------------------------------------------------------------
+
+
+def wallet_ensure(*, cluster: Cluster, user: User) -> Wallet:
+    wallet, _ = Wallet.objects.get_or_create(cluster=cluster, user=user)
+    return wallet
+
+
+def wallet_lock(*, cluster: Cluster, user: User) -> Wallet:
+    """Lock (creating if needed) the member's wallet until the transaction ends."""
+    wallet = Wallet.objects.select_for_update().filter(cluster=cluster, user=user).first()
+    if wallet is None:
+        wallet_ensure(cluster=cluster, user=user)
+        wallet = Wallet.objects.select_for_update().get(cluster=cluster, user=user)
+    return wallet
+
+
+def _move_balance(wallet: Wallet, delta: Decimal) -> Decimal | None:
+    """Apply ``delta`` to the balance unless it would go below zero; return the new
+    balance, or None when refused."""
+    query = Wallet.objects.filter(pk=wallet.pk)
+    if delta < 0:
+        query = query.filter(balance__gte=-delta)
+    if query.update(balance=F("balance") + delta) == 0:
+        return None
+    return Wallet.objects.values_list("balance", flat=True).get(pk=wallet.pk)
+
+
+def _replay(
+    wallet: Wallet, key: str, *, type: str, amount: Decimal, bill_id: Any, initiated_by: Any, retry_of: Any = None
+) -> Transaction | None:
+    """The entry this key already produced for this wallet, if the request is the same;
+    ``IdempotencyKeyReusedError`` if the key was used for a different request."""
+    existing = Transaction.objects.filter(wallet=wallet, idempotency_key=key).first()
+    if existing is None:
+        return None
+    same = (
+        existing.type == type
+        and abs(existing.amount) == abs(amount)
+        and existing.bill_id == bill_id
+        and existing.initiated_by_id == initiated_by
+        and existing.retry_of_id == retry_of
+    )
+    if not same:
+        raise IdempotencyKeyReusedError()
+    return existing
+
+
+def _raise_if_failed(tx: Transaction) -> Transaction:
+    if tx.status == TransactionStatus.FAILED:
+        raise InsufficientFundsError(
+            details={
+                "transaction_id": str(tx.pk),
+                "amount": f"{abs(tx.amount):.2f}",
+                "failure_reason": tx.failure_reason,
+            }
+        )
+    return tx
+
+
+def wallet_credit(
+    *,
+    access: EstateAccess,
+    membership: Membership,
+    amount: Any,
+    note: str,
+    idempotency_key: str,
+    origin: Origin = Origin(),
+) -> Transaction:
+    """A treasurer records money the estate received for a member (cash, transfer)."""
+    access.require(PaymentsPermissions.ManageWallet)
+    key = validate_idempotency_key(idempotency_key)
+    value = parse_amount(amount)
+    note = (note or "").strip() if isinstance(note, str) or note is None else ""
+    if len(note) > 2000:
+        raise ValidationError(fields={"note": ["Use at most 2000 characters."]})
+    if membership.cluster_id != access.cluster.pk:
+        raise NotFoundError()
+    if not membership.active:
+        raise ValidationError(fields={"user_id": ["This person is no longer an active member of the estate."]})
+    with transaction.atomic():
+        wallet = wallet_lock(cluster=access.cluster, user=membership.user)
+        replayed = _replay(
+            wallet, key, type=TransactionType.DEPOSIT, amount=value, bill_id=None, initiated_by=access.user.pk
+        )
+        if replayed is not None:
+            return replayed
+        balance = _move_balance(wallet, value)
+        assert balance is not None  # a credit cannot make a balance negative
+        tx = Transaction.objects.create(
+            cluster=access.cluster,
+            wallet=wallet,
+            type=TransactionType.DEPOSIT,
+            status=TransactionStatus.COMPLETED,
+            amount=value,
+            balance_after=balance,
+            payer_id=membership.user_id,
+            initiated_by=access.user,
+            reference=_new_reference(),
+            idempotency_key=key,
+            note=note,
+        )
+        audit_record(
+            action="wallet.credit",
+            target=tx,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"member_id": str(membership.user_id), "amount": f"{value:.2f}", "note": note},
+        )
+    return tx
+
+
+# --- payments ---------------------------------------------------------------------------
+
+
+def bill_pay(
+    *,
+    access: EstateAccess,
+    bill: Bill,
+    idempotency_key: str,
+    origin: Origin = Origin(),
+    retry_of: Transaction | None = None,
+) -> Transaction:
+    """The caller pays ``bill`` from their wallet.
+
+    Refusals by a rule raise ``RuleViolation`` and record nothing. A wallet that cannot
+    cover the amount records a failed entry (committed), notifies the payer, and raises
+    ``InsufficientFundsError``. The same key again returns — or raises — what the first
+    call did, without moving money again.
+    """
+    membership = access.require_member()
+    key = validate_idempotency_key(idempotency_key)
+    user = access.user
+    retry_id = retry_of.pk if retry_of is not None else None
+    with transaction.atomic():
+        lock_row_for_share(Bill, bill.pk)
+        bill.refresh_from_db()
+        wallet = wallet_lock(cluster=access.cluster, user=user)
+        replayed = _replay(
+            wallet,
+            key,
+            type=TransactionType.BILL_PAYMENT,
+            amount=bill.amount,
+            bill_id=bill.pk,
+            initiated_by=user.pk,
+            retry_of=retry_id,
+        )
+        if replayed is not None:
+            return _raise_if_failed(replayed)
+        refusal = bill_payment_refusal(bill=bill, user=user)
+        if refusal is not None:
+            raise refusal
+        balance = _move_balance(wallet, -bill.amount)
+        context = bill_context(bill)
+        if balance is None:
+            tx = Transaction.objects.create(
+                cluster=access.cluster,
+                wallet=wallet,
+                type=TransactionType.BILL_PAYMENT,
+                status=TransactionStatus.FAILED,
+                amount=-bill.amount,
+                balance_after=None,
+                bill=bill,
+                payer=user,
+                initiated_by=user,
+                reference=_new_reference(),
+                idempotency_key=key,
+                failure_reason="insufficient_funds",
+                retry_of=retry_of,
+            )
+            audit_record(
+                action="payment.failed",
+                target=tx,
+                actor=user,
+                cluster=access.cluster,
+                origin=origin,
+                data={"bill_id": str(bill.pk), "amount": f"{bill.amount:.2f}", "reason": "insufficient_funds"},
+            )
+            notify(
+                event=NotificationEvents.PAYMENT_FAILED,
+                cluster=access.cluster,
+                recipient_ids=[membership.user_id],
+                context={
+                    **context,
+                    "transaction_id": str(tx.pk),
+                    "failure_reason": "insufficient_funds",
+                    "failure_message": "your wallet balance is below the amount due.",
+                },
+                event_key=f"PAYMENT_FAILED:tx:{tx.pk}",
+            )
+        else:
+            try:
+                with transaction.atomic():
+                    tx = Transaction.objects.create(
+                        cluster=access.cluster,
+                        wallet=wallet,
+                        type=TransactionType.BILL_PAYMENT,
+                        status=TransactionStatus.COMPLETED,
+                        amount=-bill.amount,
+                        balance_after=balance,
+                        bill=bill,
+                        payer=user,
+                        initiated_by=user,
+                        reference=_new_reference(),
+                        idempotency_key=key,
+                        retry_of=retry_of,
+                    )
+            except IntegrityError:
+                # The unique constraint caught a second payment the checks did not.
+                raise RuleViolation("You have already paid this bill.", code="bill_already_paid") from None
+            audit_record(
+                action="payment.completed",
+                target=tx,
+                actor=user,
+                cluster=access.cluster,
+                origin=origin,
+                data={"bill_id": str(bill.pk), "amount": f"{bill.amount:.2f}"},
+            )
+            notify(
+                event=NotificationEvents.PAYMENT_SUCCESSFUL,
+                cluster=access.cluster,
+                recipient_ids=[membership.user_id],
+                context={
+                    **context,
+                    "transaction_id": str(tx.pk),
+                    "transaction_reference": tx.reference,
+                    "wallet_balance": f"{balance:.2f}",
+                },
+                event_key=f"PAYMENT_SUCCESSFUL:tx:{tx.pk}",
+            )
+    return _raise_if_failed(tx)
+
+
+def access_own_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
+    membership = access.require_member()
+    tx = (
+        Transaction.objects.select_related("bill")
+        .filter(cluster_id=access.cluster.pk, payer_id=membership.user_id, pk=parse_uuid(transaction_id))
+        .first()
+    )
+    if tx is None:
+        raise NotFoundError()
+    return tx
+
+
+def access_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
+    access.require_read_finances()
+    tx = (
+        Transaction.objects.select_related("bill")
+        .filter(cluster_id=access.cluster.pk, pk=parse_uuid(transaction_id))
+        .first()
+    )
+    if tx is None:
+        raise NotFoundError()
+    return tx
+
+
+def transaction_retry(
+    *, access: EstateAccess, failed: Transaction, idempotency_key: str, origin: Origin = Origin()
+) -> Transaction:
+    """Retry a failed bill payment of the caller's: it succeeds once, or fails with a
+    clear reason, and the new entry links to the one it retries."""
+    access.require_member()
+    if failed.cluster_id != access.cluster.pk or failed.payer_id != access.user.pk:
+        raise NotFoundError()
+    if (
+        failed.type != TransactionType.BILL_PAYMENT
+        or failed.status != TransactionStatus.FAILED
+        or failed.bill_id is None
+    ):
+        raise RuleViolation("Only a failed bill payment can be retried.", code="transaction_not_retryable")
+    bill = Bill.objects.select_related("cluster").get(pk=failed.bill_id)
+    return bill_pay(access=access, bill=bill, idempotency_key=idempotency_key, origin=origin, retry_of=failed)
+
+
+def bill_payment_refund(
+    *, access: EstateAccess, payment: Transaction, idempotency_key: str, note: str = "", origin: Origin = Origin()
+) -> Transaction:
+    """Return a payment of a cancelled bill to the payer's wallet with a reversing
+    entry. The payment itself stays on the ledger, unchanged."""
+    access.require(PaymentsPermissions.ManageTransaction)
+    key = validate_idempotency_key(idempotency_key)
+    if payment.cluster_id != access.cluster.pk:
+        raise NotFoundError()
+    if (
+        payment.type != TransactionType.BILL_PAYMENT
+        or payment.status != TransactionStatus.COMPLETED
+        or payment.bill_id is None
+    ):
+        raise RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    with transaction.atomic():
+        bill = Bill.objects.select_for_update().get(pk=payment.bill_id)
+        if bill.cancelled_at is None:
+            raise RuleViolation("Only payments of cancelled bills are refunded.", code="bill_not_cancelled")
+        wallet = Wallet.objects.select_for_update().get(pk=payment.wallet_id)
+        amount = -payment.amount
+        replayed = _replay(
+            wallet, key, type=TransactionType.REFUND, amount=amount, bill_id=bill.pk, initiated_by=access.user.pk
+        )
+        if replayed is not None:
+            return replayed
+        if Transaction.objects.filter(reverses=payment).exists():
+            raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded")
+        balance = _move_balance(wallet, amount)
+        assert balance is not None
+        try:
+            with transaction.atomic():
+                tx = Transaction.objects.create(
+                    cluster=access.cluster,
+                    wallet=wallet,
+                    type=TransactionType.REFUND,
+                    status=TransactionStatus.COMPLETED,
+                    amount=amount,
+                    balance_after=balance,
+                    bill=bill,
+                    payer_id=payment.payer_id,
+                    initiated_by=access.user,
+                    reference=_new_reference(),
+                    idempotency_key=key,
+                    reverses=payment,
+                    note=(note or "")[:2000],
+                )
+        except IntegrityError:
+            raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded") from None
+        audit_record(
+            action="payment.refund",
+            target=tx,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"payment_id": str(payment.pk), "amount": f"{amount:.2f}", "bill_id": str(bill.pk)},
+        )
+    return tx
+
+
+# --- ledger reads -----------------------------------------------------------------------
+
+
+def ledger_balance(wallet: Wallet) -> Decimal:
+    """The sum of the wallet's completed entries: what ``wallet.balance`` must equal."""
+    total = Transaction.objects.filter(wallet=wallet, status=TransactionStatus.COMPLETED).aggregate(
+        total=Coalesce(Sum("amount"), ZERO)
+    )["total"]
+    return Decimal(total)
+
+
+def cluster_revenue(cluster: Cluster) -> Decimal:
+    """The estate's revenue, derived from the ledger: bill payments net of refunds."""
+    total = Transaction.objects.filter(
+        cluster=cluster,
+        status=TransactionStatus.COMPLETED,
+        type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
+    ).aggregate(total=Coalesce(Sum("amount"), ZERO))["total"]
+    return -Decimal(total)
+
+
+def cluster_money_received(cluster: Cluster) -> Decimal:
+    """Money that entered the estate's wallets from outside (deposits, adjustments)."""
+    total = Transaction.objects.filter(
+        cluster=cluster,
+        status=TransactionStatus.COMPLETED,
+        type__in=[TransactionType.DEPOSIT, TransactionType.ADJUSTMENT],
+    ).aggregate(total=Coalesce(Sum("amount"), ZERO))["total"]
+    return Decimal(total)
+
+
+def member_transactions(access: EstateAccess) -> QuerySet[Transaction]:
+    membership = access.require_member()
+    return Transaction.objects.filter(cluster_id=access.cluster.pk, payer_id=membership.user_id).order_by(
+        "-created_at", "-id"
+    )
+
+
+def cluster_transactions(access: EstateAccess, **filters: Any) -> QuerySet[Transaction]:
+    access.require_read_finances()
+    q = Q(cluster_id=access.cluster.pk)
+    return Transaction.objects.filter(q, **filters).order_by("-created_at", "-id")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything and run Levy with a demo estate on SQLite, tasks in-process.
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+install_deps
+export DATABASE_URL="${DEMO_DATABASE_URL:-sqlite:///$ROOT/demo.sqlite3}"
+ADDR="${LEVY_DEMO_ADDR:-127.0.0.1:8000}"
+"$VENV/bin/python" manage.py migrate --noinput -v0
+"$VENV/bin/python" manage.py seed_demo
+echo
+echo "Levy demo running at http://$ADDR/ — sign in to the admin at http://$ADDR/admin/"
+echo "Stop it with Ctrl-C."
+exec "$VENV/bin/python" manage.py runserver "$ADDR" --noreload

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import datetime
+import itertools
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from levy.billing.models import Bill
+from levy.billing.selectors import estate_today
+from levy.billing.services import BillInput, bill_create_cluster_wide, bill_create_user_specific
+from levy.estates.access import EstateAccess, access_cluster
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import Role
+from levy.wallets.models import Transaction
+from levy.wallets.services import wallet_credit
+from tests.factories import ClusterFactory, MembershipFactory
+
+_keys = itertools.count()
+
+
+def new_key(prefix: str = "key") -> str:
+    return f"{prefix}-{next(_keys)}"
+
+
+@pytest.fixture(autouse=True)
+def _require_postgres(request: pytest.FixtureRequest) -> None:
+    if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        assert connection.vendor == "postgresql", (
+            "The test suite runs on PostgreSQL: set DATABASE_URL (see README, `make test`)."
+        )
+
+
+def access(membership: Membership) -> EstateAccess:
+    return access_cluster(membership.user, membership.cluster_id)
+
+
+def bill_input(**overrides: Any) -> BillInput:
+    values: dict[str, Any] = {
+        "title": "Service charge November",
+        "description": "Monthly service charge",
+        "category": "service_charge",
+        "amount": Decimal("15000.00"),
+        "due_date": estate_today() + datetime.timedelta(days=14),
+        "allow_payment_after_due": False,
+    }
+    values.update(overrides)
+    return BillInput(**values)
+
+
+@dataclass
+class Estate:
+    cluster: Cluster
+    admin: Membership
+    treasurer: Membership
+    auditor: Membership
+    residents: list[Membership]
+
+    def add(self, role: str = Role.RESIDENT, **kwargs: Any) -> Membership:
+        return MembershipFactory(cluster=self.cluster, role=role, **kwargs)
+
+    def wide_bill(self, **overrides: Any) -> Bill:
+        return bill_create_cluster_wide(access=access(self.admin), data=bill_input(**overrides))
+
+    def user_bill(self, member: Membership, **overrides: Any) -> Bill:
+        return bill_create_user_specific(
+            access=access(self.admin), user_id=member.user_id, data=bill_input(**overrides)
+        )
+
+    def fund(self, member: Membership, amount: str | Decimal) -> Transaction:
+        return wallet_credit(
+            access=access(self.treasurer),
+            membership=member,
+            amount=Decimal(amount),
+            note="cash",
+            idempotency_key=new_key("fund"),
+        )
+
+
+def make_estate(residents: int = 3, **cluster_kwargs: Any) -> Estate:
+    cluster = ClusterFactory(**cluster_kwargs)
+    return Estate(
+        cluster=cluster,
+        admin=MembershipFactory(cluster=cluster, role=Role.ADMIN),
+        treasurer=MembershipFactory(cluster=cluster, role=Role.TREASURER),
+        auditor=MembershipFactory(cluster=cluster, role=Role.AUDITOR),
+        residents=[MembershipFactory(cluster=cluster) for _ in range(residents)],
+    )
+
+
+@pytest.fixture
+def estate(db: None) -> Estate:
+    return make_estate()
+
+
+@pytest.fixture
+def other_estate(db: None) -> Estate:
+    return make_estate()

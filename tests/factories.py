@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import factory
+from django.utils import timezone
+
+from levy.accounts.models import User
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import Role, default_is_resident
+from levy.wallets.models import Wallet
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"person{n}@example.test")
+    name = factory.Sequence(lambda n: f"Person {n}")
+    password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
+
+
+class ClusterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Cluster
+
+    name = factory.Sequence(lambda n: f"Estate {n}")
+    currency = "NGN"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+        skip_postgeneration_save = True
+
+    user = factory.SubFactory(UserFactory)
+    cluster = factory.SubFactory(ClusterFactory)
+    role = Role.RESIDENT
+    is_resident = factory.LazyAttribute(lambda m: default_is_resident(m.role))
+    joined_at = factory.LazyFunction(lambda: timezone.now() - timezone.timedelta(days=30))
+
+    @factory.post_generation
+    def wallet(self, create: bool, extracted: object, **kwargs: object) -> None:
+        if create:
+            Wallet.objects.get_or_create(cluster=self.cluster, user=self.user)
