@@ -1,0 +1,187 @@
+"""The status derivation: Python and SQL agree on every combination of facts."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.selectors import (
+    BillStats,
+    bill_member_statuses,
+    bills_with_stats,
+    estate_today,
+    member_bill_facts,
+    member_bills,
+)
+from levy.billing.status import OWING_STATUSES, STATUS_RULES, BillStatus, MemberBillFacts, derive_status
+from levy.estates.models import Membership
+from levy.wallets.models import Transaction, Wallet
+from tests.conftest import Estate, make_estate
+
+MEMBER_FACTS = ("paid", "waived", "disputed", "acknowledged")
+
+
+def test_precedence_order_is_the_contract() -> None:
+    assert [status for status, _ in STATUS_RULES] + [BillStatus.PENDING] == [
+        BillStatus.CANCELLED,
+        BillStatus.PAID,
+        BillStatus.WAIVED,
+        BillStatus.DISPUTED,
+        BillStatus.OVERDUE,
+        BillStatus.ACKNOWLEDGED,
+        BillStatus.PENDING,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (dict(cancelled=True, paid=True, waived=True, disputed=True, past_due=True, acknowledged=True), "cancelled"),
+        (dict(cancelled=False, paid=True, waived=True, disputed=True, past_due=True, acknowledged=True), "paid"),
+        (dict(cancelled=False, paid=False, waived=True, disputed=True, past_due=True, acknowledged=True), "waived"),
+        (dict(cancelled=False, paid=False, waived=False, disputed=True, past_due=True, acknowledged=True), "disputed"),
+        (dict(cancelled=False, paid=False, waived=False, disputed=False, past_due=True, acknowledged=True), "overdue"),
+        (
+            dict(cancelled=False, paid=False, waived=False, disputed=False, past_due=False, acknowledged=True),
+            "acknowledged",
+        ),
+        (
+            dict(cancelled=False, paid=False, waived=False, disputed=False, past_due=False, acknowledged=False),
+            "pending",
+        ),
+    ],
+)
+def test_derive_status_examples(facts: dict[str, bool], expected: str) -> None:
+    assert derive_status(MemberBillFacts(**facts)) == expected
+
+
+def _set_member_facts(estate: Estate, bill: Bill, member: Membership, combo: dict[str, bool]) -> None:
+    """Write the stored facts directly (some combinations are unreachable through the
+    services; the derivation must still agree on them)."""
+    if combo["acknowledged"]:
+        BillAcknowledgement.objects.create(bill=bill, user=member.user)
+    if combo["paid"]:
+        wallet = Wallet.objects.get(cluster=estate.cluster, user=member.user)
+        Transaction.objects.create(
+            cluster=estate.cluster,
+            wallet=wallet,
+            type="bill_payment",
+            status="completed",
+            amount=-bill.amount,
+            balance_after=Decimal("0.00"),
+            bill=bill,
+            payer=member.user,
+            initiated_by=member.user,
+            reference=f"TX-{bill.pk.hex[:8]}-{member.pk.hex[:8]}",
+            idempotency_key=f"k-{bill.pk}",
+        )
+    now = timezone.now()
+    if combo["waived"]:
+        BillDispute.objects.create(
+            cluster=estate.cluster,
+            bill=bill,
+            user=member.user,
+            reason="wrong",
+            status=DisputeStatus.UPHELD,
+            resolved_at=now,
+            resolved_by=estate.admin.user,
+        )
+    if combo["disputed"]:
+        BillDispute.objects.create(cluster=estate.cluster, bill=bill, user=member.user, reason="wrong")
+
+
+def _build(combos: list[dict[str, bool]]) -> tuple[Estate, datetime.date, list[tuple[Bill, bool, bool]], list]:
+    """Four bills (cancelled x past due) and one member per member-fact combination."""
+    estate = make_estate(residents=0)
+    members = [estate.add() for _ in combos]
+    today = estate_today()
+    bills = []
+    for cancelled, past_due in itertools.product([False, True], repeat=2):
+        bill = estate.wide_bill(title=f"c={cancelled} p={past_due}")
+        if past_due:
+            Bill.objects.filter(pk=bill.pk).update(due_date=today - datetime.timedelta(days=1))
+        if cancelled:
+            Bill.objects.filter(pk=bill.pk).update(cancelled_at=timezone.now(), cancelled_by=estate.admin.user)
+        bill.refresh_from_db()
+        for member, combo in zip(members, combos, strict=True):
+            _set_member_facts(estate, bill, member, combo)
+        bills.append((bill, cancelled, past_due))
+    return estate, today, bills, members
+
+
+@pytest.mark.django_db
+def test_python_and_sql_agree_on_every_combination_of_facts() -> None:
+    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    _, today, bills, members = _build(combos)
+    checked = set()
+    for bill, cancelled, past_due in bills:
+        per_bill = {m.user_id: m.status for m in bill_member_statuses(bill=bill, today=today)}
+        assert len(per_bill) == len(members)
+        for member, combo in zip(members, combos, strict=True):
+            expected = derive_status(MemberBillFacts(cancelled=cancelled, past_due=past_due, **combo))
+            facts = member_bill_facts(bill=bill, user=member.user, today=today)
+            assert facts == MemberBillFacts(cancelled=cancelled, past_due=past_due, **combo)
+            assert bill.status_for(member.user, today=today) == expected
+            assert per_bill[member.user_id] == expected
+            mine = {b.pk: b.status for b in member_bills(membership=member, today=today)}
+            assert mine[bill.pk] == expected
+            checked.add((cancelled, past_due, *combo.values()))
+    assert len(checked) == 64
+
+
+REACHABLE = [
+    # at most one of paid / waived / disputed: the services keep them exclusive
+    dict(paid=False, waived=False, disputed=False, acknowledged=False),
+    dict(paid=False, waived=False, disputed=False, acknowledged=True),
+    dict(paid=True, waived=False, disputed=False, acknowledged=True),
+    dict(paid=False, waived=True, disputed=False, acknowledged=False),
+    dict(paid=False, waived=True, disputed=False, acknowledged=True),
+    dict(paid=False, waived=False, disputed=True, acknowledged=False),
+    dict(paid=False, waived=False, disputed=True, acknowledged=True),
+]
+
+
+@pytest.mark.django_db
+def test_per_bill_counts_agree_with_per_member_statuses() -> None:
+    _, today, bills, _ = _build(REACHABLE + REACHABLE[:3])
+    annotated = {b.pk: b for b in bills_with_stats(Bill.objects.filter(pk__in=[b.pk for b, *_ in bills]), today=today)}
+    for bill, cancelled, _ in bills:
+        rows = list(bill_member_statuses(bill=bill, today=today))
+        statuses = [r.status for r in rows]
+        stats = BillStats.of(annotated[bill.pk])
+        assert stats.eligible == len(rows) == 10
+        assert stats.paid == 2
+        assert stats.acknowledged == sum(1 for r in rows if r.f_acknowledged) == 6
+        assert stats.waived == 2
+        assert stats.disputed == 2
+        if cancelled:
+            assert set(statuses) == {BillStatus.CANCELLED}
+            assert stats.outstanding == 0
+            assert stats.overdue == 0
+        else:
+            assert stats.paid == statuses.count(BillStatus.PAID) == 2
+            assert stats.waived == statuses.count(BillStatus.WAIVED)
+            assert stats.disputed == statuses.count(BillStatus.DISPUTED)
+            assert stats.overdue == statuses.count(BillStatus.OVERDUE)
+            assert stats.outstanding == sum(1 for s in statuses if s in OWING_STATUSES)
+        assert stats.collected_amount == Decimal("30000.00")
+
+
+@pytest.mark.django_db
+def test_counts_ignore_members_the_bill_does_not_apply_to(estate: Estate) -> None:
+    bill = estate.wide_bill()
+    late = estate.add(joined_at=timezone.now())
+    gone = estate.residents[0]
+    Membership.objects.filter(pk=gone.pk).update(active=False, deactivated_at=timezone.now())
+    BillAcknowledgement.objects.create(bill=bill, user=gone.user)
+    stats = BillStats.of(bills_with_stats(Bill.objects.filter(pk=bill.pk)).get())
+    # residents 1 and 2 remain; the staff (not resident), the late joiner and the
+    # deactivated member are not counted, and neither is the deactivated member's fact.
+    assert stats.eligible == 2
+    assert stats.acknowledged == 0
+    assert late.user_id not in {m.user_id for m in bill_member_statuses(bill=bill)}

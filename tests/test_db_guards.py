@@ -1,0 +1,122 @@
+"""The database itself refuses what the services must never do."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, InternalError, connection, transaction
+
+from levy.billing.models import Bill, BillDispute
+from levy.billing.services import bill_acknowledge
+from levy.wallets.models import Transaction, Wallet
+from levy.wallets.services import bill_pay
+from tests.conftest import Estate, access, new_key
+
+pytestmark = pytest.mark.django_db
+
+DB_ERRORS = (IntegrityError, InternalError)
+
+
+def paid(estate: Estate) -> Transaction:
+    member = estate.residents[0]
+    estate.fund(member, "15000.00")
+    bill = estate.wide_bill()
+    bill_acknowledge(access=access(member), bill=bill)
+    return bill_pay(access=access(member), bill=bill, idempotency_key=new_key())
+
+
+def check_deferred() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def test_a_wallet_balance_cannot_go_negative(estate: Estate) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(cluster=estate.cluster).update(balance=Decimal("-0.01"))
+
+
+def test_ledger_entries_cannot_be_edited_or_deleted(estate: Estate) -> None:
+    tx = paid(estate)
+    with pytest.raises(DB_ERRORS, match="append-only"), transaction.atomic():
+        Transaction.objects.filter(pk=tx.pk).update(amount=Decimal("-1.00"))
+    with pytest.raises(DB_ERRORS, match="append-only"), transaction.atomic():
+        Transaction.objects.filter(pk=tx.pk).delete()
+    with pytest.raises(DB_ERRORS, match="settled"), transaction.atomic():
+        Transaction.objects.filter(pk=tx.pk).update(status="failed", balance_after=None, failure_reason="x")
+    tx.refresh_from_db()
+    assert (tx.amount, tx.status) == (Decimal("-15000.00"), "completed")
+
+
+def test_a_bill_is_paid_at_most_once_per_member_by_constraint(estate: Estate) -> None:
+    tx = paid(estate)
+    with pytest.raises(IntegrityError, match="tx_one_payment_per_bill_per_member"), transaction.atomic():
+        Transaction.objects.create(
+            cluster=tx.cluster,
+            wallet=tx.wallet,
+            type="bill_payment",
+            status="completed",
+            amount=tx.amount,
+            balance_after=Decimal("0.00"),
+            bill=tx.bill,
+            payer=tx.payer,
+            initiated_by=tx.payer,
+            reference="TX-DUP",
+            idempotency_key="dup",
+        )
+
+
+def test_amount_signs_and_positive_bill_amounts_are_checked(estate: Estate) -> None:
+    tx = paid(estate)
+    with pytest.raises(IntegrityError, match="tx_amount_sign_matches_type"), transaction.atomic():
+        Transaction.objects.create(
+            cluster=tx.cluster,
+            wallet=tx.wallet,
+            type="deposit",
+            status="completed",
+            amount=Decimal("-5.00"),
+            balance_after=Decimal("0.00"),
+            payer=tx.payer,
+            initiated_by=tx.payer,
+            reference="TX-NEG",
+            idempotency_key="neg",
+        )
+    with pytest.raises(IntegrityError, match="bill_amount_positive"), transaction.atomic():
+        Bill.objects.filter(pk=tx.bill_id).update(amount=Decimal("0.00"))
+
+
+def test_rows_cannot_point_across_estates(estate: Estate, other_estate: Estate) -> None:
+    tx = paid(estate)
+    outsider = other_estate.residents[0]
+    with pytest.raises(IntegrityError, match="bill_target_is_member"), transaction.atomic():
+        Bill.objects.filter(pk=tx.bill_id).update(user=outsider.user)
+        check_deferred()
+    with pytest.raises(IntegrityError, match="dispute_bill_in_cluster"), transaction.atomic():
+        BillDispute.objects.create(cluster=other_estate.cluster, bill=tx.bill, user=outsider.user, reason="x")
+        check_deferred()
+    other_wallet = Wallet.objects.get(cluster=other_estate.cluster, user=outsider.user)
+    with pytest.raises(IntegrityError, match="tx_wallet_in_cluster"), transaction.atomic():
+        Transaction.objects.create(
+            cluster=estate.cluster,
+            wallet=other_wallet,
+            type="deposit",
+            status="completed",
+            amount=Decimal("5.00"),
+            balance_after=Decimal("5.00"),
+            payer=outsider.user,
+            initiated_by=outsider.user,
+            reference="TX-X",
+            idempotency_key="x",
+        )
+        check_deferred()
+    with pytest.raises(IntegrityError, match="wallet_owner_is_member"), transaction.atomic():
+        Wallet.objects.create(cluster=estate.cluster, user=outsider.user)
+        check_deferred()
+
+
+def test_one_open_dispute_per_member_per_bill_by_constraint(estate: Estate) -> None:
+    bill = estate.wide_bill()
+    member = estate.residents[0]
+    BillDispute.objects.create(cluster=estate.cluster, bill=bill, user=member.user, reason="a")
+    with pytest.raises(IntegrityError, match="dispute_one_open_per_member"), transaction.atomic():
+        BillDispute.objects.create(cluster=estate.cluster, bill=bill, user=member.user, reason="b")
