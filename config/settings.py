@@ -6,6 +6,7 @@ Production sets ``DJANGO_ENV=production`` and must provide its secrets.
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -54,7 +55,7 @@ SECRET_KEY = env("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if IS_PRODUCTION:
         raise RuntimeError("DJANGO_SECRET_KEY must be set in production")
-    SECRET_KEY = "development-only-insecure-key"  # noqa: S105 - never used in production
+    SECRET_KEY = "development-only-insecure-key-not-for-production-use"  # noqa: S105 - never used in production
 
 DEBUG = env_bool("DJANGO_DEBUG", not IS_PRODUCTION)
 ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
@@ -66,6 +67,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
     "levy.common",
     "levy.accounts",
     "levy.estates",
@@ -73,6 +76,7 @@ INSTALLED_APPS = [
     "levy.wallets",
     "levy.notifications",
     "levy.audit",
+    "levy.api",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +130,77 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 LEVY_DEFAULT_CURRENCY = env("LEVY_DEFAULT_CURRENCY", "NGN")
+
+# --- cache and rate limits ----------------------------------------------------------------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Requests allowed per window, per scope. Each request is counted against the caller
+# (per user, or per IP before sign-in) and against the estate, in Redis, so every
+# server process shares the same counters.
+LEVY_RATE_LIMITS = {
+    "user": env("LEVY_RATE_USER", "600/min"),
+    "estate": env("LEVY_RATE_ESTATE", "20000/min"),
+    "sign_in": env("LEVY_RATE_SIGN_IN", "10/min"),
+    "acknowledge": env("LEVY_RATE_ACKNOWLEDGE", "60/min"),
+    "dispute": env("LEVY_RATE_DISPUTE", "10/min"),
+    "pay": env("LEVY_RATE_PAY", "30/min"),
+    "credit": env("LEVY_RATE_CREDIT", "120/min"),
+    "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+}
+LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
+
+# --- API -------------------------------------------------------------------------------------
+API_RENDERERS = ["rest_framework.renderers.JSONRenderer"]
+if DEBUG:
+    API_RENDERERS.append("rest_framework.renderers.BrowsableAPIRenderer")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": API_RENDERERS,
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "levy.api.errors.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": datetime.timedelta(minutes=int(env("JWT_ACCESS_MINUTES", "15"))),
+    "REFRESH_TOKEN_LIFETIME": datetime.timedelta(days=int(env("JWT_REFRESH_DAYS", "7"))),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Levy API",
+    "DESCRIPTION": "Billing for residential estates: bills, acknowledgement, disputes and wallet payments.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+}
 
 LOGGING = {
     "version": 1,

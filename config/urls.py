@@ -1,9 +1,17 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from levy.api.auth_views import healthz, readyz
 
 admin.site.site_header = "Levy administration"
 admin.site.site_title = "Levy"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("levy.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]

@@ -133,7 +133,7 @@ def bill_status_for(*, bill: Bill, user: User, today: datetime.date | None = Non
     return derive_status(member_bill_facts(bill=bill, user=user, today=today))
 
 
-def member_bills(*, membership: Membership, today: datetime.date | None = None) -> QuerySet[Bill]:
+def member_bills(*, membership: Membership, today: datetime.date | None = None) -> QuerySet[Any]:
     """One member's bills, each annotated in the same query with ``status``,
     ``acknowledged_at``, ``paid_at`` and ``can_pay`` (the SQL side of the derivation)."""
     day = today or estate_today()
@@ -184,7 +184,7 @@ def member_bills(*, membership: Membership, today: datetime.date | None = None) 
     )
 
 
-def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> QuerySet[Membership]:
+def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> QuerySet[Any]:
     """One bill's audience, one row per member, annotated with ``status``,
     ``acknowledged_at``, ``paid_at`` and ``dispute_id``."""
     day = today or estate_today()
@@ -239,7 +239,7 @@ def _count_audience(fact: Exists | None = None) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Bill]:
+def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Any]:
     """Annotate each bill with its counts over the members it applies to:
     ``stat_eligible``, ``stat_acknowledged`` (members who acknowledged, whatever their
     status now), ``stat_paid``, ``stat_waived``, ``stat_disputed`` (open disputes),
@@ -383,3 +383,128 @@ def bill_payment_refusal(
             "This bill is past its due date and no longer accepts payment.", code="payment_after_due_not_allowed"
         )
     return None
+
+
+# --- per-member summaries and the dashboard -------------------------------------------------
+
+
+def _bills_of_outer_member() -> QuerySet[Bill]:
+    """Live (not cancelled) bills applying to the membership of the enclosing query."""
+    return Bill.objects.filter(cluster_id=OuterRef("cluster_id"), cancelled_at__isnull=True).filter(
+        Q(user_id=OuterRef("user_id")) | Q(user__isnull=True, created_at__gte=OuterRef("joined_at"))
+    )
+
+
+def _count_member_bills(condition: Q, *, total: str | None = None) -> Coalesce:
+    member = OuterRef(OuterRef("user_id"))
+    bill = OuterRef("pk")
+    bills = (
+        _bills_of_outer_member()
+        .annotate(
+            f_paid=_paid(bill, member),
+            f_waived=_dispute(bill, member, DisputeStatus.UPHELD),
+            f_disputed=_dispute(bill, member, DisputeStatus.OPEN),
+            f_acknowledged=_acknowledged(bill, member),
+        )
+        .filter(condition)
+        .order_by()
+        .values("cluster_id")
+    )
+    if total:
+        return Coalesce(Subquery(bills.annotate(t=Sum(total)).values("t"), output_field=MONEY), Value(ZERO))
+    return Coalesce(Subquery(bills.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
+
+
+def members_with_bill_summary(
+    memberships: QuerySet[Membership], *, today: datetime.date | None = None
+) -> QuerySet[Any]:
+    """Annotate memberships with the hover-card summary of their live bills:
+    ``sum_outstanding_count``, ``sum_outstanding_amount``, ``sum_overdue_count``,
+    ``sum_unacknowledged_count`` (owed and not yet acknowledged),
+    ``sum_disputed_count`` and ``sum_paid_count``. Members who are not billed (staff,
+    deactivated) have zeros."""
+    day = today or estate_today()
+    owing = Q(f_paid=False, f_waived=False)
+    billed = Q(active=True, is_resident=True)
+
+    def only_billed(expr: Coalesce, zero: Any) -> Case:
+        return Case(When(billed, then=expr), default=Value(zero), output_field=expr.output_field)
+
+    return memberships.annotate(
+        sum_outstanding_count=only_billed(_count_member_bills(owing), 0),
+        sum_outstanding_amount=only_billed(_count_member_bills(owing, total="amount"), ZERO),
+        sum_overdue_count=only_billed(_count_member_bills(owing & Q(f_disputed=False, due_date__lt=day)), 0),
+        sum_unacknowledged_count=only_billed(_count_member_bills(owing & Q(f_acknowledged=False)), 0),
+        sum_disputed_count=only_billed(_count_member_bills(owing & Q(f_disputed=True)), 0),
+        sum_paid_count=only_billed(_count_member_bills(Q(f_paid=True)), 0),
+    )
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    currency: str
+    billed_amount: Decimal
+    collected_amount: Decimal
+    outstanding_amount: Decimal
+    overdue_amount: Decimal
+    collection_rate: Decimal
+    open_disputes: int
+    bills_count: int
+    members_count: int
+    recent_payments: list[Transaction]
+    due_soon: list[Any]
+
+
+def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = None, recent: int = 10) -> Dashboard:
+    """The admin's at-a-glance numbers for one estate (live bills only)."""
+    access.require_read_finances()
+    day = today or estate_today()
+    cluster = access.cluster
+    live = bills_with_stats(Bill.objects.filter(cluster=cluster, cancelled_at__isnull=True), today=day)
+    rows = list(
+        live.values(
+            "id",
+            "reference",
+            "title",
+            "amount",
+            "due_date",
+            "stat_eligible",
+            "stat_outstanding",
+            "stat_overdue",
+            "stat_paid",
+        )
+    )
+    billed = sum((r["amount"] * r["stat_eligible"] for r in rows), ZERO)
+    outstanding = sum((r["amount"] * r["stat_outstanding"] for r in rows), ZERO)
+    overdue = sum((r["amount"] * r["stat_overdue"] for r in rows), ZERO)
+    collected = -Decimal(
+        Transaction.objects.filter(
+            cluster=cluster,
+            status=TransactionStatus.COMPLETED,
+            type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
+            bill__cancelled_at__isnull=True,
+        ).aggregate(total=Coalesce(Sum("amount"), Value(ZERO)))["total"]
+    )
+    rate = (collected / billed).quantize(Decimal("0.0001")) if billed else Decimal("0")
+    due_soon = sorted((r for r in rows if r["due_date"] >= day), key=lambda r: (r["due_date"], r["reference"]))[:recent]
+    return Dashboard(
+        currency=cluster.currency,
+        billed_amount=billed,
+        collected_amount=collected,
+        outstanding_amount=outstanding,
+        overdue_amount=overdue,
+        collection_rate=rate,
+        open_disputes=BillDispute.objects.filter(
+            cluster=cluster, status=DisputeStatus.OPEN, bill__cancelled_at__isnull=True
+        ).count(),
+        bills_count=len(rows),
+        members_count=Membership.objects.filter(cluster=cluster, active=True).count(),
+        recent_payments=list(
+            Transaction.objects.filter(
+                cluster=cluster, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
+            )
+            .select_related("bill", "payer")
+            .order_by("-created_at", "-id")[:recent]
+        ),
+        due_soon=due_soon,
+    )

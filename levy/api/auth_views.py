@@ -1,0 +1,210 @@
+"""Sign-in, the caller, estates, and the notification inbox."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from levy.accounts.models import User
+from levy.api import throttles
+from levy.api.pagination import LevyCursorPagination
+from levy.api.views import LevyAPIView
+from levy.common.errors import NotFoundError
+from levy.estates.access import parse_uuid
+from levy.estates.models import Cluster, Membership
+from levy.estates.permissions import permissions_for_role
+from levy.estates.services import cluster_create
+from levy.notifications.models import Notification
+
+ERRORS = {
+    400: OpenApiResponse(description="validation_error"),
+    401: OpenApiResponse(description="not_authenticated"),
+    429: OpenApiResponse(description="rate_limited"),
+}
+
+
+class RateLimitedMixin:
+    rate_scope = "sign_in"
+
+    def check_throttles(self, request: Request) -> None:
+        from rest_framework import exceptions
+
+        wait = throttles.check(request, scope=self.rate_scope)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)
+
+
+class TokenView(RateLimitedMixin, TokenObtainPairView):
+    """Exchange email and password for an access and a refresh token."""
+
+    throttle_classes: list[Any] = []
+
+
+class RefreshView(RateLimitedMixin, TokenRefreshView):
+    """Exchange a refresh token for a new access token."""
+
+    throttle_classes: list[Any] = []
+
+
+class MembershipOutSerializer(serializers.Serializer):
+    cluster_id = serializers.UUIDField()
+    cluster_name = serializers.CharField(source="cluster.name")
+    role = serializers.CharField()
+    is_resident = serializers.BooleanField()
+    permissions = serializers.SerializerMethodField()
+
+    def get_permissions(self, membership: Any) -> list[str]:
+        return sorted(p.name for p in permissions_for_role(membership.role))
+
+
+class MeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    name = serializers.CharField()
+    is_platform_operator = serializers.BooleanField(source="is_superuser")
+    memberships = MembershipOutSerializer(many=True)
+
+
+class MeView(LevyAPIView):
+    @extend_schema(responses={200: MeSerializer, **ERRORS}, summary="Who I am and where I belong")
+    def get(self, request: Request) -> Response:
+        user = cast(User, request.user)
+        memberships = Membership.objects.filter(user_id=user.pk, active=True).select_related("cluster")
+        return Response(
+            MeSerializer(
+                {
+                    "id": user.pk,
+                    "email": user.email,
+                    "name": user.name,
+                    "is_superuser": user.is_superuser,
+                    "memberships": memberships,
+                }
+            ).data
+        )
+
+
+class ClusterSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True)
+    name = serializers.CharField(max_length=200)
+    currency = serializers.CharField(max_length=3, required=False, default="")
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class ClusterListView(LevyAPIView):
+    @extend_schema(responses={200: ClusterSerializer(many=True), **ERRORS}, summary="The estates I belong to")
+    def get(self, request: Request) -> Response:
+        user = cast(User, request.user)
+        clusters: QuerySet[Cluster] = Cluster.objects.filter(memberships__user_id=user.pk, memberships__active=True)
+        paginator = LevyCursorPagination()
+        page = paginator.paginate_queryset(clusters, request, view=self)
+        return paginator.get_paginated_response(ClusterSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=ClusterSerializer,
+        responses={201: ClusterSerializer, 403: OpenApiResponse(description="permission_denied"), **ERRORS},
+        summary="Create an estate (platform operator)",
+    )
+    def post(self, request: Request) -> Response:
+        data = ClusterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cluster = cluster_create(operator=cast(User, request.user), origin=self.origin, **data.validated_data)
+        return Response(ClusterSerializer(cluster).data, status=201)
+
+
+class NotificationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    event = serializers.CharField()
+    priority = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    context = serializers.DictField()  # type: ignore[assignment]
+    cluster_id = serializers.UUIDField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    read_at = serializers.DateTimeField(allow_null=True)
+
+
+class NotificationFilterSerializer(serializers.Serializer):
+    unread = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class NotificationListView(LevyAPIView):
+    @extend_schema(
+        parameters=[NotificationFilterSerializer],
+        responses={200: NotificationSerializer(many=True), **ERRORS},
+        summary="My notifications, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        filters = NotificationFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        items = Notification.objects.filter(recipient_id=request.user.pk)
+        if filters.validated_data.get("unread") is True:
+            items = items.filter(read_at__isnull=True)
+        elif filters.validated_data.get("unread") is False:
+            items = items.filter(read_at__isnull=False)
+        paginator = LevyCursorPagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(NotificationSerializer(page, many=True).data)
+
+
+class NotificationReadView(LevyAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: NotificationSerializer, 404: OpenApiResponse(description="not_found"), **ERRORS},
+        summary="Mark one notification read",
+    )
+    def post(self, request: Request, notification_id: str) -> Response:
+        pk = parse_uuid(notification_id)
+        Notification.objects.filter(pk=pk, recipient_id=request.user.pk, read_at__isnull=True).update(
+            read_at=timezone.now()
+        )
+        item = Notification.objects.filter(pk=pk, recipient_id=request.user.pk).first()
+        if item is None:
+            raise NotFoundError()
+        return Response(NotificationSerializer(item).data)
+
+
+class ReadAllSerializer(serializers.Serializer):
+    marked = serializers.IntegerField()
+
+
+class NotificationReadAllView(LevyAPIView):
+    @extend_schema(request=None, responses={200: ReadAllSerializer, **ERRORS}, summary="Mark all my notifications read")
+    def post(self, request: Request) -> Response:
+        marked = Notification.objects.filter(recipient_id=request.user.pk, read_at__isnull=True).update(
+            read_at=timezone.now()
+        )
+        return Response({"marked": marked})
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """The database and the cache answer."""
+    from django.core.cache import cache
+
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # report, don't raise: this is the health check
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        cache.set("levy:readyz", "1", 5)
+        checks["cache"] = "ok" if cache.get("levy:readyz") == "1" else "error: no value"
+    except Exception as exc:
+        checks["cache"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)

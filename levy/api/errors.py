@@ -1,0 +1,113 @@
+"""One exception handler: every error leaves the API in the shape of api.md.
+
+``{"error": {"code": "<snake_case>", "message": "<for people>", "details": {...}}}``
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from levy.common import errors as app
+
+logger = logging.getLogger("levy.api")
+
+STATUS_BY_ERROR: list[tuple[type[app.ApplicationError], int]] = [
+    (app.ValidationError, 400),
+    (app.InsufficientFundsError, 402),
+    (app.PermissionDeniedError, 403),
+    (app.NotFoundError, 404),
+    (app.RuleViolation, 409),
+    (app.IdempotencyKeyReusedError, 422),
+]
+
+
+class ApiError(drf.APIException):
+    """An error raised by the API layer itself with an explicit status and code."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None):
+        self.status_code = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(message, code)
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {str(k): _flatten(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(v) for v in detail]
+    return str(detail)
+
+
+def _field_errors(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        fields = {}
+        for key, value in detail.items():
+            name = "non_field_errors" if key == "non_field_errors" else str(key)
+            flat = _flatten(value)
+            fields[name] = flat if isinstance(flat, (list, dict)) else [flat]
+        return fields
+    return {"non_field_errors": _flatten(detail) if isinstance(detail, list) else [str(detail)]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, app.ApplicationError):
+        status = next((code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+        body = error_body(exc.code, exc.message, exc.details)
+    elif isinstance(exc, ApiError):
+        status = exc.status_code
+        body = error_body(exc.code, exc.message, exc.details)
+    elif isinstance(exc, drf.ValidationError):
+        status = 400
+        body = error_body("validation_error", "Invalid input.", {"fields": _field_errors(exc.detail)})
+    elif isinstance(exc, drf.ParseError):
+        status = 400
+        body = error_body("validation_error", str(exc.detail), {"fields": {}})
+    elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        status = 401
+        body = error_body("not_authenticated", str(exc.detail))
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    elif isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
+        status = 403
+        body = error_body("permission_denied", "You do not have permission to perform this action.")
+    elif isinstance(exc, (drf.NotFound, Http404)):
+        status = 404
+        body = error_body("not_found", "Not found.")
+    elif isinstance(exc, drf.Throttled):
+        status = 429
+        wait = max(1, math.ceil(getattr(exc, "wait", None) or 1))
+        headers["Retry-After"] = str(wait)
+        body = error_body("rate_limited", "Too many requests. Try again later.", {"retry_after": wait})
+    elif isinstance(exc, drf.MethodNotAllowed):
+        status = 405
+        body = error_body("method_not_allowed", str(exc.detail))
+    elif isinstance(exc, drf.UnsupportedMediaType):
+        status = 415
+        body = error_body("unsupported_media_type", str(exc.detail))
+    elif isinstance(exc, drf.NotAcceptable):
+        status = 406
+        body = error_body("not_acceptable", str(exc.detail))
+    elif isinstance(exc, drf.APIException):
+        status = exc.status_code
+        body = error_body(str(exc.default_code), str(exc.detail))
+    else:
+        request = context.get("request")
+        logger.exception(
+            "unhandled error", extra={"request_id": getattr(request, "request_id", None) if request else None}
+        )
+        status = 500
+        body = error_body("server_error", "Something went wrong on our side. It has been logged.")
+    return Response(body, status=status, headers=headers)

@@ -1,0 +1,606 @@
+"""Endpoints for estate admins, treasurers and auditors.
+
+Reads need any financial permission (``ViewPayments`` or a Manage permission); writes
+need the permission named in api.md. Every view is scoped to the caller's estate by
+``EstateAPIView``; every list is annotated in one query.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from levy.api.idempotency import HEADER, run_idempotent
+from levy.api.pagination import LevyCursorPagination
+from levy.api.serializers import BillBaseSerializer, DisputeSerializer, MoneyField, TransactionSerializer
+from levy.api.views import EstateAPIView
+from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
+from levy.billing.selectors import (
+    BillStats,
+    access_bill_as_staff,
+    access_dispute,
+    bill_member_statuses,
+    bills_with_stats,
+    cluster_dashboard,
+    members_with_bill_summary,
+)
+from levy.billing.services import (
+    BillInput,
+    bill_cancel,
+    bill_create_cluster_wide,
+    bill_create_user_specific,
+    bill_update,
+    dispute_resolve,
+)
+from levy.billing.status import BillStatus
+from levy.common.errors import ValidationError
+from levy.estates.access import access_membership
+from levy.estates.models import Membership
+from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
+from levy.estates.services import member_add, member_update
+from levy.wallets.models import TransactionStatus, TransactionType
+from levy.wallets.services import cluster_transactions, wallet_credit
+
+ERRORS = {
+    400: OpenApiResponse(description="validation_error"),
+    401: OpenApiResponse(description="not_authenticated"),
+    403: OpenApiResponse(description="permission_denied"),
+    404: OpenApiResponse(description="not_found"),
+    429: OpenApiResponse(description="rate_limited"),
+}
+
+
+def paginate(
+    view: EstateAPIView,
+    queryset: QuerySet[Any],
+    serializer: Any,
+    ordering: tuple[str, str] | None = None,
+    **context: Any,
+) -> Response:
+    paginator = LevyCursorPagination(ordering=ordering)
+    page = paginator.paginate_queryset(queryset, view.request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
+
+
+# --- members --------------------------------------------------------------------------------
+
+
+class MemberInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.RESIDENT)
+    is_resident = serializers.BooleanField(required=False, allow_null=True, default=None)
+    password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=128, min_length=8)
+
+
+class MemberSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="user_id")
+    email = serializers.EmailField(source="user.email")
+    name = serializers.CharField(source="user.name")
+    role = serializers.CharField()
+    is_resident = serializers.BooleanField()
+    active = serializers.BooleanField()
+    joined_at = serializers.DateTimeField()
+
+
+class BillSummarySerializer(serializers.Serializer):
+    outstanding_count = serializers.IntegerField(source="sum_outstanding_count")
+    outstanding_amount = MoneyField(source="sum_outstanding_amount")
+    overdue_count = serializers.IntegerField(source="sum_overdue_count")
+    unacknowledged_count = serializers.IntegerField(source="sum_unacknowledged_count")
+    disputed_count = serializers.IntegerField(source="sum_disputed_count")
+    paid_count = serializers.IntegerField(source="sum_paid_count")
+
+
+class MemberWithSummarySerializer(MemberSerializer):
+    bill_summary = BillSummarySerializer(source="*")
+
+
+class MemberFilterSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    has_overdue = serializers.BooleanField(required=False, allow_null=True, default=None)
+    search = serializers.CharField(required=False, max_length=200)
+    active = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class MemberListView(EstateAPIView):
+    @extend_schema(
+        parameters=[MemberFilterSerializer],
+        responses={200: MemberWithSummarySerializer(many=True), **ERRORS},
+        summary="Members with their bill summary (hover card)",
+    )
+    def get(self, request: Request, cluster_id: str) -> Response:
+        self.access.require_read_finances()
+        filters = MemberFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        members = Membership.objects.filter(cluster=self.access.cluster).select_related("user")
+        if f.get("role"):
+            members = members.filter(role=f["role"])
+        if f.get("active") is not None:
+            members = members.filter(active=f["active"])
+        if f.get("search"):
+            term = f["search"].strip()
+            members = members.filter(Q(user__email__icontains=term) | Q(user__name__icontains=term))
+        summarised = members_with_bill_summary(members)
+        if f.get("has_overdue") is True:
+            summarised = summarised.filter(sum_overdue_count__gt=0)
+        elif f.get("has_overdue") is False:
+            summarised = summarised.filter(sum_overdue_count=0)
+        return paginate(self, summarised, MemberWithSummarySerializer, ordering=("-joined_at", "-id"))
+
+    @extend_schema(request=MemberInputSerializer, responses={201: MemberSerializer, **ERRORS}, summary="Add a member")
+    def post(self, request: Request, cluster_id: str) -> Response:
+        self.access.require(MembersPermissions.ManageMembers)
+        data = MemberInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = member_add(access=self.access, origin=self.origin, **data.validated_data)
+        return Response(MemberSerializer(membership).data, status=201)
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    is_resident = serializers.BooleanField(required=False)
+    active = serializers.BooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send role, is_resident or active.")
+        return attrs
+
+
+class MemberDetailView(EstateAPIView):
+    @extend_schema(
+        request=MemberUpdateSerializer, responses={200: MemberSerializer, **ERRORS}, summary="Change a member"
+    )
+    def patch(self, request: Request, cluster_id: str, user_id: str) -> Response:
+        self.access.require(MembersPermissions.ManageMembers)
+        membership = access_membership(self.access, user_id)
+        data = MemberUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        updated = member_update(access=self.access, membership=membership, origin=self.origin, **data.validated_data)
+        updated.user = membership.user
+        return Response(MemberSerializer(updated).data)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField()
+
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+TRUE_WORDS = {"true", "1", "yes", "y"}
+FALSE_WORDS = {"false", "0", "no", "n", ""}
+
+
+class MemberImportView(EstateAPIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(
+        request={"multipart/form-data": ImportInputSerializer},
+        responses={200: ImportResultSerializer, **ERRORS},
+        summary="Import members from CSV (email,name,role,is_resident); all or nothing",
+    )
+    def post(self, request: Request, cluster_id: str) -> Response:
+        self.access.require(MembersPermissions.ManageMembers)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError(fields={"file": ["Upload a CSV file in the field 'file'."]})
+        if upload.size > MAX_IMPORT_BYTES:
+            raise ValidationError(fields={"file": ["The file is larger than 5 MB."]})
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationError(fields={"file": ["The file must be UTF-8 text."]}) from None
+        rows, errors = _parse_members_csv(text)
+        if errors:
+            return Response({"created": 0, "skipped": 0, "errors": errors}, status=400)
+        existing = set(
+            Membership.objects.filter(cluster=self.access.cluster, active=True).values_list("user__email", flat=True)
+        )
+        created = skipped = 0
+        with transaction.atomic():
+            for row in rows:
+                if row["email"] in existing:
+                    skipped += 1
+                    continue
+                member_add(access=self.access, origin=self.origin, **row)
+                existing.add(row["email"])
+                created += 1
+        return Response({"created": created, "skipped": skipped, "errors": []})
+
+
+def _parse_members_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "email" not in header:
+        return [], [
+            {"line": 1, "message": "The first line must be a header with at least: email,name,role,is_resident"}
+        ]
+    reader.fieldnames = header
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for line, raw in enumerate(reader, start=2):
+        values = {k: (v or "").strip() for k, v in raw.items() if k}
+        email = values.get("email", "").lower()
+        role = values.get("role", "") or Role.RESIDENT
+        resident_word = values.get("is_resident", "").lower()
+        problems: list[str] = []
+        parsed = MemberInputSerializer(data={"email": email, "name": values.get("name", ""), "role": role})
+        if not parsed.is_valid():
+            problems.extend(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in parsed.errors.items())
+        if resident_word not in TRUE_WORDS | FALSE_WORDS:
+            problems.append("is_resident: use true or false")
+        if email in seen:
+            problems.append("email: appears twice in the file")
+        seen.add(email)
+        if problems:
+            errors.append({"line": line, "message": "; ".join(problems)})
+            continue
+        rows.append(
+            {
+                "email": email,
+                "name": values.get("name", ""),
+                "role": role,
+                "is_resident": None if resident_word == "" else resident_word in TRUE_WORDS,
+            }
+        )
+    if not rows and not errors:
+        errors.append({"line": 1, "message": "The file has no members."})
+    return rows, errors
+
+
+# --- bills ----------------------------------------------------------------------------------
+
+
+class BillStatsSerializer(serializers.Serializer):
+    eligible = serializers.IntegerField()
+    acknowledged = serializers.IntegerField()
+    paid = serializers.IntegerField()
+    disputed = serializers.IntegerField()
+    waived = serializers.IntegerField()
+    overdue = serializers.IntegerField()
+    outstanding = serializers.IntegerField()
+    collected_amount = MoneyField()
+
+
+class ManagedBillSerializer(BillBaseSerializer):
+    user_id = serializers.UUIDField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    cancellation_reason = serializers.CharField()
+    stats = serializers.SerializerMethodField()
+
+    @extend_schema_field(BillStatsSerializer)
+    def get_stats(self, bill: Any) -> dict[str, Any]:
+        return dict(BillStatsSerializer(BillStats.of(bill)).data)
+
+
+class BillCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    category = serializers.ChoiceField(choices=BillCategory.choices)
+    amount = MoneyField(min_value=None)
+    due_date = serializers.DateField()
+    allow_payment_after_due = serializers.BooleanField(required=False, default=False)
+    user_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+
+class BillUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    category = serializers.ChoiceField(choices=BillCategory.choices, required=False)
+    amount = MoneyField(required=False)
+    due_date = serializers.DateField(required=False)
+    allow_payment_after_due = serializers.BooleanField(required=False)
+    user_id = serializers.UUIDField(required=False, allow_null=True)
+
+
+class BillFilterSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=["cluster", "user"], required=False)
+    user_id = serializers.UUIDField(required=False)
+    category = serializers.ChoiceField(choices=BillCategory.choices, required=False)
+    due_before = serializers.DateField(required=False)
+    due_after = serializers.DateField(required=False)
+    cancelled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    search = serializers.CharField(required=False, max_length=200)
+
+
+def _managed_bill(view: EstateAPIView, bill_id: Any) -> Any:
+    bill = access_bill_as_staff(view.access, bill_id)
+    return bills_with_stats(Bill.objects.filter(pk=bill.pk).select_related("cluster")).get()
+
+
+class BillListView(EstateAPIView):
+    @extend_schema(
+        parameters=[BillFilterSerializer],
+        responses={200: ManagedBillSerializer(many=True), **ERRORS},
+        summary="Bills with their counts",
+    )
+    def get(self, request: Request, cluster_id: str) -> Response:
+        self.access.require_read_finances()
+        filters = BillFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        bills = Bill.objects.filter(cluster=self.access.cluster).select_related("cluster")
+        if f.get("scope") == "cluster":
+            bills = bills.filter(user__isnull=True)
+        elif f.get("scope") == "user":
+            bills = bills.filter(user__isnull=False)
+        if f.get("user_id"):
+            bills = bills.filter(user_id=f["user_id"])
+        if f.get("category"):
+            bills = bills.filter(category=f["category"])
+        if f.get("due_before"):
+            bills = bills.filter(due_date__lte=f["due_before"])
+        if f.get("due_after"):
+            bills = bills.filter(due_date__gte=f["due_after"])
+        if f.get("cancelled") is not None:
+            bills = bills.filter(cancelled_at__isnull=not f["cancelled"])
+        if f.get("search"):
+            term = f["search"].strip()
+            bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
+        return paginate(self, bills_with_stats(bills), ManagedBillSerializer)
+
+    @extend_schema(
+        request=BillCreateSerializer,
+        responses={201: ManagedBillSerializer, **ERRORS},
+        summary="Create a bill: no user_id for the whole estate, or one member's",
+    )
+    def post(self, request: Request, cluster_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageBill)
+        self.rate_limit(request, scope="bill_create")
+        data = BillCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        user_id = values.pop("user_id", None)
+        bill_input = BillInput(**values)
+        if user_id is None:
+            bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+        else:
+            bill = bill_create_user_specific(access=self.access, user_id=user_id, data=bill_input, origin=self.origin)
+        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data, status=201)
+
+
+class BillDetailView(EstateAPIView):
+    @extend_schema(responses={200: ManagedBillSerializer, **ERRORS}, summary="One bill with its counts")
+    def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
+        return Response(ManagedBillSerializer(_managed_bill(self, bill_id)).data)
+
+    @extend_schema(
+        request=BillUpdateSerializer,
+        responses={
+            200: ManagedBillSerializer,
+            409: OpenApiResponse(description="bill_terms_locked, bill_cancelled"),
+            **ERRORS,
+        },
+        summary="Edit a bill (terms only until the first acknowledgement or payment)",
+    )
+    def patch(self, request: Request, cluster_id: str, bill_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageBill)
+        bill = access_bill_as_staff(self.access, bill_id)
+        data = BillUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        bill_update(access=self.access, bill=bill, changes=dict(data.validated_data), origin=self.origin)
+        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+
+
+class CancelInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class BillCancelView(EstateAPIView):
+    @extend_schema(
+        request=CancelInputSerializer,
+        responses={200: ManagedBillSerializer, 409: OpenApiResponse(description="bill_cancelled"), **ERRORS},
+        summary="Cancel a bill",
+    )
+    def post(self, request: Request, cluster_id: str, bill_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageBill)
+        bill = access_bill_as_staff(self.access, bill_id)
+        data = CancelInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bill_cancel(access=self.access, bill=bill, reason=data.validated_data["reason"], origin=self.origin)
+        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+
+
+class BillMemberSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    name = serializers.CharField(source="user.name")
+    email = serializers.EmailField(source="user.email")
+    status = serializers.ChoiceField(choices=BillStatus.choices)
+    acknowledged_at = serializers.DateTimeField(allow_null=True)
+    paid_at = serializers.DateTimeField(allow_null=True)
+    dispute_id = serializers.UUIDField(allow_null=True)
+
+
+class BillMemberFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=BillStatus.choices, required=False)
+
+
+class BillMembersView(EstateAPIView):
+    @extend_schema(
+        parameters=[BillMemberFilterSerializer],
+        responses={200: BillMemberSerializer(many=True), **ERRORS},
+        summary="Each member's status for one bill",
+    )
+    def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
+        bill = access_bill_as_staff(self.access, bill_id)
+        filters = BillMemberFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        rows = bill_member_statuses(bill=bill)
+        if filters.validated_data.get("status"):
+            rows = rows.filter(status=filters.validated_data["status"])
+        return paginate(self, rows, BillMemberSerializer, ordering=("joined_at", "id"))
+
+
+# --- dashboard ------------------------------------------------------------------------------
+
+
+class RecentPaymentSerializer(serializers.Serializer):
+    transaction_id = serializers.UUIDField(source="id")
+    bill_id = serializers.UUIDField()
+    bill_title = serializers.CharField(source="bill.title")
+    user_id = serializers.UUIDField(source="payer_id")
+    name = serializers.CharField(source="payer.name")
+    amount = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_amount(self, tx: Any) -> str:
+        return f"{-tx.amount:.2f}"
+
+
+class DueSoonSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    reference = serializers.CharField()
+    title = serializers.CharField()
+    amount = MoneyField()
+    due_date = serializers.DateField()
+    outstanding = serializers.IntegerField(source="stat_outstanding")
+
+
+class DashboardSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    billed_amount = MoneyField()
+    collected_amount = MoneyField()
+    outstanding_amount = MoneyField()
+    overdue_amount = MoneyField()
+    collection_rate = serializers.DecimalField(max_digits=7, decimal_places=4, coerce_to_string=True)
+    open_disputes = serializers.IntegerField()
+    bills_count = serializers.IntegerField()
+    members_count = serializers.IntegerField()
+    recent_payments = RecentPaymentSerializer(many=True)
+    due_soon = DueSoonSerializer(many=True)
+
+
+class DashboardView(EstateAPIView):
+    @extend_schema(responses={200: DashboardSerializer, **ERRORS}, summary="The estate at a glance")
+    def get(self, request: Request, cluster_id: str) -> Response:
+        return Response(DashboardSerializer(cluster_dashboard(self.access)).data)
+
+
+# --- disputes -------------------------------------------------------------------------------
+
+
+class DisputeFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=DisputeStatus.choices, required=False)
+
+
+class DisputeListView(EstateAPIView):
+    @extend_schema(
+        parameters=[DisputeFilterSerializer],
+        responses={200: DisputeSerializer(many=True), **ERRORS},
+        summary="Disputes",
+    )
+    def get(self, request: Request, cluster_id: str) -> Response:
+        self.access.require_read_finances()
+        filters = DisputeFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        disputes = BillDispute.objects.filter(cluster=self.access.cluster)
+        if filters.validated_data.get("status"):
+            disputes = disputes.filter(status=filters.validated_data["status"])
+        return paginate(self, disputes, DisputeSerializer)
+
+
+class ResolveInputSerializer(serializers.Serializer):
+    resolution = serializers.ChoiceField(choices=[DisputeStatus.UPHELD, DisputeStatus.REJECTED])
+    note = serializers.CharField(max_length=5000)
+
+
+class DisputeResolveView(EstateAPIView):
+    @extend_schema(
+        request=ResolveInputSerializer,
+        responses={200: DisputeSerializer, 409: OpenApiResponse(description="dispute_already_resolved"), **ERRORS},
+        summary="Resolve a dispute: upheld waives the bill for that member",
+    )
+    def post(self, request: Request, cluster_id: str, dispute_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageBill)
+        dispute = access_dispute(self.access, dispute_id)
+        data = ResolveInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        resolved = dispute_resolve(access=self.access, dispute=dispute, origin=self.origin, **data.validated_data)
+        return Response(DisputeSerializer(resolved).data)
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+class TransactionFilterSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(required=False)
+    type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
+    status = serializers.ChoiceField(choices=TransactionStatus.choices, required=False)
+    bill_id = serializers.UUIDField(required=False)
+
+
+class TransactionListView(EstateAPIView):
+    @extend_schema(
+        parameters=[TransactionFilterSerializer],
+        responses={200: TransactionSerializer(many=True), **ERRORS},
+        summary="Ledger entries",
+    )
+    def get(self, request: Request, cluster_id: str) -> Response:
+        filters = TransactionFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        lookups = {
+            name: f[key]
+            for key, name in (("user_id", "payer_id"), ("type", "type"), ("status", "status"), ("bill_id", "bill_id"))
+            if key in f
+        }
+        txs = cluster_transactions(self.access, **lookups)
+        return paginate(self, txs, TransactionSerializer, currency=self.access.cluster.currency)
+
+
+class CreditInputSerializer(serializers.Serializer):
+    amount = MoneyField()
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class WalletCreditView(EstateAPIView):
+    rate_scope = "credit"
+
+    @extend_schema(
+        request=CreditInputSerializer,
+        parameters=[
+            OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=True, description="Unique per credit.")
+        ],
+        responses={
+            201: TransactionSerializer,
+            409: OpenApiResponse(description="idempotency_key_in_use"),
+            422: OpenApiResponse(description="idempotency_key_reused"),
+            **ERRORS,
+        },
+        summary="Record money received for a member",
+    )
+    def post(self, request: Request, cluster_id: str, user_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageWallet)
+        membership = access_membership(self.access, user_id)
+
+        def credit(key: str) -> Response:
+            data = CreditInputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            tx = wallet_credit(
+                access=self.access,
+                membership=membership,
+                idempotency_key=key,
+                origin=self.origin,
+                **data.validated_data,
+            )
+            body = TransactionSerializer(tx, context={"currency": self.access.cluster.currency}).data
+            return Response(body, status=201)
+
+        return run_idempotent(request, self.access, credit, self.get_exception_handler_context())

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from rest_framework.pagination import CursorPagination
+
+
+class LevyCursorPagination(CursorPagination):
+    """Cursor pagination: stable under inserts, no COUNT(*), O(page) at any depth.
+
+    ``?page_size=`` defaults to 50 and is capped at 100. Ordering is newest first with
+    the primary key as a tie-breaker inside the cursor's offset.
+    """
+
+    page_size = 50
+    max_page_size = 100
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+    def __init__(self, ordering: tuple[str, str] | None = None) -> None:
+        if ordering is not None:
+            self.ordering = ordering
+
+    def get_page_size(self, request):  # type: ignore[no-untyped-def]
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except (TypeError, ValueError):
+            return self.page_size
+        return max(1, min(size, self.max_page_size))

@@ -1,0 +1,113 @@
+"""Rate limits with counters shared by every server process (Redis).
+
+Each request is counted against the caller (per user, or per client IP before sign-in)
+in the general ``user`` scope and, when the view names one, in its own tighter scope
+(``pay``, ``dispute``, …); estate-scoped requests also count against the estate.
+Fixed windows, one atomic INCR per counter. If Redis cannot be reached the request is
+served and the failure is logged: an outage of the cache must not become an outage of
+billing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger("levy.ratelimit")
+
+PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        count, _, unit = text.partition("/")
+        return cls(limit=int(count), period=PERIODS[unit.strip().lower()])
+
+
+def rate_for(scope: str) -> Rate | None:
+    text = settings.LEVY_RATE_LIMITS.get(scope)
+    return Rate.parse(text) if text else None
+
+
+def _incr(key: str, ttl: int) -> int:
+    """Atomically add one to ``key`` (creating it with a TTL) and return the count."""
+    try:
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+    except (ImportError, NotImplementedError):
+        client = None
+    if client is not None:
+        pipe = client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, ttl, nx=True)
+        count, _ = pipe.execute()
+        return int(count)
+    cache.add(key, 0, ttl)
+    return int(cache.incr(key))
+
+
+def hit(scope: str, subject: str, now: float | None = None) -> float | None:
+    """Count one request of ``subject`` in ``scope``. Returns None when allowed, or the
+    seconds to wait when the limit is exceeded."""
+    rate = rate_for(scope)
+    if rate is None or not settings.LEVY_RATE_LIMITS_ENABLED:
+        return None
+    now = time.time() if now is None else now
+    window = int(now // rate.period)
+    key = f"levy:rl:{scope}:{subject}:{window}"
+    try:
+        count = _incr(key, rate.period + 1)
+    except Exception:  # any cache failure: serve the request, say so in the logs
+        logger.warning("rate limiter unavailable; request allowed", exc_info=True)
+        return None
+    if count > rate.limit:
+        return rate.period - (now % rate.period)
+    return None
+
+
+def client_ip(request: Any) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def subject_of(request: Any) -> str:
+    user = getattr(request, "user", None)
+    return f"u:{user.pk}" if user is not None and user.is_authenticated else f"ip:{client_ip(request)}"
+
+
+def check_scope(request: Any, scope: str) -> float | None:
+    """Count the request against one more scope (e.g. bill creation on a list URL)."""
+    return hit(scope, subject_of(request))
+
+
+def check(request: Any, *, scope: str | None, cluster_id: Any = None) -> float | None:
+    """Apply the limits that concern this request; the longest wait wins."""
+    subject = subject_of(request)
+    waits = [hit("user", subject)]
+    if scope:
+        waits.append(hit(scope, subject))
+    if cluster_id is not None:
+        waits.append(hit("estate", str(cluster_id)))
+    blocked = [w for w in waits if w is not None]
+    return max(blocked) if blocked else None

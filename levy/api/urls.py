@@ -1,0 +1,47 @@
+from django.urls import URLPattern, URLResolver, include, path
+
+from levy.api import auth_views
+from levy.api.management import views as management
+from levy.api.members import views as members
+
+management_patterns: list[URLPattern | URLResolver] = [
+    path("members/", management.MemberListView.as_view(), name="management-members"),
+    path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
+    path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
+    path("bills/", management.BillListView.as_view(), name="management-bills"),
+    path("bills/<str:bill_id>/", management.BillDetailView.as_view(), name="management-bill"),
+    path("bills/<str:bill_id>/cancel/", management.BillCancelView.as_view(), name="management-bill-cancel"),
+    path("bills/<str:bill_id>/members/", management.BillMembersView.as_view(), name="management-bill-members"),
+    path("dashboard/", management.DashboardView.as_view(), name="management-dashboard"),
+    path("disputes/", management.DisputeListView.as_view(), name="management-disputes"),
+    path(
+        "disputes/<str:dispute_id>/resolve/", management.DisputeResolveView.as_view(), name="management-dispute-resolve"
+    ),
+    path("transactions/", management.TransactionListView.as_view(), name="management-transactions"),
+    path("wallets/<str:user_id>/credit/", management.WalletCreditView.as_view(), name="management-wallet-credit"),
+]
+
+cluster_patterns: list[URLPattern | URLResolver] = [
+    path("management/", include(management_patterns)),
+    path("bills/", members.MemberBillListView.as_view(), name="member-bills"),
+    path("bills/<str:bill_id>/", members.MemberBillDetailView.as_view(), name="member-bill"),
+    path("bills/<str:bill_id>/acknowledge/", members.AcknowledgeView.as_view(), name="member-bill-acknowledge"),
+    path("bills/<str:bill_id>/dispute/", members.DisputeView.as_view(), name="member-bill-dispute"),
+    path("bills/<str:bill_id>/pay/", members.PayView.as_view(), name="member-bill-pay"),
+    path("wallet/", members.WalletView.as_view(), name="member-wallet"),
+    path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
+    path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
+]
+
+urlpatterns = [
+    path("auth/token/", auth_views.TokenView.as_view(), name="auth-token"),
+    path("auth/token/refresh/", auth_views.RefreshView.as_view(), name="auth-token-refresh"),
+    path("me/", auth_views.MeView.as_view(), name="me"),
+    path("clusters/", auth_views.ClusterListView.as_view(), name="clusters"),
+    path("clusters/<str:cluster_id>/", include(cluster_patterns)),
+    path("notifications/", auth_views.NotificationListView.as_view(), name="notifications"),
+    path("notifications/read-all/", auth_views.NotificationReadAllView.as_view(), name="notifications-read-all"),
+    path(
+        "notifications/<str:notification_id>/read/", auth_views.NotificationReadView.as_view(), name="notification-read"
+    ),
+]

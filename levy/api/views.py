@@ -1,0 +1,59 @@
+"""Shared view bases: authentication, estate scoping, rate limits, origin."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from levy.accounts.models import User
+from levy.api import throttles
+from levy.common.origin import Origin
+from levy.estates.access import EstateAccess, access_cluster
+
+
+def origin_of(request: Request) -> Origin:
+    return Origin(ip=request.META.get("REMOTE_ADDR") or None, user_agent=request.headers.get("User-Agent", "")[:1000])
+
+
+class LevyAPIView(APIView):
+    """Base view: signed-in callers, rate limited (``rate_scope`` names a tighter limit)."""
+
+    rate_scope: str | None = None
+    throttle_classes: list[Any] = []
+
+    def rate_limit(self, request: Request, cluster_id: Any = None, scope: str | None = None) -> None:
+        """Count this request; ``scope`` adds a limit on top of the view's own."""
+        if scope is not None:
+            wait = throttles.check_scope(request, scope)
+        else:
+            wait = throttles.check(request, scope=self.rate_scope, cluster_id=cluster_id)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)
+
+    def check_throttles(self, request: Request) -> None:
+        self.rate_limit(request)
+
+    @property
+    def origin(self) -> Origin:
+        return origin_of(self.request)
+
+
+class EstateAPIView(LevyAPIView):
+    """A view under ``/clusters/{cluster_id}/``: ``self.access`` is the caller's access
+    to that estate, resolved before the handler runs; outside it, 404."""
+
+    access: EstateAccess
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        neg = self.perform_content_negotiation(request)
+        request.accepted_renderer, request.accepted_media_type = neg
+        version, scheme = self.determine_version(request, *args, **kwargs)
+        request.version, request.versioning_scheme = version, scheme
+        self.perform_authentication(request)
+        self.check_permissions(request)
+        self.access = access_cluster(cast(User, request.user), kwargs.get("cluster_id"))
+        self.rate_limit(request, cluster_id=self.access.cluster.pk)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from levy.estates.models import Membership
+
+
+class Api:
+    """An HTTP client signed in as one person (or anonymous), speaking JSON."""
+
+    def __init__(self, user: Any = None) -> None:
+        self.client = APIClient()
+        if user is not None:
+            token = RefreshToken.for_user(user).access_token
+            self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, params)
+
+    def post(self, path: str, data: Any = None, *, key: str | None = None, **extra: Any) -> Any:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.client.post(path, data or {}, format="json", headers=headers, **extra)
+
+    def patch(self, path: str, data: Any) -> Any:
+        return self.client.patch(path, data, format="json")
+
+
+def api_as(member: Membership | Any | None) -> Api:
+    if member is None:
+        return Api()
+    return Api(member.user if isinstance(member, Membership) else member)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    cache.clear()
