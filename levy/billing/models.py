@@ -127,7 +127,8 @@ class Bill(UUIDModel):
         return bill_status_for(bill=self, user=user, today=today)
 
     def clean(self) -> None:
-        """Refuse invalid configurations (used by the admin and the services)."""
+        """Refuse invalid configurations. The services check the same rules (with
+        field-level errors) before they write; this serves model forms and shells."""
         from levy.estates.models import Membership
 
         errors: dict[str, list[str]] = {}
@@ -138,9 +139,7 @@ class Bill(UUIDModel):
                 cluster_id=self.cluster_id, user_id=self.user_id, active=True, is_resident=True
             ).exists()
             if not is_billable:
-                errors.setdefault("user_id", []).append(
-                    "The bill's user must be an active resident member of the estate."
-                )
+                errors.setdefault("user", []).append("The bill's user must be an active resident member of the estate.")
         if errors:
             raise DjangoValidationError(errors)
 
@@ -160,7 +159,7 @@ class BillAcknowledgement(UUIDModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} acknowledged {self.bill_id}"
+        return f"{self.user} acknowledged {self.bill}"
 
 
 class DisputeStatus(models.TextChoices):

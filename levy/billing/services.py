@@ -105,7 +105,7 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
 def _manage_bill_holders(cluster: Cluster) -> Any:
     return Membership.objects.filter(
         cluster=cluster, active=True, role__in=roles_with(PaymentsPermissions.ManageBill)
-    ).values("user_id")
+    ).values_list("user_id", flat=True)
 
 
 # --- creation ---------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
         notify(
             event=NotificationEvents.PAYMENT_DUE,
             cluster=cluster,
-            recipient_ids=bill_audience(bill).values("user_id"),
+            recipient_ids=bill_audience(bill).values_list("user_id", flat=True),
             context=bill_context(bill),
             event_key=f"PAYMENT_DUE:bill:{bill.pk}",
         )
@@ -332,7 +332,7 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
         notify(
             event=NotificationEvents.BILL_CANCELLED,
             cluster=access.cluster,
-            recipient_ids=bill_audience(locked).exclude(user_id__in=paid).values("user_id"),
+            recipient_ids=bill_audience(locked).exclude(user_id__in=paid).values_list("user_id", flat=True),
             context={**bill_context(locked), "reason": reason},
             event_key=f"BILL_CANCELLED:bill:{locked.pk}",
         )

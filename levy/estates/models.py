@@ -65,4 +65,4 @@ class Membership(UUIDModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} in {self.cluster_id} ({self.role})"
+        return f"{self.user} in {self.cluster} ({self.role})"

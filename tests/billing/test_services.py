@@ -149,7 +149,7 @@ def test_user_specific_bill_target_must_be_an_active_resident_member(
     bill = Bill(cluster=estate.cluster, user=target, amount=Decimal("1.00"), due_date=estate_today())
     with pytest.raises(DjangoValidationError) as model_err:
         bill.clean()
-    assert "user_id" in model_err.value.message_dict
+    assert "user" in model_err.value.message_dict
 
 
 def test_model_validation_refuses_a_non_positive_amount(estate: Estate) -> None:

@@ -31,8 +31,8 @@ def test_every_event_has_a_spec_and_renders_its_context() -> None:
 
 @pytest.mark.parametrize("as_queryset", [True, False])
 def test_notify_stores_each_event_at_most_once_per_person(estate: Estate, as_queryset: bool) -> None:
-    members = Membership.objects.filter(cluster=estate.cluster, is_resident=True).values("user_id")
-    recipients = members if as_queryset else [m["user_id"] for m in members]
+    members = Membership.objects.filter(cluster=estate.cluster, is_resident=True).values_list("user_id", flat=True)
+    recipients = members if as_queryset else list(members)
     args = dict(
         event=NotificationEvents.PAYMENT_REMINDER,
         cluster=estate.cluster,
