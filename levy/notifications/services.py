@@ -64,7 +64,8 @@ def notify(
 ) -> int:
     """Store ``event`` in the inbox of every recipient, at most once per recipient per
     ``event_key``. ``recipient_ids`` is a queryset yielding user ids (kept in the
-    database, e.g. ``.values_list("user_id", flat=True)``) or a short list. Returns the number of notifications stored now."""
+    database, e.g. ``.values_list("user_id", flat=True)``) or a short list.
+    Returns the number of notifications stored now."""
     spec = EVENT_SPECS[event]
     payload = _json_ready(context)
     title, body = render(event, payload)
