@@ -18,7 +18,7 @@ from levy.accounts.models import User
 from levy.api import throttles
 from levy.api.pagination import LevyCursorPagination
 from levy.api.views import LevyAPIView
-from levy.common.errors import NotFoundError
+from levy.common.errors import NotFoundError, PermissionDeniedError
 from levy.estates.access import parse_uuid
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import permissions_for_role
@@ -114,6 +114,8 @@ class ClusterListView(LevyAPIView):
         summary="Create an estate (platform operator)",
     )
     def post(self, request: Request) -> Response:
+        if not request.user.is_superuser:
+            raise PermissionDeniedError()
         data = ClusterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         cluster = cluster_create(operator=cast(User, request.user), origin=self.origin, **data.validated_data)

@@ -101,13 +101,11 @@ def check_scope(request: Any, scope: str) -> float | None:
     return hit(scope, subject_of(request))
 
 
-def check(request: Any, *, scope: str | None, cluster_id: Any = None) -> float | None:
-    """Apply the limits that concern this request; the longest wait wins."""
+def check(request: Any, *, scope: str | None) -> float | None:
+    """Apply the caller's limits (general, and the view's scope); the longest wait wins."""
     subject = subject_of(request)
     waits = [hit("user", subject)]
     if scope:
         waits.append(hit(scope, subject))
-    if cluster_id is not None:
-        waits.append(hit("estate", str(cluster_id)))
     blocked = [w for w in waits if w is not None]
     return max(blocked) if blocked else None

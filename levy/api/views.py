@@ -24,12 +24,13 @@ class LevyAPIView(APIView):
     rate_scope: str | None = None
     throttle_classes: list[Any] = []
 
-    def rate_limit(self, request: Request, cluster_id: Any = None, scope: str | None = None) -> None:
-        """Count this request; ``scope`` adds a limit on top of the view's own."""
-        if scope is not None:
-            wait = throttles.check_scope(request, scope)
+    def rate_limit(self, request: Request, scope: str | None = None) -> None:
+        """Count this request against the caller's limits (the view's scope, or
+        ``scope`` for an extra limit on one method)."""
+        if scope is None:
+            wait = throttles.check(request, scope=self.rate_scope)
         else:
-            wait = throttles.check(request, scope=self.rate_scope, cluster_id=cluster_id)
+            wait = throttles.check_scope(request, scope)
         if wait is not None:
             raise exceptions.Throttled(wait=wait)
 
@@ -55,5 +56,10 @@ class EstateAPIView(LevyAPIView):
         request.version, request.versioning_scheme = version, scheme
         self.perform_authentication(request)
         self.check_permissions(request)
+        # The caller's own limits first, so that probing other estates' ids is
+        # counted too; then the estate's shared limit, once we know the estate is real.
+        self.rate_limit(request)
         self.access = access_cluster(cast(User, request.user), kwargs.get("cluster_id"))
-        self.rate_limit(request, cluster_id=self.access.cluster.pk)
+        wait = throttles.hit("estate", str(self.access.cluster.pk))
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait)

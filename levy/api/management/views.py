@@ -553,6 +553,7 @@ class TransactionListView(EstateAPIView):
         summary="Ledger entries",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
+        self.access.require_read_finances()
         filters = TransactionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
