@@ -114,11 +114,12 @@ class ClusterListView(LevyAPIView):
         summary="Create an estate (platform operator)",
     )
     def post(self, request: Request) -> Response:
-        if not request.user.is_superuser:
+        operator = cast(User, request.user)
+        if not operator.is_superuser:
             raise PermissionDeniedError()
         data = ClusterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        cluster = cluster_create(operator=cast(User, request.user), origin=self.origin, **data.validated_data)
+        cluster = cluster_create(operator=operator, origin=self.origin, **data.validated_data)
         return Response(ClusterSerializer(cluster).data, status=201)
 
 
