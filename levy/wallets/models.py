@@ -124,8 +124,11 @@ class Transaction(UUIDModel):
             ),
             # A payment is refunded at most once.
             models.UniqueConstraint(fields=["reverses"], condition=Q(reverses__isnull=False), name="tx_one_reversal"),
-            # The database backstop for idempotent money movement.
-            models.UniqueConstraint(fields=["wallet", "idempotency_key"], name="tx_idempotency_key_per_wallet"),
+            # The database backstop for idempotent money movement: one entry per key
+            # per wallet and per person asking (the member paying, the treasurer crediting).
+            models.UniqueConstraint(
+                fields=["wallet", "initiated_by", "idempotency_key"], name="tx_idempotency_key_per_wallet_initiator"
+            ),
             models.UniqueConstraint(fields=["cluster", "reference"], name="tx_reference_unique_in_cluster"),
         ]
         indexes = [

@@ -8,7 +8,7 @@ Concurrency rules (see docs/decisions/0003-ledger-and-locking.md):
 - the balance moves only by a conditional UPDATE (``balance >= amount``) and a CHECK
   constraint keeps it at or above zero;
 - a unique constraint allows one completed payment per bill per member, and one ledger
-  entry per (wallet, idempotency key).
+  entry per (wallet, initiator, idempotency key).
 """
 
 from __future__ import annotations
@@ -97,14 +97,13 @@ def _replay(
 ) -> Transaction | None:
     """The entry this key already produced for this wallet, if the request is the same;
     ``IdempotencyKeyReusedError`` if the key was used for a different request."""
-    existing = Transaction.objects.filter(wallet=wallet, idempotency_key=key).first()
+    existing = Transaction.objects.filter(wallet=wallet, initiated_by_id=initiated_by, idempotency_key=key).first()
     if existing is None:
         return None
     same = (
         existing.type == type
         and abs(existing.amount) == abs(amount)
         and existing.bill_id == bill_id
-        and existing.initiated_by_id == initiated_by
         and existing.retry_of_id == retry_of
     )
     if not same:
