@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from celery.schedules import crontab
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -201,6 +203,63 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {},
 }
+
+# --- background work (Celery) ------------------------------------------------------------------
+# With a broker configured (Redis), tasks go to workers. Without one (the demo), they
+# run in-process, right after the request's transaction commits.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not (env("CELERY_BROKER_URL") or REDIS_URL))
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_DEFAULT_QUEUE = "levy"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A task whose worker died unacknowledged is redelivered after this long; the
+    # sweep re-dispatches undelivered intents sooner.
+    "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "900")),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-undelivered-notifications": {
+        "task": "levy.notifications.tasks.sweep_undelivered",
+        "schedule": float(env("LEVY_SWEEP_EVERY_SECONDS", "60")),
+    },
+    "payment-reminders": {
+        "task": "levy.notifications.tasks.send_payment_reminders",
+        "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
+    },
+}
+
+# --- notifications -----------------------------------------------------------------------------
+LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]
+LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
+# Optional pause between fan-out chunks, to spread the write load of a huge estate.
+LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
+LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))
+LEVY_SWEEP_REDISPATCH_SECONDS = int(env("LEVY_SWEEP_REDISPATCH_SECONDS", "300"))
+LEVY_DELIVERY_MAX_ATTEMPTS = int(env("LEVY_DELIVERY_MAX_ATTEMPTS", "6"))
+LEVY_DELIVERY_RETRY_BASE_SECONDS = int(env("LEVY_DELIVERY_RETRY_BASE_SECONDS", "60"))
+LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
+LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
+LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
+LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Levy <no-reply@levy.test>")
 
 LOGGING = {
     "version": 1,

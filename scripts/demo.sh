@@ -5,8 +5,10 @@ install_deps
 export DATABASE_URL="${DEMO_DATABASE_URL:-sqlite:///$ROOT/demo.sqlite3}"
 ADDR="${LEVY_DEMO_ADDR:-127.0.0.1:8000}"
 "$VENV/bin/python" manage.py migrate --noinput -v0
-"$VENV/bin/python" manage.py seed_demo
+# The seed's notifications are stored in the inbox; their emails are not printed.
+EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend "$VENV/bin/python" manage.py seed_demo
 echo
 echo "Levy demo running at http://$ADDR/ — sign in to the admin at http://$ADDR/admin/"
+echo "Tasks run in-process after each request; emails are printed here (console backend)."
 echo "Stop it with Ctrl-C."
 exec "$VENV/bin/python" manage.py runserver "$ADDR" --noreload

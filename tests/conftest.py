@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import datetime
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 
+from config.celery import app as celery_app
 from levy.billing.models import Bill
 from levy.billing.selectors import estate_today
 from levy.billing.services import BillInput, bill_create_cluster_wide, bill_create_user_specific
@@ -24,6 +27,23 @@ _keys = itertools.count()
 
 def new_key(prefix: str = "key") -> str:
     return f"{prefix}-{next(_keys)}"
+
+
+@pytest.fixture(autouse=True)
+def _tasks_in_process() -> Iterator[None]:
+    """Unit tests run Celery tasks in-process (after the commit that scheduled them);
+    the worker tests in tests/notifications/test_worker.py start a real worker."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+def committed() -> Any:
+    """Run what the enclosed code schedules with ``transaction.on_commit`` as if its
+    transaction had committed — as a request does when it returns. Tests run inside
+    one rolled-back transaction, where commit hooks otherwise never fire."""
+    return TestCase.captureOnCommitCallbacks(execute=True)
 
 
 @pytest.fixture(autouse=True)
@@ -63,12 +83,14 @@ class Estate:
         return MembershipFactory(cluster=self.cluster, role=role, **kwargs)
 
     def wide_bill(self, **overrides: Any) -> Bill:
-        return bill_create_cluster_wide(access=access(self.admin), data=bill_input(**overrides))
+        with committed():
+            return bill_create_cluster_wide(access=access(self.admin), data=bill_input(**overrides))
 
     def user_bill(self, member: Membership, **overrides: Any) -> Bill:
-        return bill_create_user_specific(
-            access=access(self.admin), user_id=member.user_id, data=bill_input(**overrides)
-        )
+        with committed():
+            return bill_create_user_specific(
+                access=access(self.admin), user_id=member.user_id, data=bill_input(**overrides)
+            )
 
     def fund(self, member: Membership, amount: str | Decimal) -> Transaction:
         return wallet_credit(

@@ -17,15 +17,16 @@ from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
-from levy.billing.selectors import bill_acknowledge_refusal, bill_audience, estate_today, member_bill_facts
+from levy.billing.selectors import bill_acknowledge_refusal, estate_today, member_bill_facts
 from levy.common.db import lock_row_for_share
 from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
 from levy.estates.models import Cluster, Membership
-from levy.estates.permissions import PaymentsPermissions, roles_with
+from levy.estates.permissions import PaymentsPermissions
 from levy.notifications.events import NotificationEvents
+from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
@@ -102,12 +103,6 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
     return membership
 
 
-def _manage_bill_holders(cluster: Cluster) -> Any:
-    return Membership.objects.filter(
-        cluster=cluster, active=True, role__in=roles_with(PaymentsPermissions.ManageBill)
-    ).values_list("user_id", flat=True)
-
-
 # --- creation ---------------------------------------------------------------------------
 
 
@@ -139,7 +134,7 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
         notify(
             event=NotificationEvents.PAYMENT_DUE,
             cluster=cluster,
-            recipient_ids=bill_audience(bill).values_list("user_id", flat=True),
+            recipients=Recipients.bill_audience(bill),
             context=bill_context(bill),
             event_key=f"PAYMENT_DUE:bill:{bill.pk}",
         )
@@ -189,7 +184,7 @@ def bill_acknowledge(
         notify(
             event=NotificationEvents.BILL_ACKNOWLEDGED,
             cluster=access.cluster,
-            recipient_ids=_manage_bill_holders(access.cluster),
+            recipients=Recipients.permission_holders(PaymentsPermissions.ManageBill),
             context={
                 **bill_context(bill),
                 "member_id": str(membership.user_id),
@@ -246,7 +241,7 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
         notify(
             event=NotificationEvents.BILL_DISPUTED,
             cluster=access.cluster,
-            recipient_ids=_manage_bill_holders(access.cluster),
+            recipients=Recipients.permission_holders(PaymentsPermissions.ManageBill),
             context={
                 **bill_context(bill),
                 "dispute_id": str(dispute.pk),
@@ -291,7 +286,7 @@ def dispute_resolve(
         notify(
             event=NotificationEvents.DISPUTE_RESOLVED,
             cluster=access.cluster,
-            recipient_ids=[locked.user_id],
+            recipients=Recipients.users(locked.user_id),
             context={**bill_context(bill), "dispute_id": str(locked.pk), "resolution": resolution, "note": note},
             event_key=f"DISPUTE_RESOLVED:dispute:{locked.pk}",
         )
@@ -326,13 +321,10 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
             origin=origin,
             data={"reason": reason},
         )
-        paid = Transaction.objects.filter(
-            bill_id=locked.pk, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
-        ).values("payer_id")
         notify(
             event=NotificationEvents.BILL_CANCELLED,
             cluster=access.cluster,
-            recipient_ids=bill_audience(locked).exclude(user_id__in=paid).values_list("user_id", flat=True),
+            recipients=Recipients.bill_unpaid(locked),
             context={**bill_context(locked), "reason": reason},
             event_key=f"BILL_CANCELLED:bill:{locked.pk}",
         )

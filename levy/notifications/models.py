@@ -21,6 +21,9 @@ class Notification(UUIDModel):
     cluster = models.ForeignKey("estates.Cluster", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     event = models.CharField(max_length=40, choices=NotificationEvents.choices)
     event_key = models.CharField(max_length=200)
+    intent = models.ForeignKey(
+        "NotificationIntent", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     title = models.CharField(max_length=200)
     body = models.TextField()
@@ -42,3 +45,71 @@ class Notification(UUIDModel):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.recipient_id}"
+
+
+class NotificationIntent(UUIDModel):
+    """The outbox: an event to deliver, written in the same transaction as the change
+    that caused it. A worker fans it out; a periodic sweep re-dispatches any intent
+    that was not delivered (broker down, worker killed), and the unique keys make every
+    re-run deliver nothing twice."""
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="+")
+    event = models.CharField(max_length=40, choices=NotificationEvents.choices)
+    event_key = models.CharField(max_length=200, unique=True)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    recipients = models.JSONField()
+    context = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="Last handed to the broker.")
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="Every inbox row written.")
+    delivered_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at"], name="intent_undelivered_idx", condition=Q(delivered_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_key
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Delivery(UUIDModel):
+    """One notification sent through one outbound channel (email today; SMS or push
+    later): attempts, the last failure, and when to try again. The inbox row itself
+    is the in-app channel."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.PROTECT, related_name="deliveries")
+    intent = models.ForeignKey(NotificationIntent, on_delete=models.PROTECT, related_name="deliveries")
+    channel = models.CharField(max_length=20)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "channel"], name="delivery_once_per_channel"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["channel", "next_attempt_at"],
+                name="delivery_due_idx",
+                condition=Q(status__in=["pending", "sending", "failed"]),
+            ),
+            models.Index(fields=["intent", "status"], name="delivery_intent_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} for {self.notification_id} ({self.status})"

@@ -1,32 +1,44 @@
-"""Storing notifications: one call per event, set-based for any number of recipients.
+"""Notifications: record the intent with the change, fan it out after commit.
 
-``notify`` takes the recipients as a queryset of user ids, so an estate-wide bill
-becomes one ``INSERT … SELECT`` on PostgreSQL however many residents the estate has.
-``ON CONFLICT DO NOTHING`` on (recipient, event_key) makes every call idempotent:
-running the same event again delivers nothing twice.
+``notify`` is what the domain services call. It writes a ``NotificationIntent`` (the
+outbox) inside the caller's transaction — so the intent exists if and only if the
+change committed — and asks for delivery once the transaction commits. Delivery
+(``intent_deliver``, run by a Celery worker) resolves the recipients in the database
+and writes every inbox row with set-based ``INSERT … SELECT … ON CONFLICT DO NOTHING``
+in chunks, then queues the emails. If the broker is down at commit, or a worker dies
+halfway, ``intents_sweep`` re-dispatches what was not delivered; the unique keys
+(recipient, event_key) and (notification) make every re-run deliver nothing twice.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
+import time
 import uuid
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from levy.notifications.events import EVENT_SPECS, render
-from levy.notifications.models import Notification
+from levy.notifications.events import EVENT_SPECS, Priority, render
+from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
+from levy.notifications.recipients import Recipients
 
 if TYPE_CHECKING:
     from levy.billing.models import Bill
     from levy.estates.models import Cluster
 
-BATCH_SIZE = 2000
+logger = logging.getLogger("levy.notifications")
+
+HIGH_QUEUE = "notifications_high"
+NORMAL_QUEUE = "notifications"
 
 
 def bill_context(bill: Bill) -> dict[str, Any]:
@@ -47,67 +59,150 @@ def _json_ready(context: dict[str, Any]) -> dict[str, Any]:
     def convert(value: Any) -> Any:
         if isinstance(value, Decimal):
             return f"{value:.2f}"
-        if isinstance(value, (datetime.date, datetime.datetime, uuid.UUID)):
-            return value.isoformat() if not isinstance(value, uuid.UUID) else str(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, (datetime.date, datetime.datetime)):
+            return value.isoformat()
         return value
 
     return {key: convert(value) for key, value in context.items()}
 
 
+def queue_for(priority: str) -> str:
+    return HIGH_QUEUE if priority == Priority.HIGH else NORMAL_QUEUE
+
+
+# --- recording -----------------------------------------------------------------------------
+
+
 def notify(
     *,
     event: str,
-    cluster: Cluster | None,
-    recipient_ids: QuerySet[Any] | list[Any],
+    cluster: Cluster,
+    recipients: Recipients,
     context: dict[str, Any],
     event_key: str,
-) -> int:
-    """Store ``event`` in the inbox of every recipient, at most once per recipient per
-    ``event_key``. ``recipient_ids`` is a queryset yielding user ids (kept in the
-    database, e.g. ``.values_list("user_id", flat=True)``) or a short list.
-    Returns the number of notifications stored now."""
+) -> tuple[NotificationIntent, bool]:
+    """Record ``event`` for delivery to ``recipients``; idempotent per ``event_key``.
+    Returns (intent, created).
+
+    Call it inside the transaction that makes the change. Nothing is delivered unless
+    that transaction commits; the request never waits for the fan-out."""
     spec = EVENT_SPECS[event]
-    payload = _json_ready(context)
-    title, body = render(event, payload)
-    now = timezone.now()
+    intent, created = NotificationIntent.objects.get_or_create(
+        event_key=event_key,
+        defaults={
+            "cluster": cluster,
+            "event": event,
+            "priority": spec.priority.value,
+            "recipients": recipients.to_json(),
+            "context": _json_ready(context),
+        },
+    )
+    if created:
+        transaction.on_commit(partial(intent_dispatch, intent.pk, intent.priority), robust=True)
+    return intent, created
+
+
+def intent_dispatch(intent_id: Any, priority: str) -> bool:
+    """Hand an intent to the broker. A failure is logged, not raised: the sweep will
+    dispatch it later. Returns whether the broker took it."""
+    from levy.notifications.tasks import deliver_intent
+
+    try:
+        deliver_intent.apply_async(args=[str(intent_id)], queue=queue_for(priority), retry=False)
+    except Exception:
+        logger.warning("broker unavailable: intent %s left for the sweep", intent_id, exc_info=True)
+        return False
+    NotificationIntent.objects.filter(pk=intent_id).update(dispatched_at=timezone.now())
+    return True
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+def intent_deliver(intent_id: Any) -> int:
+    """Write every recipient's inbox row for one intent, then queue its outbound
+    deliveries (email, …).
+
+    Safe to run any number of times, concurrently or after a crash: each chunk is an
+    ``INSERT … ON CONFLICT DO NOTHING`` in its own transaction. Returns the number of
+    inbox rows written by this run."""
+    intent = NotificationIntent.objects.filter(pk=intent_id).first()
+    if intent is None or intent.delivered_at is not None:
+        return 0
+    NotificationIntent.objects.filter(pk=intent.pk).update(attempts=F("attempts") + 1)
+    title, body = render(intent.event, intent.context)
+    members = Recipients.from_json(intent.recipients).memberships(intent.cluster_id)
+    written = _write_inbox(intent, members, title, body)
+    channels = list(settings.LEVY_NOTIFICATION_CHANNELS)
+    for channel in channels:
+        _queue_deliveries(intent, channel)
+    total = Notification.objects.filter(intent=intent).count()
+    NotificationIntent.objects.filter(pk=intent.pk).update(
+        delivered_at=timezone.now(), delivered_count=total, last_error=""
+    )
+    if channels:
+        from levy.notifications.tasks import send_deliveries
+
+        try:
+            send_deliveries.apply_async(
+                kwargs={"intent_id": str(intent.pk)}, queue=queue_for(intent.priority), retry=False
+            )
+        except Exception:
+            logger.warning("broker unavailable: deliveries of %s left for the sweep", intent.pk, exc_info=True)
+    return written
+
+
+def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str, body: str) -> int:
+    """Insert the inbox rows in chunks of recipients, in user-id order (keyset), each
+    chunk one statement in its own transaction."""
+    chunk = int(settings.LEVY_FANOUT_CHUNK)
+    pause = float(settings.LEVY_FANOUT_CHUNK_PAUSE_SECONDS)
+    user_ids = members.order_by("user_id").values_list("user_id", flat=True)
     common = {
-        "cluster_id": cluster.pk if cluster is not None else None,
-        "event": event,
-        "event_key": event_key,
-        "priority": spec.priority.value,
+        "intent_id": intent.pk,
+        "cluster_id": intent.cluster_id,
+        "event": intent.event,
+        "event_key": intent.event_key,
+        "priority": intent.priority,
         "title": title,
         "body": body,
-        "context": payload,
-        "created_at": now,
+        "context": intent.context,
+        "created_at": intent.created_at,
     }
-    if isinstance(recipient_ids, QuerySet) and connection.vendor == "postgresql":
-        return _insert_select(recipient_ids, common)
-    ids = list(recipient_ids)
-    created = 0
-    for start in range(0, len(ids), BATCH_SIZE):
-        batch = ids[start : start + BATCH_SIZE]
-        already = set(
-            Notification.objects.filter(event_key=event_key, recipient_id__in=batch).values_list(
-                "recipient_id", flat=True
-            )
-        )
-        rows = [Notification(recipient_id=user_id, **common) for user_id in batch if user_id not in already]
-        Notification.objects.bulk_create(rows, ignore_conflicts=True)
-        created += len(rows)
-    return created
+    written = 0
+    last: Any = None
+    while True:
+        page = user_ids if last is None else user_ids.filter(user_id__gt=last)
+        ids = list(page[:chunk])
+        if not ids:
+            return written
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                written += _insert_unnest(ids, common)
+            else:
+                written += _insert_rows(ids, common)
+        last = ids[-1]
+        if len(ids) < chunk:
+            return written
+        if pause:
+            time.sleep(pause)
 
 
-def _insert_select(recipient_ids: QuerySet[Any], common: dict[str, Any]) -> int:
-    select_sql, select_params = recipient_ids.query.sql_with_params()
+def _insert_unnest(ids: list[Any], common: dict[str, Any]) -> int:
+    """One statement for a whole chunk of recipients."""
     table = Notification._meta.db_table
     sql = f"""
         INSERT INTO {table}
-            (id, recipient_id, cluster_id, event, event_key, priority, title, body, context, created_at, read_at)
-        SELECT gen_random_uuid(), recipients.user_id, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, NULL
-        FROM ({select_sql}) AS recipients (user_id)
+            (id, recipient_id, intent_id, cluster_id, event, event_key, priority, title, body, context,
+             created_at, read_at)
+        SELECT gen_random_uuid(), recipient, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, NULL
+        FROM unnest(%s::uuid[]) AS recipient
         ON CONFLICT (recipient_id, event_key) DO NOTHING
     """  # noqa: S608 - the table name is ours; every value is a parameter
     params = [
+        common["intent_id"],
         common["cluster_id"],
         common["event"],
         common["event_key"],
@@ -116,8 +211,142 @@ def _insert_select(recipient_ids: QuerySet[Any], common: dict[str, Any]) -> int:
         common["body"],
         json.dumps(common["context"], cls=DjangoJSONEncoder),
         common["created_at"],
-        *select_params,
+        ids,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
+
+
+def _insert_rows(ids: list[Any], common: dict[str, Any]) -> int:
+    """The portable path (SQLite, the demo): skip recipients who already have the row."""
+    already = set(
+        Notification.objects.filter(event_key=common["event_key"], recipient_id__in=ids).values_list(
+            "recipient_id", flat=True
+        )
+    )
+    rows = [Notification(recipient_id=user_id, **common) for user_id in ids if user_id not in already]
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def _queue_deliveries(intent: NotificationIntent, channel: str) -> None:
+    """One pending delivery per inbox row of the intent, for ``channel``; idempotent."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        sql = f"""
+            INSERT INTO {Delivery._meta.db_table}
+                (id, notification_id, intent_id, channel, status, attempts, next_attempt_at, last_error,
+                 sent_at, updated_at)
+            SELECT gen_random_uuid(), n.id, n.intent_id, %s, 'pending', 0, %s, '', NULL, %s
+            FROM {Notification._meta.db_table} n
+            WHERE n.intent_id = %s
+            ON CONFLICT (notification_id, channel) DO NOTHING
+        """  # noqa: S608 - table names are ours; values are parameters
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [channel, now, now, intent.pk])
+        return
+    have = set(Delivery.objects.filter(intent=intent, channel=channel).values_list("notification_id", flat=True))
+    Delivery.objects.bulk_create(
+        [
+            Delivery(notification_id=pk, intent=intent, channel=channel, next_attempt_at=now)
+            for pk in Notification.objects.filter(intent=intent).values_list("pk", flat=True)
+            if pk not in have
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_batches: int = 50) -> dict[str, int]:
+    """Send due deliveries, channel by channel, in batches. Each delivery is claimed
+    (``sending``) under ``SKIP LOCKED`` so two workers never send the same one; a
+    failure is recorded and retried later with exponential backoff, up to
+    ``LEVY_DELIVERY_MAX_ATTEMPTS`` attempts."""
+    from levy.notifications.channels import channel_named
+
+    counts = {"sent": 0, "failed": 0}
+    for name in settings.LEVY_NOTIFICATION_CHANNELS:
+        channel = channel_named(name)
+        for _ in range(max_batches):
+            claimed = _claim(channel=name, intent_id=intent_id, batch_size=batch_size)
+            if not claimed:
+                break
+            failures = channel.send(claimed)
+            now = timezone.now()
+            sent_ids = [d.pk for d in claimed if d.pk not in failures]
+            if sent_ids:
+                Delivery.objects.filter(pk__in=sent_ids).update(status=DeliveryStatus.SENT, sent_at=now, last_error="")
+            for delivery in claimed:
+                error = failures.get(delivery.pk)
+                if error is None:
+                    continue
+                delay = min(settings.LEVY_DELIVERY_RETRY_BASE_SECONDS * 2 ** (delivery.attempts - 1), 6 * 3600)
+                Delivery.objects.filter(pk=delivery.pk).update(
+                    status=DeliveryStatus.FAILED,
+                    last_error=error[:2000],
+                    next_attempt_at=now + datetime.timedelta(seconds=delay),
+                )
+                logger.warning("%s delivery %s failed (attempt %s): %s", name, delivery.pk, delivery.attempts, error)
+            counts["sent"] += len(sent_ids)
+            counts["failed"] += len(failures)
+    return counts
+
+
+def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
+    now = timezone.now()
+    due = Q(
+        channel=channel,
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        next_attempt_at__lte=now,
+        attempts__lt=settings.LEVY_DELIVERY_MAX_ATTEMPTS,
+    )
+    if intent_id is not None:
+        due &= Q(intent_id=intent_id)
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(due)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return []
+        Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1)
+    return list(Delivery.objects.filter(pk__in=ids).select_related("notification__recipient"))
+
+
+# --- the sweep -----------------------------------------------------------------------------
+
+
+def intents_sweep(*, older_than_seconds: int | None = None) -> dict[str, int]:
+    """Re-dispatch what was not delivered: intents never handed to the broker (it was
+    down at commit) or handed over long ago and still not delivered (a worker died);
+    deliveries stuck in ``sending`` after a crash go back to the retry queue."""
+    now = timezone.now()
+    grace = datetime.timedelta(
+        seconds=settings.LEVY_SWEEP_GRACE_SECONDS if older_than_seconds is None else older_than_seconds
+    )
+    stale = datetime.timedelta(seconds=settings.LEVY_SWEEP_REDISPATCH_SECONDS)
+    pending = NotificationIntent.objects.filter(delivered_at__isnull=True, created_at__lte=now - grace).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - stale)
+    )
+    dispatched = 0
+    for intent_id, priority in pending.order_by("created_at").values_list("pk", "priority")[:1000]:
+        dispatched += intent_dispatch(intent_id, priority)
+    reset = Delivery.objects.filter(
+        status=DeliveryStatus.SENDING,
+        updated_at__lte=now - datetime.timedelta(seconds=settings.LEVY_DELIVERY_STUCK_SECONDS),
+    ).update(status=DeliveryStatus.FAILED, last_error="interrupted while sending", next_attempt_at=now)
+    due = Delivery.objects.filter(
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
+        next_attempt_at__lte=now,
+        attempts__lt=settings.LEVY_DELIVERY_MAX_ATTEMPTS,
+    ).exists()
+    if due:
+        from levy.notifications.tasks import send_deliveries
+
+        try:
+            send_deliveries.apply_async(queue=NORMAL_QUEUE, retry=False)
+        except Exception:
+            logger.warning("broker unavailable: delivery retries wait for the next sweep", exc_info=True)
+    return {"dispatched": dispatched, "deliveries_reset": reset, "deliveries_due": int(due)}

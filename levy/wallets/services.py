@@ -38,6 +38,7 @@ from levy.estates.access import EstateAccess, parse_uuid
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import PaymentsPermissions
 from levy.notifications.events import NotificationEvents
+from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 
@@ -245,7 +246,7 @@ def bill_pay(
             notify(
                 event=NotificationEvents.PAYMENT_FAILED,
                 cluster=access.cluster,
-                recipient_ids=[membership.user_id],
+                recipients=Recipients.users(membership.user_id),
                 context={
                     **context,
                     "transaction_id": str(tx.pk),
@@ -285,7 +286,7 @@ def bill_pay(
             notify(
                 event=NotificationEvents.PAYMENT_SUCCESSFUL,
                 cluster=access.cluster,
-                recipient_ids=[membership.user_id],
+                recipients=Recipients.users(membership.user_id),
                 context={
                     **context,
                     "transaction_id": str(tx.pk),

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from levy.estates.models import Membership
+from tests.conftest import committed
 
 
 class Api:
@@ -19,15 +20,20 @@ class Api:
             token = RefreshToken.for_user(user).access_token
             self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 
+    # Each request runs what it scheduled for after its commit, as a real request does.
+
     def get(self, path: str, **params: Any) -> Any:
-        return self.client.get(path, params)
+        with committed():
+            return self.client.get(path, params)
 
     def post(self, path: str, data: Any = None, *, key: str | None = None, **extra: Any) -> Any:
         headers = {"Idempotency-Key": key} if key else {}
-        return self.client.post(path, data or {}, format="json", headers=headers, **extra)
+        with committed():
+            return self.client.post(path, data or {}, format="json", headers=headers, **extra)
 
     def patch(self, path: str, data: Any) -> Any:
-        return self.client.patch(path, data, format="json")
+        with committed():
+            return self.client.patch(path, data, format="json")
 
 
 def api_as(member: Membership | Any | None) -> Api:

@@ -36,7 +36,7 @@ from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction
 from levy.wallets.services import bill_pay
-from tests.conftest import Estate, access, bill_input, make_estate, new_key
+from tests.conftest import Estate, access, bill_input, committed, make_estate, new_key
 
 pytestmark = pytest.mark.django_db
 
@@ -218,10 +218,12 @@ def test_acknowledgement_records_when_and_from_where_once(estate: Estate) -> Non
     bill = estate.wide_bill()
     member = estate.residents[0]
     origin = Origin(ip="203.0.113.9", user_agent="LevyApp/1.0")
-    ack, created = BillManager.acknowledge_bill(access=access(member), bill=bill, origin=origin)
+    with committed():
+        ack, created = BillManager.acknowledge_bill(access=access(member), bill=bill, origin=origin)
     assert created
     assert (ack.ip_address, ack.user_agent) == ("203.0.113.9", "LevyApp/1.0")
-    again, created_again = bill_acknowledge(access=access(member), bill=bill, origin=Origin(ip="198.51.100.1"))
+    with committed():
+        again, created_again = bill_acknowledge(access=access(member), bill=bill, origin=Origin(ip="198.51.100.1"))
     assert not created_again
     assert again.pk == ack.pk
     assert again.ip_address == "203.0.113.9"
@@ -262,7 +264,8 @@ def test_dispute_blocks_payment_and_alerts_managers_with_high_priority(estate: E
     member = estate.residents[0]
     estate.fund(member, "20000.00")
     bill_acknowledge(access=access(member), bill=bill)
-    dispute = BillManager.dispute_bill(access=access(member), bill=bill, reason="  I moved out in October  ")
+    with committed():
+        dispute = BillManager.dispute_bill(access=access(member), bill=bill, reason="  I moved out in October  ")
     assert (dispute.status, dispute.reason) == ("open", "I moved out in October")
     assert bill.status_for(member.user) == BillStatus.DISPUTED
     assert not bill.can_be_paid_by(member.user)
@@ -300,9 +303,10 @@ def test_upheld_dispute_waives_the_bill_for_that_member_only(estate: Estate) -> 
     estate.fund(member, "20000.00")
     bill_acknowledge(access=access(member), bill=bill)
     dispute = bill_dispute(access=access(member), bill=bill, reason="wrong flat")
-    resolved = BillManager.resolve_dispute(
-        access=access(estate.treasurer), dispute=dispute, resolution="upheld", note="confirmed"
-    )
+    with committed():
+        resolved = BillManager.resolve_dispute(
+            access=access(estate.treasurer), dispute=dispute, resolution="upheld", note="confirmed"
+        )
     assert (resolved.status, resolved.resolved_by_id, resolved.resolution_note) == (
         "upheld",
         estate.treasurer.user_id,
@@ -385,7 +389,8 @@ def test_cancellation_records_who_when_why_and_notifies_those_who_had_not_paid(e
     estate.fund(payer, "15000.00")
     bill_acknowledge(access=access(payer), bill=bill)
     payment = bill_pay(access=access(payer), bill=bill, idempotency_key=new_key())
-    cancelled = BillManager.cancel_bill(access=access(estate.admin), bill=bill, reason="wrong amount")
+    with committed():
+        cancelled = BillManager.cancel_bill(access=access(estate.admin), bill=bill, reason="wrong amount")
     assert (cancelled.cancelled_by_id, cancelled.cancellation_reason) == (estate.admin.user_id, "wrong amount")
     assert cancelled.cancelled_at is not None
     recipients = set(Notification.objects.filter(event="BILL_CANCELLED").values_list("recipient_id", flat=True))

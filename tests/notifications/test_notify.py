@@ -1,12 +1,24 @@
+"""The outbox, the set-based fan-out, the delivery channels and the sweep."""
+
 from __future__ import annotations
 
-import pytest
+import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from config.celery import app as celery_app
+from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.estates.models import Membership
+from levy.estates.permissions import PaymentsPermissions
 from levy.notifications.events import EVENT_SPECS, NotificationEvents, render
-from levy.notifications.models import Notification
-from levy.notifications.services import notify
-from tests.conftest import Estate
+from levy.notifications.models import Delivery, Notification, NotificationIntent
+from levy.notifications.recipients import Recipients
+from levy.notifications.services import _write_inbox, deliveries_send_due, intent_deliver, intents_sweep, notify
+from tests.conftest import Estate, access, committed, make_estate
 
 pytestmark = pytest.mark.django_db
 
@@ -29,20 +41,172 @@ def test_every_event_has_a_spec_and_renders_its_context() -> None:
     assert render(NotificationEvents.BILL_CANCELLED, {})[0] == "Bill cancelled: "
 
 
-@pytest.mark.parametrize("as_queryset", [True, False])
-def test_notify_stores_each_event_at_most_once_per_person(estate: Estate, as_queryset: bool) -> None:
-    members = Membership.objects.filter(cluster=estate.cluster, is_resident=True).values_list("user_id", flat=True)
-    recipients = members if as_queryset else list(members)
-    args = dict(
+def _remind(estate: Estate, key: str = "PAYMENT_REMINDER:test") -> tuple[NotificationIntent, bool]:
+    return notify(
         event=NotificationEvents.PAYMENT_REMINDER,
         cluster=estate.cluster,
+        recipients=Recipients.users(*[m.user_id for m in estate.residents]),
         context={"bill_title": "Security", "amount": "10.00"},
-        event_key="PAYMENT_REMINDER:test",
+        event_key=key,
     )
-    assert notify(recipient_ids=recipients, **args) == 3
-    assert notify(recipient_ids=recipients, **args) == 0
+
+
+def test_nothing_is_delivered_unless_the_change_commits(estate: Estate) -> None:
+    with committed() as callbacks:
+        intent, created = _remind(estate)
+        assert created
+        assert Notification.objects.count() == 0  # not before the commit
+    assert len(callbacks) == 1
+    intent.refresh_from_db()
+    assert (intent.delivered_count, intent.attempts) == (3, 1)
+    assert intent.dispatched_at is not None and intent.delivered_at is not None
     stored = Notification.objects.filter(event_key="PAYMENT_REMINDER:test")
-    assert stored.count() == 3
-    assert {n.title for n in stored} == {"Reminder: Security"}
-    assert {n.context["amount"] for n in stored} == {"10.00"}
-    assert {n.cluster_id for n in stored} == {estate.cluster.pk}
+    assert {n.recipient_id for n in stored} == {m.user_id for m in estate.residents}
+    assert {(n.title, n.context["amount"], n.cluster_id, n.intent_id) for n in stored} == {
+        ("Reminder: Security", "10.00", estate.cluster.pk, intent.pk)
+    }
+
+
+def test_the_same_event_key_is_recorded_and_delivered_once(estate: Estate) -> None:
+    with committed() as callbacks:
+        first, _ = _remind(estate)
+        again, created = _remind(estate)
+    assert (again.pk, created, len(callbacks)) == (first.pk, False, 1)
+    # re-running the delivery (a redelivered task) writes nothing twice
+    NotificationIntent.objects.filter(pk=first.pk).update(delivered_at=None)
+    assert intent_deliver(first.pk) == 0
+    assert Notification.objects.filter(event_key="PAYMENT_REMINDER:test").count() == 3
+    assert Delivery.objects.filter(intent=first).count() == 3
+    assert intent_deliver(first.pk) == 0  # delivered: a no-op
+
+
+def test_fan_out_in_chunks_completes_a_partial_run_without_duplicates(settings) -> None:
+    settings.LEVY_FANOUT_CHUNK = 4
+    estate = make_estate(residents=10)
+    ordered = sorted(m.user_id for m in estate.residents)
+    # recorded, but its transaction's commit hook is not run here: nothing dispatched
+    intent, _ = notify(
+        event=NotificationEvents.PAYMENT_DUE,
+        cluster=estate.cluster,
+        recipients=Recipients.users(*ordered),
+        context={},
+        event_key="chunks",
+    )
+    # a worker wrote its first chunk (4 rows, in user-id order), then died
+    first_chunk = Membership.objects.filter(cluster=estate.cluster, user_id__in=ordered[:4])
+    assert _write_inbox(intent, first_chunk, "t", "b") == 4
+    assert intent_deliver(intent.pk) == 6  # chunks of 4, 4, 2: the first writes nothing new
+    rows = Notification.objects.filter(event_key="chunks")
+    assert sorted(rows.values_list("recipient_id", flat=True)) == ordered
+    intent.refresh_from_db()
+    assert (intent.delivered_count, intent.delivered_at is not None) == (10, True)
+
+
+def test_recipients_are_resolved_in_the_database(estate: Estate) -> None:
+    payer, disputer, waived = estate.residents
+    bill = estate.wide_bill()
+    estate.fund(payer, "15000.00")
+    from levy.wallets.services import bill_pay
+
+    bill_acknowledge(access=access(payer), bill=bill)
+    bill_pay(access=access(payer), bill=bill, idempotency_key="k")
+    bill_dispute(access=access(disputer), bill=bill, reason="x")
+    from levy.billing.services import dispute_resolve
+
+    dispute = bill_dispute(access=access(waived), bill=bill, reason="y")
+    dispute_resolve(access=access(estate.admin), dispute=dispute, resolution="upheld", note="ok")
+
+    def ids(recipients: Recipients) -> set:
+        return set(recipients.memberships(estate.cluster.pk).values_list("user_id", flat=True))
+
+    residents = {m.user_id for m in estate.residents}
+    assert ids(Recipients.bill_audience(bill)) == residents
+    assert ids(Recipients.bill_unpaid(bill)) == residents - {payer.user_id}
+    assert ids(Recipients.bill_owing_undisputed(bill)) == set()
+    assert ids(Recipients.permission_holders(PaymentsPermissions.ManageBill)) == {
+        estate.admin.user_id,
+        estate.treasurer.user_id,
+    }
+    assert ids(Recipients.users(payer.user_id)) == {payer.user_id}
+    assert Recipients.from_json(Recipients.bill_unpaid(bill).to_json()) == Recipients.bill_unpaid(bill)
+    with pytest.raises(ValueError, match="unknown"):
+        Recipients(kind="everyone", bill_id=str(bill.pk)).memberships(estate.cluster.pk)
+
+
+def test_emails_are_sent_in_text_and_html(estate: Estate) -> None:
+    with committed():
+        _remind(estate)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.user.email for m in estate.residents)
+    message = mail.outbox[0]
+    assert message.subject == "Reminder: Security"
+    assert "NGN" not in message.subject
+    assert message.alternatives[0][1] == "text/html"
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_failed_emails_are_recorded_and_retried_with_backoff(estate: Estate, settings) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 1
+    with committed():
+        intent, _ = _remind(estate)
+    failed = list(Delivery.objects.filter(intent=intent))
+    assert [d.status for d in failed] == ["failed"] * 3
+    assert {d.attempts for d in failed} == {1}
+    assert all(d.last_error.startswith("connection failed") for d in failed)
+    assert all(d.next_attempt_at > timezone.now() + datetime.timedelta(seconds=50) for d in failed)
+    # not due yet: nothing is retried
+    assert deliveries_send_due() == {"sent": 0, "failed": 0}
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    assert deliveries_send_due() == {"sent": 3, "failed": 0}
+    assert len(mail.outbox) == 3
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("sent", 2)}
+
+
+@contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    """Send tasks to the broker at ``url`` (not in-process) for the duration."""
+    previous = celery_app.conf.broker_url
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.broker_url = url
+    celery_app.amqp._producer_pool = None  # the pool caches connections to the old broker
+    celery_app._pool = None
+    try:
+        yield
+    finally:
+        celery_app.conf.broker_url = previous
+        celery_app.amqp._producer_pool = None
+        celery_app._pool = None
+        celery_app.conf.task_always_eager = True
+
+
+def test_the_sweep_delivers_what_the_broker_missed(estate: Estate) -> None:
+    with broker_at("redis://127.0.0.1:1/0"), committed():  # nothing listens on port 1
+        bill = estate.wide_bill()
+    intent = NotificationIntent.objects.get(event_key=f"PAYMENT_DUE:bill:{bill.pk}")
+    assert (intent.dispatched_at, intent.delivered_at) == (None, None)
+    assert Notification.objects.count() == 0
+    # too young for the sweep (it may still be on its way)
+    assert intents_sweep()["dispatched"] == 0
+    assert intents_sweep(older_than_seconds=0)["dispatched"] == 1
+    assert Notification.objects.filter(event="PAYMENT_DUE").count() == 3
+    assert intents_sweep(older_than_seconds=0)["dispatched"] == 0
+
+
+def test_the_sweep_returns_interrupted_deliveries_to_the_queue(estate: Estate, settings) -> None:
+    with committed():
+        intent, _ = _remind(estate)
+    Delivery.objects.filter(intent=intent).update(status="sending")
+    Delivery.objects.filter(intent=intent).update(updated_at=timezone.now() - datetime.timedelta(hours=1))
+    mail.outbox.clear()
+    result = intents_sweep()
+    assert result["deliveries_reset"] == 3
+    assert len(mail.outbox) == 3  # the sweep queued the retry; in-process it ran at once
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_cancellation_notice_skips_those_who_paid(estate: Estate) -> None:
+    bill = estate.wide_bill()
+    with committed():
+        bill_cancel(access=access(estate.admin), bill=bill, reason="duplicate")
+    assert Notification.objects.filter(event="BILL_CANCELLED").count() == 3

@@ -37,7 +37,7 @@ from levy.wallets.services import (
     wallet_credit,
 )
 from tests.billing.test_services import raises_code
-from tests.conftest import Estate, access, new_key
+from tests.conftest import Estate, access, committed, new_key
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,8 @@ def test_payment_debits_the_wallet_links_the_bill_and_credits_revenue(estate: Es
     member = estate.residents[0]
     estate.fund(member, "20000.00")
     bill = acknowledged_bill(estate, member)
-    tx = bill_pay(access=access(member), bill=bill, idempotency_key="pay-1")
+    with committed():
+        tx = bill_pay(access=access(member), bill=bill, idempotency_key="pay-1")
     assert (tx.type, tx.status, tx.amount, tx.balance_after) == (
         "bill_payment",
         "completed",
@@ -134,7 +135,7 @@ def test_insufficient_funds_records_a_failed_entry_and_notifies_the_payer(estate
     member = estate.residents[0]
     estate.fund(member, "100.00")
     bill = acknowledged_bill(estate, member)
-    with pytest.raises(InsufficientFundsError) as err:
+    with committed(), pytest.raises(InsufficientFundsError) as err:
         bill_pay(access=access(member), bill=bill, idempotency_key="try-1")
     failed = Transaction.objects.get(type="bill_payment")
     assert (failed.status, failed.failure_reason, failed.amount, failed.balance_after) == (
@@ -202,8 +203,9 @@ def test_replaying_a_payment_key_returns_the_first_result_without_moving_money(e
     member = estate.residents[0]
     estate.fund(member, "40000.00")
     bill = acknowledged_bill(estate, member)
-    first = bill_pay(access=access(member), bill=bill, idempotency_key="same")
-    second = bill_pay(access=access(member), bill=bill, idempotency_key="same")
+    with committed():
+        first = bill_pay(access=access(member), bill=bill, idempotency_key="same")
+        second = bill_pay(access=access(member), bill=bill, idempotency_key="same")
     assert first.pk == second.pk
     assert wallet_of(member).balance == Decimal("25000.00")
     assert Notification.objects.filter(event="PAYMENT_SUCCESSFUL").count() == 1

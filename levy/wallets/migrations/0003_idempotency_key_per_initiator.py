@@ -5,21 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0002_estate_composite_keys'),
-        ('estates', '0001_initial'),
-        ('wallets', '0002_ledger_guards'),
+        ("billing", "0002_estate_composite_keys"),
+        ("estates", "0001_initial"),
+        ("wallets", "0002_ledger_guards"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='transaction',
-            name='tx_idempotency_key_per_wallet',
+            model_name="transaction",
+            name="tx_idempotency_key_per_wallet",
         ),
         migrations.AddConstraint(
-            model_name='transaction',
-            constraint=models.UniqueConstraint(fields=('wallet', 'initiated_by', 'idempotency_key'), name='tx_idempotency_key_per_wallet_initiator'),
+            model_name="transaction",
+            constraint=models.UniqueConstraint(
+                fields=("wallet", "initiated_by", "idempotency_key"), name="tx_idempotency_key_per_wallet_initiator"
+            ),
         ),
     ]

@@ -1,0 +1,103 @@
+"""Who receives an event, described as data so it can wait in the outbox and be
+resolved into a set-based query by the worker that fans it out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from levy.estates.models import Membership
+
+
+@dataclass(frozen=True)
+class Recipients:
+    kind: str
+    bill_id: str | None = None
+    permission: str | None = None
+    user_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    # --- constructors ---------------------------------------------------------------
+
+    @classmethod
+    def users(cls, *user_ids: Any) -> Recipients:
+        return cls(kind="users", user_ids=tuple(str(u) for u in user_ids))
+
+    @classmethod
+    def bill_audience(cls, bill: Any) -> Recipients:
+        """Every member the bill applies to."""
+        return cls(kind="bill_audience", bill_id=str(bill.pk))
+
+    @classmethod
+    def bill_unpaid(cls, bill: Any) -> Recipients:
+        """Members the bill applies to who have not paid it."""
+        return cls(kind="bill_unpaid", bill_id=str(bill.pk))
+
+    @classmethod
+    def bill_owing_undisputed(cls, bill: Any) -> Recipients:
+        """Members who still owe the bill and have no open dispute on it (reminders)."""
+        return cls(kind="bill_owing_undisputed", bill_id=str(bill.pk))
+
+    @classmethod
+    def permission_holders(cls, permission: Any) -> Recipients:
+        """Active members of the estate whose role holds ``permission``."""
+        return cls(kind="permission_holders", permission=str(permission))
+
+    # --- storage --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "bill_id": self.bill_id,
+            "permission": self.permission,
+            "user_ids": list(self.user_ids),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recipients:
+        return cls(
+            kind=data["kind"],
+            bill_id=data.get("bill_id"),
+            permission=data.get("permission"),
+            user_ids=tuple(data.get("user_ids") or ()),
+        )
+
+    # --- resolution -----------------------------------------------------------------
+
+    def memberships(self, cluster_id: Any) -> QuerySet[Membership]:
+        """The recipients as a queryset of memberships (resolved now, in the database)."""
+        from levy.billing.models import Bill, BillDispute, DisputeStatus
+        from levy.billing.selectors import bill_audience
+        from levy.estates.permissions import PaymentsPermissions, roles_with
+        from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+
+        if self.kind == "users":
+            return Membership.objects.filter(cluster_id=cluster_id, user_id__in=list(self.user_ids))
+        if self.kind == "permission_holders":
+            perm = PaymentsPermissions(str(self.permission))
+            return Membership.objects.filter(cluster_id=cluster_id, active=True, role__in=roles_with(perm))
+        bill = Bill.objects.get(pk=str(self.bill_id), cluster_id=cluster_id)
+        audience = bill_audience(bill)
+        if self.kind == "bill_audience":
+            return audience
+        paid = Exists(
+            Transaction.objects.filter(
+                bill_id=bill.pk,
+                payer_id=OuterRef("user_id"),
+                type=TransactionType.BILL_PAYMENT,
+                status=TransactionStatus.COMPLETED,
+            )
+        )
+        if self.kind == "bill_unpaid":
+            return audience.exclude(paid)
+        if self.kind == "bill_owing_undisputed":
+            waived_or_open = Exists(
+                BillDispute.objects.filter(
+                    bill_id=bill.pk,
+                    user_id=OuterRef("user_id"),
+                    status__in=[DisputeStatus.UPHELD, DisputeStatus.OPEN],
+                )
+            )
+            return audience.exclude(paid).exclude(waived_or_open)
+        raise ValueError(f"unknown recipients kind: {self.kind}")

@@ -1,0 +1,34 @@
+"""Celery tasks. Each is safe to run twice: the work is idempotent by key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from levy.notifications import services
+from levy.notifications.reminders import reminders_send
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def deliver_intent(intent_id: str) -> int:
+    """Fan one event out to every recipient's inbox, then queue its emails."""
+    return services.intent_deliver(intent_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_deliveries(intent_id: str | None = None) -> dict[str, int]:
+    """Send due emails (of one intent, or all that are due)."""
+    return services.deliveries_send_due(intent_id=intent_id)
+
+
+@shared_task
+def sweep_undelivered() -> dict[str, int]:
+    """Beat, every minute: re-dispatch intents and deliveries a crash or an outage left."""
+    return services.intents_sweep()
+
+
+@shared_task
+def send_payment_reminders() -> dict[str, Any]:
+    """Beat, daily: PAYMENT_REMINDER before and after due dates."""
+    return reminders_send()
