@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.pagination import CursorPagination
+
+INVALID_CURSOR = {"cursor": ["Invalid cursor: use the next and previous links as they are."]}
 
 
 class LevyCursorPagination(CursorPagination):
@@ -18,6 +25,19 @@ class LevyCursorPagination(CursorPagination):
     def __init__(self, ordering: tuple[str, str] | None = None) -> None:
         if ordering is not None:
             self.ordering = ordering
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise DrfValidationError(INVALID_CURSOR) from None
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        """A cursor whose position does not fit the ordering is bad input (400)."""
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, TypeError, OverflowError):
+            raise DrfValidationError(INVALID_CURSOR) from None
 
     def get_page_size(self, request):  # type: ignore[no-untyped-def]
         raw = request.query_params.get(self.page_size_query_param)

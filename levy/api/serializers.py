@@ -12,12 +12,29 @@ from levy.billing.status import BillStatus
 
 
 class MoneyField(serializers.DecimalField):
-    """Exact amounts as strings, e.g. "15000.00"."""
+    """Exact amounts as strings, e.g. "15000.00". A JSON number with a fraction is
+    refused: a float has already lost the exact value."""
+
+    default_error_messages = {"float": 'Send amounts as decimal strings, e.g. "15000.00".'}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", 14)
         kwargs.setdefault("decimal_places", 2)
         kwargs.setdefault("coerce_to_string", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, float):
+            self.fail("float")
+        return super().to_internal_value(data)
+
+
+class MoneyTotalField(MoneyField):
+    """Sums of amounts (dashboard, bill and member totals): they may exceed what one
+    amount can hold."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_digits", 24)
         super().__init__(**kwargs)
 
 

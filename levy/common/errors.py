@@ -30,8 +30,14 @@ class ValidationError(ApplicationError):
     code = "validation_error"
     default_message = "Invalid input."
 
-    def __init__(self, message: str | None = None, *, fields: dict[str, list[str]] | None = None):
-        super().__init__(message, details={"fields": fields or {}})
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        super().__init__(message, details={"fields": fields or {}, **(extra or {})})
 
     @property
     def fields(self) -> dict[str, list[str]]:

@@ -32,7 +32,7 @@ from levy.common.errors import (
     RuleViolation,
     ValidationError,
 )
-from levy.common.money import parse_amount
+from levy.common.money import MAX_AMOUNT, parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess, parse_uuid
 from levy.estates.models import Cluster, Membership
@@ -83,11 +83,13 @@ def wallet_lock(*, cluster: Cluster, user: User) -> Wallet:
 
 
 def _move_balance(wallet: Wallet, delta: Decimal) -> Decimal | None:
-    """Apply ``delta`` to the balance unless it would go below zero; return the new
-    balance, or None when refused."""
+    """Apply ``delta`` to the balance unless it would go below zero or above the most a
+    balance can hold; return the new balance, or None when refused."""
     query = Wallet.objects.filter(pk=wallet.pk)
     if delta < 0:
         query = query.filter(balance__gte=-delta)
+    else:
+        query = query.filter(balance__lte=MAX_AMOUNT - delta)
     if query.update(balance=F("balance") + delta) == 0:
         return None
     return Wallet.objects.values_list("balance", flat=True).get(pk=wallet.pk)
@@ -152,7 +154,10 @@ def wallet_credit(
         if replayed is not None:
             return replayed
         balance = _move_balance(wallet, value)
-        assert balance is not None  # a credit cannot make a balance negative
+        if balance is None:
+            raise ValidationError(
+                fields={"amount": [f"This credit would take the wallet past the most it can hold ({MAX_AMOUNT})."]}
+            )
         tx = Transaction.objects.create(
             cluster=access.cluster,
             wallet=wallet,
@@ -369,7 +374,10 @@ def bill_payment_refund(
         if Transaction.objects.filter(reverses=payment).exists():
             raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded")
         balance = _move_balance(wallet, amount)
-        assert balance is not None
+        if balance is None:
+            raise RuleViolation(
+                "The refund would take the wallet past the most it can hold.", code="wallet_balance_limit"
+            )
         try:
             with transaction.atomic():
                 tx = Transaction.objects.create(

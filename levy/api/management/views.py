@@ -15,13 +15,20 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import LevyCursorPagination
-from levy.api.serializers import BillBaseSerializer, DisputeSerializer, MoneyField, TransactionSerializer
+from levy.api.parsers import SafeJSONParser
+from levy.api.serializers import (
+    BillBaseSerializer,
+    DisputeSerializer,
+    MoneyField,
+    MoneyTotalField,
+    TransactionSerializer,
+)
 from levy.api.views import EstateAPIView
 from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
 from levy.billing.selectors import (
@@ -94,7 +101,7 @@ class MemberSerializer(serializers.Serializer):
 
 class BillSummarySerializer(serializers.Serializer):
     outstanding_count = serializers.IntegerField(source="sum_outstanding_count")
-    outstanding_amount = MoneyField(source="sum_outstanding_amount")
+    outstanding_amount = MoneyTotalField(source="sum_outstanding_amount")
     overdue_count = serializers.IntegerField(source="sum_overdue_count")
     unacknowledged_count = serializers.IntegerField(source="sum_unacknowledged_count")
     disputed_count = serializers.IntegerField(source="sum_disputed_count")
@@ -188,12 +195,14 @@ FALSE_WORDS = {"false", "0", "no", "n", ""}
 
 
 class MemberImportView(EstateAPIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, SafeJSONParser]
 
     @extend_schema(
         request={"multipart/form-data": ImportInputSerializer},
         responses={200: ImportResultSerializer, **ERRORS},
         summary="Import members from CSV (email,name,role,is_resident); all or nothing",
+        description="A file with any bad line imports nothing and answers 400 validation_error, "
+        "with each bad line in error.details.errors as {line, message}.",
     )
     def post(self, request: Request, cluster_id: str) -> Response:
         self.access.require(MembersPermissions.ManageMembers)
@@ -208,7 +217,11 @@ class MemberImportView(EstateAPIView):
             raise ValidationError(fields={"file": ["The file must be UTF-8 text."]}) from None
         rows, errors = _parse_members_csv(text)
         if errors:
-            return Response({"created": 0, "skipped": 0, "errors": errors}, status=400)
+            raise ValidationError(
+                "The file has errors; nothing was imported.",
+                fields={"file": [f"{len(errors)} line(s) have errors; nothing was imported."]},
+                extra={"errors": errors},
+            )
         existing = set(
             Membership.objects.filter(cluster=self.access.cluster, active=True).values_list("user__email", flat=True)
         )
@@ -235,7 +248,8 @@ def _parse_members_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, 
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for line, raw in enumerate(reader, start=2):
+    for raw in reader:
+        line = reader.line_num
         values = {k: (v or "").strip() for k, v in raw.items() if k}
         email = values.get("email", "").lower()
         role = values.get("role", "") or Role.RESIDENT
@@ -276,7 +290,7 @@ class BillStatsSerializer(serializers.Serializer):
     waived = serializers.IntegerField()
     overdue = serializers.IntegerField()
     outstanding = serializers.IntegerField()
-    collected_amount = MoneyField()
+    collected_amount = MoneyTotalField()
 
 
 class ManagedBillSerializer(BillBaseSerializer):
@@ -475,10 +489,10 @@ class DueSoonSerializer(serializers.Serializer):
 
 class DashboardSerializer(serializers.Serializer):
     currency = serializers.CharField()
-    billed_amount = MoneyField()
-    collected_amount = MoneyField()
-    outstanding_amount = MoneyField()
-    overdue_amount = MoneyField()
+    billed_amount = MoneyTotalField()
+    collected_amount = MoneyTotalField()
+    outstanding_amount = MoneyTotalField()
+    overdue_amount = MoneyTotalField()
     collection_rate = serializers.DecimalField(max_digits=7, decimal_places=4, coerce_to_string=True)
     open_disputes = serializers.IntegerField()
     bills_count = serializers.IntegerField()
