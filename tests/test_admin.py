@@ -17,25 +17,49 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from levy.accounts.models import User
+from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
 from levy.estates.models import Cluster, Membership
-from levy.notifications.models import Notification
+from levy.notifications.models import Delivery, Notification, NotificationIntent
 from levy.wallets.models import Transaction, Wallet
+from tests.conftest import committed
 
 pytestmark = pytest.mark.django_db
 
 # A list page runs a fixed number of queries (session, user, counts, filters, the
 # page); it must not grow with the rows it shows.
 MAX_CHANGELIST_QUERIES = 12
-VIEW_ONLY = (Transaction, AuditEvent, Wallet, Bill, BillAcknowledgement, BillDispute, Notification)
+VIEW_ONLY = (
+    Transaction,
+    AuditEvent,
+    Wallet,
+    Bill,
+    BillAcknowledgement,
+    BillDispute,
+    Notification,
+    NotificationIntent,
+    Delivery,
+    IdempotencyRecord,
+)
 
 
 @pytest.fixture
 def operator(settings: Any) -> User:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    call_command("seed_demo", stdout=io.StringIO())
+    with committed():  # run the notifications' fan-out, as the demo does after each commit
+        call_command("seed_demo", stdout=io.StringIO())
     Group.objects.create(name="Support")
+    # the demo makes no API calls: one recorded money-moving request, as the API keeps them
+    IdempotencyRecord.objects.create(
+        cluster=Cluster.objects.get(),
+        user=User.objects.get(email="admin@palmgrove.test"),
+        key="demo-credit-1",
+        fingerprint="0" * 64,
+        state=IdempotencyRecord.State.COMPLETED,
+        response_status=201,
+        response_body={"id": "demo"},
+    )
     return User.objects.get(email="operator@levy.test")
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.http import HttpRequest
 
 from levy.accounts.models import User
-from levy.audit.admin import ViewOnlyTabularInline
+from levy.common.admin import ViewOnlyTabularInline
 from levy.estates.models import Membership
 
 

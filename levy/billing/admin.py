@@ -18,8 +18,8 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from levy.audit.admin import ViewOnlyModelAdmin, ViewOnlyTabularInline, changelist_link
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.common.admin import ViewOnlyModelAdmin, ViewOnlyTabularInline, changelist_link
 from levy.wallets.models import Transaction
 
 INLINE_LIMIT = 50

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from levy.audit.admin import ViewOnlyModelAdmin
-from levy.notifications.models import Notification
+from levy.common.admin import ViewOnlyModelAdmin
+from levy.notifications.models import Delivery, Notification, NotificationIntent
 
 
 @admin.register(Notification)
@@ -32,3 +32,26 @@ class NotificationAdmin(ViewOnlyModelAdmin):
         "context",
         "read_at",
     )
+
+
+@admin.register(NotificationIntent)
+class NotificationIntentAdmin(ViewOnlyModelAdmin):
+    """The outbox: an intent with no ``delivered at`` after a few minutes is what the
+    sweep retries; ``last error`` says why it has not gone."""
+
+    list_display = ("created_at", "event", "cluster", "priority", "dispatched_at", "delivered_at", "delivered_count")
+    list_filter = ("event", "priority", ("delivered_at", admin.EmptyFieldListFilter), "cluster")
+    list_select_related = ("cluster",)
+    search_fields = ("event_key",)
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ViewOnlyModelAdmin):
+    list_display = ("updated_at", "channel", "status", "attempts", "next_attempt_at", "notification")
+    list_filter = ("channel", "status")
+    list_select_related = ("notification",)
+    search_fields = ("notification__recipient__email", "last_error")
+    raw_id_fields = ("notification", "intent")
+    show_full_result_count = False

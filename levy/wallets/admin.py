@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from levy.audit.admin import ViewOnlyModelAdmin, changelist_link
+from levy.common.admin import ViewOnlyModelAdmin, changelist_link
 from levy.wallets.models import Transaction, Wallet
 
 
