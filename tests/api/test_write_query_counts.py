@@ -1,0 +1,130 @@
+"""Writes cost a fixed number of queries, whatever the estate's size.
+
+Creating an estate-wide bill writes one intent row and returns; its fan-out to every
+member happens after the commit, in a worker (targets.md: bill creation must not grow
+with the estate). Each write below is measured in an estate of 1 resident and in one of
+50 residents who have already acted on the bill; the counts must be equal. Only the
+request is measured: its after-commit fan-out is not run here (the raw test client is
+used, inside the test's transaction).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from levy.billing.selectors import estate_today
+from levy.billing.services import bill_acknowledge, bill_dispute
+from levy.wallets.services import bill_pay
+from tests.api.conftest import api_as
+from tests.conftest import Estate, access, make_estate, new_key
+
+pytestmark = pytest.mark.django_db
+
+DUE = (estate_today() + datetime.timedelta(days=20)).isoformat()
+
+
+def world(residents: int) -> tuple[Estate, Any]:
+    """An estate whose residents (all but the last) have acknowledged and paid a bill."""
+    estate = make_estate(residents=residents)
+    bill = estate.wide_bill()
+    for member in estate.residents[:-1]:
+        estate.fund(member, "15000.00")
+        bill_acknowledge(access=access(member), bill=bill)
+        bill_pay(access=access(member), bill=bill, idempotency_key=new_key())
+    return estate, bill
+
+
+def base(estate: Estate) -> str:
+    return f"/api/v1/clusters/{estate.cluster.pk}"
+
+
+# Each scenario prepares what its request needs (not measured) and returns the request.
+Request = Callable[[], Any]
+
+
+def _create_bill(estate: Estate, bill: Any) -> Request:
+    body = {"title": "Levy", "category": "security", "amount": "100.00", "due_date": DUE}
+    client = api_as(estate.admin).client
+    return lambda: client.post(f"{base(estate)}/management/bills/", body, format="json")
+
+
+def _acknowledge(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.residents[-1]).client
+    return lambda: client.post(f"{base(estate)}/bills/{bill.pk}/acknowledge/")
+
+
+def _dispute(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.residents[-1]).client
+    return lambda: client.post(f"{base(estate)}/bills/{bill.pk}/dispute/", {"reason": "not mine"}, format="json")
+
+
+def _pay(estate: Estate, bill: Any) -> Request:
+    member = estate.residents[-1]
+    estate.fund(member, "15000.00")
+    bill_acknowledge(access=access(member), bill=bill)
+    client = api_as(member).client
+    return lambda: client.post(f"{base(estate)}/bills/{bill.pk}/pay/", headers={"Idempotency-Key": "p-1"})
+
+
+def _credit(estate: Estate, bill: Any) -> Request:
+    member = estate.residents[-1]
+    client = api_as(estate.treasurer).client
+    return lambda: client.post(
+        f"{base(estate)}/management/wallets/{member.user_id}/credit/",
+        {"amount": "10.00", "note": "cash"},
+        format="json",
+        headers={"Idempotency-Key": "c-1"},
+    )
+
+
+def _cancel(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.admin).client
+    return lambda: client.post(
+        f"{base(estate)}/management/bills/{bill.pk}/cancel/", {"reason": "duplicate"}, format="json"
+    )
+
+
+def _resolve(estate: Estate, bill: Any) -> Request:
+    dispute = bill_dispute(access=access(estate.residents[-1]), bill=bill, reason="x")
+    client = api_as(estate.admin).client
+    return lambda: client.post(
+        f"{base(estate)}/management/disputes/{dispute.pk}/resolve/",
+        {"resolution": "upheld", "note": "agreed"},
+        format="json",
+    )
+
+
+WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
+    # name: (scenario, expected status, expected queries — a change shows here first)
+    "create estate-wide bill": (_create_bill, 201, 14),
+    "acknowledge": (_acknowledge, 200, 21),
+    "dispute": (_dispute, 201, 21),
+    "pay": (_pay, 201, 29),
+    "wallet credit": (_credit, 201, 15),
+    "cancel bill": (_cancel, 200, 14),
+    "resolve dispute": (_resolve, 200, 13),
+}
+
+
+def measure(residents: int, name: str) -> int:
+    estate, bill = world(residents)
+    scenario, status, _ = WRITES[name]
+    request = scenario(estate, bill)
+    with CaptureQueriesContext(connection) as ctx:
+        response = request()
+    assert response.status_code == status, response.content
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_write_query_count_does_not_grow_with_the_estate(name: str) -> None:
+    small = measure(1, name)
+    large = measure(50, name)
+    assert small == large, f"{name}: {small} queries with 1 resident, {large} with 50"
+    assert small == WRITES[name][2]
