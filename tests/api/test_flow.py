@@ -60,3 +60,16 @@ def test_bill_day(estate: Estate) -> None:
     members = admin.get(f"{base}/management/members/")
     assert members.status_code == 200, members.json()
     assert api_as(None).get(f"{base}/bills/").status_code == 401
+
+
+def test_the_api_docs_page_serves_its_own_assets() -> None:
+    from django.test import Client
+
+    page = Client().get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower()
+    schema = Client().get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/clusters/{cluster_id}/bills/{bill_id}/pay/" in schema.content
