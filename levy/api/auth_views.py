@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from levy.accounts.models import User
 from levy.api import throttles
 from levy.api.pagination import LevyCursorPagination
+from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.views import LevyAPIView
 from levy.common.errors import NotFoundError, PermissionDeniedError
 from levy.estates.access import parse_uuid
@@ -25,11 +26,7 @@ from levy.estates.permissions import permissions_for_role
 from levy.estates.services import cluster_create
 from levy.notifications.models import Notification
 
-ERRORS = {
-    400: OpenApiResponse(description="validation_error"),
-    401: OpenApiResponse(description="not_authenticated"),
-    429: OpenApiResponse(description="rate_limited"),
-}
+ERRORS = errors()
 
 
 class RateLimitedMixin:
@@ -43,12 +40,33 @@ class RateLimitedMixin:
             raise exceptions.Throttled(wait=wait)
 
 
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField()
+
+
+SIGN_IN_ERRORS = {
+    400: error("validation_error"),
+    401: error("not_authenticated (wrong email or password, or an invalid refresh token)"),
+    415: error("unsupported_media_type"),
+    429: error("rate_limited (see the Retry-After header)"),
+}
+
+
+@extend_schema_view(post=extend_schema(responses={200: TokenPairSerializer, **SIGN_IN_ERRORS}, summary="Sign in"))
 class TokenView(RateLimitedMixin, TokenObtainPairView):
     """Exchange email and password for an access and a refresh token."""
 
     throttle_classes: list[Any] = []
 
 
+@extend_schema_view(
+    post=extend_schema(responses={200: AccessTokenSerializer, **SIGN_IN_ERRORS}, summary="Refresh the access token")
+)
 class RefreshView(RateLimitedMixin, TokenRefreshView):
     """Exchange a refresh token for a new access token."""
 
@@ -100,7 +118,11 @@ class ClusterSerializer(serializers.Serializer):
 
 
 class ClusterListView(LevyAPIView):
-    @extend_schema(responses={200: ClusterSerializer(many=True), **ERRORS}, summary="The estates I belong to")
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        responses={200: page_of(ClusterSerializer), **ERRORS},
+        summary="The estates I belong to",
+    )
     def get(self, request: Request) -> Response:
         user = cast(User, request.user)
         clusters: QuerySet[Cluster] = Cluster.objects.filter(memberships__user_id=user.pk, memberships__active=True)
@@ -110,7 +132,7 @@ class ClusterListView(LevyAPIView):
 
     @extend_schema(
         request=ClusterSerializer,
-        responses={201: ClusterSerializer, 403: OpenApiResponse(description="permission_denied"), **ERRORS},
+        responses={201: ClusterSerializer, 403: error("permission_denied"), **ERRORS},
         summary="Create an estate (platform operator)",
     )
     def post(self, request: Request) -> Response:
@@ -141,8 +163,8 @@ class NotificationFilterSerializer(serializers.Serializer):
 
 class NotificationListView(LevyAPIView):
     @extend_schema(
-        parameters=[NotificationFilterSerializer],
-        responses={200: NotificationSerializer(many=True), **ERRORS},
+        parameters=[NotificationFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(NotificationSerializer), **ERRORS},
         summary="My notifications, newest first",
     )
     def get(self, request: Request) -> Response:
@@ -161,7 +183,7 @@ class NotificationListView(LevyAPIView):
 class NotificationReadView(LevyAPIView):
     @extend_schema(
         request=None,
-        responses={200: NotificationSerializer, 404: OpenApiResponse(description="not_found"), **ERRORS},
+        responses={200: NotificationSerializer, 404: error("not_found"), **ERRORS},
         summary="Mark one notification read",
     )
     def post(self, request: Request, notification_id: str) -> Response:

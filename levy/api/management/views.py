@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import LevyCursorPagination
 from levy.api.parsers import SafeJSONParser
+from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import (
     BillBaseSerializer,
     DisputeSerializer,
@@ -57,13 +58,7 @@ from levy.estates.services import member_add, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
 from levy.wallets.services import cluster_transactions, wallet_credit
 
-ERRORS = {
-    400: OpenApiResponse(description="validation_error"),
-    401: OpenApiResponse(description="not_authenticated"),
-    403: OpenApiResponse(description="permission_denied"),
-    404: OpenApiResponse(description="not_found"),
-    429: OpenApiResponse(description="rate_limited"),
-}
+ERRORS = errors()
 
 
 def paginate(
@@ -121,8 +116,8 @@ class MemberFilterSerializer(serializers.Serializer):
 
 class MemberListView(EstateAPIView):
     @extend_schema(
-        parameters=[MemberFilterSerializer],
-        responses={200: MemberWithSummarySerializer(many=True), **ERRORS},
+        parameters=[MemberFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(MemberWithSummarySerializer), **ERRORS},
         summary="Members with their bill summary (hover card)",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
@@ -215,7 +210,10 @@ class MemberImportView(EstateAPIView):
             text = upload.read().decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValidationError(fields={"file": ["The file must be UTF-8 text."]}) from None
-        rows, errors = _parse_members_csv(text)
+        try:
+            rows, errors = _parse_members_csv(text)
+        except csv.Error as exc:
+            raise ValidationError(fields={"file": [f"The file is not valid CSV: {exc}."]}) from None
         if errors:
             raise ValidationError(
                 "The file has errors; nothing was imported.",
@@ -341,9 +339,10 @@ def _managed_bill(view: EstateAPIView, bill_id: Any) -> Any:
 
 class BillListView(EstateAPIView):
     @extend_schema(
-        parameters=[BillFilterSerializer],
-        responses={200: ManagedBillSerializer(many=True), **ERRORS},
+        parameters=[BillFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(ManagedBillSerializer), **ERRORS},
         summary="Bills with their counts",
+        operation_id="management_bills_list",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
         self.access.require_read_finances()
@@ -399,7 +398,7 @@ class BillDetailView(EstateAPIView):
         request=BillUpdateSerializer,
         responses={
             200: ManagedBillSerializer,
-            409: OpenApiResponse(description="bill_terms_locked, bill_cancelled"),
+            409: error("bill_terms_locked, bill_cancelled"),
             **ERRORS,
         },
         summary="Edit a bill (terms only until the first acknowledgement or payment)",
@@ -420,7 +419,7 @@ class CancelInputSerializer(serializers.Serializer):
 class BillCancelView(EstateAPIView):
     @extend_schema(
         request=CancelInputSerializer,
-        responses={200: ManagedBillSerializer, 409: OpenApiResponse(description="bill_cancelled"), **ERRORS},
+        responses={200: ManagedBillSerializer, 409: error("bill_cancelled"), **ERRORS},
         summary="Cancel a bill",
     )
     def post(self, request: Request, cluster_id: str, bill_id: str) -> Response:
@@ -448,8 +447,8 @@ class BillMemberFilterSerializer(serializers.Serializer):
 
 class BillMembersView(EstateAPIView):
     @extend_schema(
-        parameters=[BillMemberFilterSerializer],
-        responses={200: BillMemberSerializer(many=True), **ERRORS},
+        parameters=[BillMemberFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(BillMemberSerializer), **ERRORS},
         summary="Each member's status for one bill",
     )
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
@@ -516,8 +515,8 @@ class DisputeFilterSerializer(serializers.Serializer):
 
 class DisputeListView(EstateAPIView):
     @extend_schema(
-        parameters=[DisputeFilterSerializer],
-        responses={200: DisputeSerializer(many=True), **ERRORS},
+        parameters=[DisputeFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(DisputeSerializer), **ERRORS},
         summary="Disputes",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
@@ -538,7 +537,7 @@ class ResolveInputSerializer(serializers.Serializer):
 class DisputeResolveView(EstateAPIView):
     @extend_schema(
         request=ResolveInputSerializer,
-        responses={200: DisputeSerializer, 409: OpenApiResponse(description="dispute_already_resolved"), **ERRORS},
+        responses={200: DisputeSerializer, 409: error("dispute_already_resolved"), **ERRORS},
         summary="Resolve a dispute: upheld waives the bill for that member",
     )
     def post(self, request: Request, cluster_id: str, dispute_id: str) -> Response:
@@ -562,8 +561,8 @@ class TransactionFilterSerializer(serializers.Serializer):
 
 class TransactionListView(EstateAPIView):
     @extend_schema(
-        parameters=[TransactionFilterSerializer],
-        responses={200: TransactionSerializer(many=True), **ERRORS},
+        parameters=[TransactionFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(TransactionSerializer), **ERRORS},
         summary="Ledger entries",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
@@ -595,8 +594,8 @@ class WalletCreditView(EstateAPIView):
         ],
         responses={
             201: TransactionSerializer,
-            409: OpenApiResponse(description="idempotency_key_in_use"),
-            422: OpenApiResponse(description="idempotency_key_reused"),
+            409: error("idempotency_key_in_use"),
+            422: error("idempotency_key_reused"),
             **ERRORS,
         },
         summary="Record money received for a member",

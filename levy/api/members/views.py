@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import LevyCursorPagination
+from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
@@ -26,12 +27,7 @@ from levy.wallets.services import (
     wallet_ensure,
 )
 
-ERRORS = {
-    400: OpenApiResponse(description="validation_error"),
-    401: OpenApiResponse(description="not_authenticated"),
-    404: OpenApiResponse(description="not_found"),
-    429: OpenApiResponse(description="rate_limited"),
-}
+ERRORS = errors()
 IDEMPOTENCY_HEADER = OpenApiParameter(
     HEADER,
     str,
@@ -53,9 +49,10 @@ def _one_member_bill(view: EstateAPIView, bill_id: Any) -> Any:
 
 class MemberBillListView(EstateAPIView):
     @extend_schema(
-        parameters=[BillFilterSerializer],
-        responses={200: MemberBillSerializer(many=True), **ERRORS},
+        parameters=[BillFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: page_of(MemberBillSerializer), **ERRORS},
         summary="My bills: estate-wide ones that apply to me, and my own",
+        operation_id="member_bills_list",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
         filters = BillFilterSerializer(data=request.query_params)
@@ -87,14 +84,14 @@ class AcknowledgeView(EstateAPIView):
 
     @extend_schema(
         request=None,
-        responses={200: AcknowledgementSerializer, 409: OpenApiResponse(description="bill_cancelled"), **ERRORS},
+        responses={200: AcknowledgementSerializer, 409: error("bill_cancelled"), **ERRORS},
         summary="Acknowledge a bill (repeating it changes nothing)",
     )
     def post(self, request: Request, cluster_id: str, bill_id: str) -> Response:
         bill = access_bill_as_member(self.access, bill_id)
         ack, _ = bill_acknowledge(access=self.access, bill=bill, origin=self.origin)
         status = bill.status_for(self.access.user)
-        return Response({"status": status, "acknowledged_at": ack.acknowledged_at})
+        return Response(AcknowledgementSerializer({"status": status, "acknowledged_at": ack.acknowledged_at}).data)
 
 
 class DisputeInputSerializer(serializers.Serializer):
@@ -108,7 +105,7 @@ class DisputeView(EstateAPIView):
         request=DisputeInputSerializer,
         responses={
             201: DisputeSerializer,
-            409: OpenApiResponse(description="bill_cancelled, bill_already_paid, bill_waived, dispute_already_open"),
+            409: error("bill_cancelled, bill_already_paid, bill_waived, dispute_already_open"),
             **ERRORS,
         },
         summary="Dispute a bill",
@@ -147,12 +144,12 @@ def _payment_response(tx: Any, currency: str) -> Response:
 
 
 PAY_ERRORS = {
-    402: OpenApiResponse(description="insufficient_funds (a failed transaction is recorded)"),
-    409: OpenApiResponse(
-        description="bill_not_acknowledged, bill_already_paid, bill_cancelled, bill_waived, bill_disputed, "
+    402: error("insufficient_funds (a failed transaction is recorded)"),
+    409: error(
+        "bill_not_acknowledged, bill_already_paid, bill_cancelled, bill_waived, bill_disputed, "
         "payment_after_due_not_allowed, idempotency_key_in_use"
     ),
-    422: OpenApiResponse(description="idempotency_key_reused"),
+    422: error("idempotency_key_reused"),
     **ERRORS,
 }
 
@@ -185,7 +182,7 @@ class RetryView(EstateAPIView):
         responses={
             201: PaymentResultSerializer,
             **PAY_ERRORS,
-            409: OpenApiResponse(description="transaction_not_retryable, and the payment refusals"),
+            409: error("transaction_not_retryable, and the payment refusals"),
         },
         summary="Retry a failed payment of mine",
     )
@@ -216,7 +213,9 @@ class WalletView(EstateAPIView):
 
 class WalletTransactionsView(EstateAPIView):
     @extend_schema(
-        responses={200: TransactionSerializer(many=True), **ERRORS}, summary="My ledger entries, newest first"
+        parameters=PAGE_PARAMETERS,
+        responses={200: page_of(TransactionSerializer), **ERRORS},
+        summary="My ledger entries, newest first",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
         paginator = LevyCursorPagination()
