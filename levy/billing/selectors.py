@@ -486,7 +486,10 @@ def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = Non
         ).aggregate(total=Coalesce(Sum("amount"), Value(ZERO)))["total"]
     )
     rate = (collected / billed).quantize(Decimal("0.0001")) if billed else Decimal("0")
-    due_soon = sorted((r for r in rows if r["due_date"] >= day), key=lambda r: (r["due_date"], r["reference"]))[:recent]
+    due_soon = sorted(
+        (r for r in rows if r["due_date"] >= day and r["stat_outstanding"] > 0),
+        key=lambda r: (r["due_date"], r["reference"]),
+    )[:recent]
     return Dashboard(
         currency=cluster.currency,
         billed_amount=billed,

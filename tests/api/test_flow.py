@@ -73,3 +73,20 @@ def test_the_api_docs_page_serves_its_own_assets() -> None:
     schema = Client().get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/v1/clusters/{cluster_id}/bills/{bill_id}/pay/" in schema.content
+
+
+def test_due_soon_lists_only_bills_someone_still_owes() -> None:
+    from levy.billing.services import bill_acknowledge
+    from levy.wallets.services import bill_pay
+    from tests.conftest import access, make_estate, new_key
+
+    estate = make_estate(residents=1)
+    settled = estate.wide_bill(title="Settled")
+    owed = estate.wide_bill(title="Owed")
+    payer = estate.residents[0]
+    estate.fund(payer, "15000.00")
+    bill_acknowledge(access=access(payer), bill=settled)
+    bill_pay(access=access(payer), bill=settled, idempotency_key=new_key())
+    dash = api_as(estate.admin).get(f"/api/v1/clusters/{estate.cluster.pk}/management/dashboard/").json()
+    assert [(b["id"], b["outstanding"]) for b in dash["due_soon"]] == [(str(owed.pk), 1)]
+    assert dash["bills_count"] == 2
