@@ -231,6 +231,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "900")),
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
+    # Publishing gives up at once when the broker is down (the sweep retries later),
+    # so a request never waits on an outage.
+    "max_retries": 0,
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-undelivered-notifications": {
@@ -250,6 +253,8 @@ LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
 LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
 LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))
 LEVY_SWEEP_REDISPATCH_SECONDS = int(env("LEVY_SWEEP_REDISPATCH_SECONDS", "300"))
+# An intent whose fan-out failed this many times is left for a person (see last_error).
+LEVY_INTENT_MAX_ATTEMPTS = int(env("LEVY_INTENT_MAX_ATTEMPTS", "10"))
 LEVY_DELIVERY_MAX_ATTEMPTS = int(env("LEVY_DELIVERY_MAX_ATTEMPTS", "6"))
 LEVY_DELIVERY_RETRY_BASE_SECONDS = int(env("LEVY_DELIVERY_RETRY_BASE_SECONDS", "60"))
 LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))

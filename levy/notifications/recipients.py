@@ -10,6 +10,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from levy.estates.models import Membership
 
+KINDS = frozenset({"users", "bill_audience", "bill_unpaid", "bill_owing_undisputed", "permission_holders"})
+
 
 @dataclass(frozen=True)
 class Recipients:
@@ -72,6 +74,8 @@ class Recipients:
         from levy.estates.permissions import PaymentsPermissions, roles_with
         from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown recipients kind: {self.kind}")
         if self.kind == "users":
             return Membership.objects.filter(cluster_id=cluster_id, user_id__in=list(self.user_ids))
         if self.kind == "permission_holders":
@@ -91,13 +95,12 @@ class Recipients:
         )
         if self.kind == "bill_unpaid":
             return audience.exclude(paid)
-        if self.kind == "bill_owing_undisputed":
-            waived_or_open = Exists(
-                BillDispute.objects.filter(
-                    bill_id=bill.pk,
-                    user_id=OuterRef("user_id"),
-                    status__in=[DisputeStatus.UPHELD, DisputeStatus.OPEN],
-                )
+        # bill_owing_undisputed
+        waived_or_open = Exists(
+            BillDispute.objects.filter(
+                bill_id=bill.pk,
+                user_id=OuterRef("user_id"),
+                status__in=[DisputeStatus.UPHELD, DisputeStatus.OPEN],
             )
-            return audience.exclude(paid).exclude(waived_or_open)
-        raise ValueError(f"unknown recipients kind: {self.kind}")
+        )
+        return audience.exclude(paid).exclude(waived_or_open)

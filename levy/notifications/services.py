@@ -121,6 +121,11 @@ def intent_dispatch(intent_id: Any, priority: str) -> bool:
 # --- delivery ------------------------------------------------------------------------------
 
 
+def intent_failed(intent_id: Any, error: BaseException) -> None:
+    """Record why a fan-out failed; the task retries it, and the sweep after that."""
+    NotificationIntent.objects.filter(pk=intent_id).update(last_error=f"{type(error).__name__}: {error}"[:2000])
+
+
 def intent_deliver(intent_id: Any) -> int:
     """Write every recipient's inbox row for one intent, then queue its outbound
     deliveries (email, …).
@@ -275,13 +280,16 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
             now = timezone.now()
             sent_ids = [d.pk for d in claimed if d.pk not in failures]
             if sent_ids:
-                Delivery.objects.filter(pk__in=sent_ids).update(status=DeliveryStatus.SENT, sent_at=now, last_error="")
+                Delivery.objects.filter(pk__in=sent_ids).update(
+                    status=DeliveryStatus.SENT, sent_at=now, last_error="", updated_at=now
+                )
             for delivery in claimed:
                 error = failures.get(delivery.pk)
                 if error is None:
                     continue
                 delay = min(settings.LEVY_DELIVERY_RETRY_BASE_SECONDS * 2 ** (delivery.attempts - 1), 6 * 3600)
                 Delivery.objects.filter(pk=delivery.pk).update(
+                    updated_at=now,
                     status=DeliveryStatus.FAILED,
                     last_error=error[:2000],
                     next_attempt_at=now + datetime.timedelta(seconds=delay),
@@ -311,7 +319,11 @@ def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
         )
         if not ids:
             return []
-        Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1)
+        # updated_at marks the claim: the sweep treats a claim older than
+        # LEVY_DELIVERY_STUCK_SECONDS as abandoned by a dead worker.
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, updated_at=now
+        )
     return list(Delivery.objects.filter(pk__in=ids).select_related("notification__recipient"))
 
 
@@ -327,16 +339,20 @@ def intents_sweep(*, older_than_seconds: int | None = None) -> dict[str, int]:
         seconds=settings.LEVY_SWEEP_GRACE_SECONDS if older_than_seconds is None else older_than_seconds
     )
     stale = datetime.timedelta(seconds=settings.LEVY_SWEEP_REDISPATCH_SECONDS)
-    pending = NotificationIntent.objects.filter(delivered_at__isnull=True, created_at__lte=now - grace).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - stale)
-    )
+    pending = NotificationIntent.objects.filter(
+        delivered_at__isnull=True,
+        created_at__lte=now - grace,
+        attempts__lt=settings.LEVY_INTENT_MAX_ATTEMPTS,
+    ).filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=now - stale))
     dispatched = 0
     for intent_id, priority in pending.order_by("created_at").values_list("pk", "priority")[:1000]:
-        dispatched += intent_dispatch(intent_id, priority)
+        if not intent_dispatch(intent_id, priority):
+            break  # the broker is down: the next sweep tries again
+        dispatched += 1
     reset = Delivery.objects.filter(
         status=DeliveryStatus.SENDING,
         updated_at__lte=now - datetime.timedelta(seconds=settings.LEVY_DELIVERY_STUCK_SECONDS),
-    ).update(status=DeliveryStatus.FAILED, last_error="interrupted while sending", next_attempt_at=now)
+    ).update(status=DeliveryStatus.FAILED, last_error="interrupted while sending", next_attempt_at=now, updated_at=now)
     due = Delivery.objects.filter(
         status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
         next_attempt_at__lte=now,

@@ -13,7 +13,11 @@ from levy.notifications.reminders import reminders_send
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def deliver_intent(intent_id: str) -> int:
     """Fan one event out to every recipient's inbox, then queue its emails."""
-    return services.intent_deliver(intent_id)
+    try:
+        return services.intent_deliver(intent_id)
+    except Exception as exc:
+        services.intent_failed(intent_id, exc)
+        raise
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -210,3 +210,36 @@ def test_cancellation_notice_skips_those_who_paid(estate: Estate) -> None:
     with committed():
         bill_cancel(access=access(estate.admin), bill=bill, reason="duplicate")
     assert Notification.objects.filter(event="BILL_CANCELLED").count() == 3
+
+
+def test_a_fresh_claim_on_an_old_delivery_is_not_mistaken_for_a_stuck_one(estate: Estate, settings) -> None:
+    from levy.notifications.services import _claim
+
+    settings.LEVY_NOTIFICATION_CHANNELS = []  # queue the deliveries by hand below
+    with committed():
+        intent, _ = _remind(estate)
+    settings.LEVY_NOTIFICATION_CHANNELS = ["email"]
+    from levy.notifications.services import _queue_deliveries
+
+    _queue_deliveries(intent, "email")
+    Delivery.objects.update(updated_at=timezone.now() - datetime.timedelta(hours=2))
+    claimed = _claim(channel="email", intent_id=intent.pk, batch_size=10)
+    assert len(claimed) == 3
+    # a worker is sending these right now: the sweep must leave them alone
+    assert intents_sweep()["deliveries_reset"] == 0
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sending"}
+
+
+def test_a_failing_fan_out_records_why_and_stops_after_the_attempt_limit(estate: Estate, settings) -> None:
+    from levy.notifications.tasks import deliver_intent
+
+    intent, _ = _remind(estate)  # recorded; its commit hook is not run here
+    NotificationIntent.objects.filter(pk=intent.pk).update(recipients={"kind": "nobody"})
+    with pytest.raises(ValueError, match="unknown recipients kind"):
+        deliver_intent.run(str(intent.pk))
+    intent.refresh_from_db()
+    assert intent.last_error == "ValueError: unknown recipients kind: nobody"
+    assert (intent.attempts, intent.delivered_at) == (1, None)
+    settings.LEVY_INTENT_MAX_ATTEMPTS = 2
+    NotificationIntent.objects.filter(pk=intent.pk).update(attempts=2)
+    assert intents_sweep(older_than_seconds=0)["dispatched"] == 0
