@@ -8,7 +8,9 @@ ADDR="${LEVY_DEMO_ADDR:-127.0.0.1:8000}"
 # The seed's notifications are stored in the inbox; their emails are not printed.
 EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend "$VENV/bin/python" manage.py seed_demo
 echo
-echo "Levy demo running at http://$ADDR/ — sign in to the admin at http://$ADDR/admin/"
+echo "Levy demo running at http://$ADDR/"
+echo "  Django admin:  http://$ADDR/admin/  (operator@levy.test)"
+echo "  API docs:      http://$ADDR/api/docs/  (schema at /api/schema/; walk-through in docs/api.md)"
 echo "Tasks run in-process after each request; emails are printed here (console backend)."
 echo "Stop it with Ctrl-C."
 exec "$VENV/bin/python" manage.py runserver "$ADDR" --noreload

@@ -100,6 +100,46 @@ def _resolve(estate: Estate, bill: Any) -> Request:
     )
 
 
+def _edit_bill(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.admin).client
+    return lambda: client.patch(
+        f"{base(estate)}/management/bills/{bill.pk}/", {"title": "Service charge (Nov)"}, format="json"
+    )
+
+
+def _change_member(estate: Estate, bill: Any) -> Request:
+    member = estate.residents[-1]
+    client = api_as(estate.admin).client
+    return lambda: client.patch(
+        f"{base(estate)}/management/members/{member.user_id}/", {"is_resident": False}, format="json"
+    )
+
+
+def _add_member(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.admin).client
+    email = f"{new_key('neighbour')}@example.test"  # a person new to the platform
+    return lambda: client.post(f"{base(estate)}/management/members/", {"email": email, "name": "New"}, format="json")
+
+
+def _retry(estate: Estate, bill: Any) -> Request:
+    from levy.common.errors import InsufficientFundsError
+    from levy.wallets.models import Transaction
+
+    member = estate.residents[-1]
+    bill_acknowledge(access=access(member), bill=bill)
+    with pytest.raises(InsufficientFundsError):  # the last resident's wallet is empty
+        bill_pay(access=access(member), bill=bill, idempotency_key=new_key())
+    failed = Transaction.objects.get(payer=member.user, status="failed")
+    estate.fund(member, "15000.00")
+    client = api_as(member).client
+    return lambda: client.post(f"{base(estate)}/transactions/{failed.pk}/retry/", headers={"Idempotency-Key": "r-1"})
+
+
+def _read_all(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.admin).client
+    return lambda: client.post("/api/v1/notifications/read-all/")
+
+
 WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
     "create estate-wide bill": (_create_bill, 201, 14),
@@ -109,6 +149,11 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     "wallet credit": (_credit, 201, 15),
     "cancel bill": (_cancel, 200, 14),
     "resolve dispute": (_resolve, 200, 13),
+    "edit bill": (_edit_bill, 200, 10),
+    "change member": (_change_member, 200, 8),
+    "add member": (_add_member, 201, 15),
+    "retry payment": (_retry, 201, 30),
+    "read all notifications": (_read_all, 200, 2),
 }
 
 
