@@ -212,7 +212,7 @@ SPECTACULAR_SETTINGS = {
 # --- background work (Celery) ------------------------------------------------------------------
 # With a broker configured (Redis), tasks go to workers. Without one (the demo), they
 # run in-process, right after the request's transaction commits.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "memory://localhost/")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not (env("CELERY_BROKER_URL") or REDIS_URL))
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_DEFAULT_QUEUE = "levy"
@@ -276,4 +276,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    # In-process tasks (the demo) would log a line per task in the web server's output.
+    "loggers": {"celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"}},
 }
