@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -45,3 +46,34 @@ def api_as(member: Membership | Any | None) -> Api:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
     cache.clear()
+
+
+def base(estate: Any) -> str:
+    """The estate-scoped API prefix."""
+    return f"/api/v1/clusters/{estate.cluster.pk}"
+
+
+def make_past_due(bill: Any, days: int = 3) -> Any:
+    """Bills cannot be created with a past due date: move it back in the database."""
+    from levy.billing.models import Bill
+    from levy.billing.selectors import estate_today
+
+    Bill.objects.filter(pk=bill.pk).update(due_date=estate_today() - datetime.timedelta(days=days))
+    bill.refresh_from_db()
+    return bill
+
+
+def assert_error(response: Any, status: int, code: str, fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The response is the one error shape of api.md, with this status and code, naming
+    ``fields`` in details.fields."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+    for field in fields:
+        assert field in body["error"]["details"]["fields"], body
+    return body

@@ -14,7 +14,7 @@ from levy.audit.models import AuditEvent
 from levy.estates.models import Cluster
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, assert_error
 from tests.conftest import Estate, make_estate
 from tests.factories import TEST_PASSWORD, ClusterFactory, MembershipFactory, UserFactory
 
@@ -28,20 +28,6 @@ def fresh_ip() -> str:
     shared Redis) is not shared with other tests or other test runs."""
     n = next(_addresses) + uuid.uuid4().int % 50000
     return f"127.{(n >> 16) % 200 + 50}.{(n >> 8) % 256}.{n % 256 or 1}"
-
-
-def assert_error(response: Any, status: int, code: str, fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    for field in fields:
-        assert field in body["error"]["details"]["fields"], body
-    return body
 
 
 def sign_in(email: str, password: str, ip: str | None = None) -> Any:

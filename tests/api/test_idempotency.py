@@ -22,7 +22,7 @@ from levy.billing.models import Bill
 from levy.billing.services import bill_acknowledge
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, Wallet
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, assert_error, base
 from tests.conftest import Estate, access, make_estate, new_key
 
 REPLAYED = "Idempotent-Replayed"
@@ -31,10 +31,6 @@ JOIN_TIMEOUT = 60
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def base(estate: Estate) -> str:
-    return f"/api/v1/clusters/{estate.cluster.pk}"
 
 
 def pay_path(estate: Estate, bill: Bill) -> str:
@@ -53,15 +49,6 @@ def books(member: Membership) -> tuple[Decimal, int]:
     """(wallet balance, number of ledger rows) — what must not move on a replay."""
     w = wallet(member)
     return w.balance, Transaction.objects.filter(wallet=w).count()
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code, body
-    return body
 
 
 def acknowledged_bill(estate: Estate, member: Membership, amount: str = "15000.00") -> Bill:

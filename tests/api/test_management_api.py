@@ -26,7 +26,7 @@ from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.services import bill_pay
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, assert_error, make_past_due
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.factories import ClusterFactory, MembershipFactory, UserFactory
 
@@ -85,26 +85,6 @@ def mgmt(estate: Estate) -> str:
 
 def due(days: int = 14) -> str:
     return (estate_today() + datetime.timedelta(days=days)).isoformat()
-
-
-def make_past_due(bill: Bill, days: int = 3) -> Bill:
-    """Bills cannot be created with a past due date: move it back in the database."""
-    Bill.objects.filter(pk=bill.pk).update(due_date=estate_today() - datetime.timedelta(days=days))
-    bill.refresh_from_db()
-    return bill
-
-
-def assert_error(response: Any, status: int, code: str, fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    for field in fields:
-        assert field in body["error"]["details"]["fields"], body
-    return body
 
 
 def ids(rows: list[dict[str, Any]], key: str = "id") -> list[str]:

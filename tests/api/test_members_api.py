@@ -16,13 +16,12 @@ import pytest
 from django.utils import timezone
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
-from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.estates.models import Membership
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.services import bill_pay
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, assert_error, base, make_past_due
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db
@@ -46,28 +45,6 @@ PAYMENT_FIELDS = {"transaction_id", "amount", "currency", "wallet_balance", "sta
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def base(estate: Estate) -> str:
-    return f"/api/v1/clusters/{estate.cluster.pk}"
-
-
-def make_past_due(bill: Bill, days: int = 3) -> Bill:
-    Bill.objects.filter(pk=bill.pk).update(due_date=estate_today() - datetime.timedelta(days=days))
-    bill.refresh_from_db()
-    return bill
-
-
-def assert_error(response: Any, status: int, code: str, fields: tuple[str, ...] = ()) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"]
-    for field in fields:
-        assert field in body["error"]["details"]["fields"], body
-    return body
 
 
 def balance(member: Membership) -> Decimal:

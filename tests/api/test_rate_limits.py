@@ -31,7 +31,7 @@ from django.test import override_settings
 from levy.api.models import IdempotencyRecord
 from levy.billing.services import bill_acknowledge
 from levy.wallets.models import Transaction, Wallet
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.factories import TEST_PASSWORD
 
@@ -102,10 +102,6 @@ def shared_redis() -> Iterator[None]:
     with override_settings(CACHES=REDIS_CACHES):
         yield
     flush_rate_limit_db()
-
-
-def base(estate: Estate) -> str:
-    return f"/api/v1/clusters/{estate.cluster.pk}"
 
 
 # --- bursts in one process ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.wallets.services import bill_pay
-from tests.api.conftest import api_as
+from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db
@@ -38,10 +38,6 @@ def world(residents: int) -> tuple[Estate, Any]:
         bill_acknowledge(access=access(member), bill=bill)
         bill_pay(access=access(member), bill=bill, idempotency_key=new_key())
     return estate, bill
-
-
-def base(estate: Estate) -> str:
-    return f"/api/v1/clusters/{estate.cluster.pk}"
 
 
 # Each scenario prepares what its request needs (not measured) and returns the request.
