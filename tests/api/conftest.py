@@ -77,3 +77,18 @@ def assert_error(response: Any, status: int, code: str, fields: tuple[str, ...] 
     for field in fields:
         assert field in body["error"]["details"]["fields"], body
     return body
+
+
+def walk(api: Any, path: str, *, max_pages: int = 200, **params: Any) -> list[dict[str, Any]]:
+    """Follow ``next`` from the first page to the last (bounded), checking the envelope."""
+    rows: list[dict[str, Any]] = []
+    response = api.get(path, **params)
+    for _ in range(max_pages):
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert set(body) == {"results", "next", "previous"}
+        rows.extend(body["results"])
+        if body["next"] is None:
+            return rows
+        response = api.client.get(body["next"])
+    raise AssertionError(f"pagination did not end within {max_pages} pages")

@@ -14,7 +14,7 @@ from levy.audit.models import AuditEvent
 from levy.estates.models import Cluster
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
-from tests.api.conftest import api_as, assert_error
+from tests.api.conftest import api_as, assert_error, walk
 from tests.conftest import Estate, make_estate
 from tests.factories import TEST_PASSWORD, ClusterFactory, MembershipFactory, UserFactory
 
@@ -40,20 +40,6 @@ def bearer(token: str) -> Any:
     api = api_as(None)
     api.client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return api
-
-
-def walk(api: Any, path: str, **params: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    response = api.get(path, **params)
-    for _ in range(200):
-        assert response.status_code == 200, response.content
-        body = response.json()
-        assert set(body) == {"results", "next", "previous"}
-        rows.extend(body["results"])
-        if body["next"] is None:
-            return rows
-        response = api.client.get(body["next"])
-    raise AssertionError("pagination did not end within 200 pages")
 
 
 # --- token -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.services import bill_pay
-from tests.api.conftest import api_as, assert_error, make_past_due
+from tests.api.conftest import api_as, assert_error, make_past_due, walk
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.factories import ClusterFactory, MembershipFactory, UserFactory
 
@@ -89,21 +89,6 @@ def due(days: int = 14) -> str:
 
 def ids(rows: list[dict[str, Any]], key: str = "id") -> list[str]:
     return [row[key] for row in rows]
-
-
-def walk(api: Any, path: str, **params: Any) -> list[dict[str, Any]]:
-    """Follow ``next`` from the first page to the last (bounded)."""
-    rows: list[dict[str, Any]] = []
-    response = api.get(path, **params)
-    for _ in range(100):
-        assert response.status_code == 200, response.content
-        body = response.json()
-        assert set(body) == {"results", "next", "previous"}
-        rows.extend(body["results"])
-        if body["next"] is None:
-            return rows
-        response = api.client.get(body["next"])
-    raise AssertionError("pagination did not end within 100 pages")
 
 
 def pay(member: Membership, bill: Bill) -> Transaction:

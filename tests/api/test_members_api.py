@@ -21,7 +21,7 @@ from levy.estates.models import Membership
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.services import bill_pay
-from tests.api.conftest import api_as, assert_error, base, make_past_due
+from tests.api.conftest import api_as, assert_error, base, make_past_due, walk
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db
@@ -57,20 +57,6 @@ def ledger_rows(member: Membership) -> int:
 
 def ack(member: Membership, bill: Bill) -> None:
     bill_acknowledge(access=access(member), bill=bill)
-
-
-def walk(api: Any, path: str, **params: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    response = api.get(path, **params)
-    for _ in range(100):
-        assert response.status_code == 200, response.content
-        body = response.json()
-        assert set(body) == {"results", "next", "previous"}
-        rows.extend(body["results"])
-        if body["next"] is None:
-            return rows
-        response = api.client.get(body["next"])
-    raise AssertionError("pagination did not end within 100 pages")
 
 
 # --- my bills ----------------------------------------------------------------------------------
