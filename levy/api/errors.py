@@ -62,7 +62,7 @@ def _field_errors(detail: Any) -> dict[str, Any]:
     return {"non_field_errors": _flatten(detail) if isinstance(detail, list) else [str(detail)]}
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, app.ApplicationError):
         status = next((code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls)), 400)

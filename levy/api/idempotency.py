@@ -68,11 +68,8 @@ def run_idempotent(
     try:
         response = handler(key)
     except Exception as exc:
-        handled = exception_handler(exc, context)
-        if handled is None:  # pragma: no cover - the handler renders everything
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
-            raise
-        response = handled
+        # Rendered here, not by DRF, so that an error answer is stored and replayed too.
+        response = exception_handler(exc, context)
     if response.status_code >= 500:
         # Nothing to replay: let the client try again with the same key.
         IdempotencyRecord.objects.filter(pk=record.pk).delete()

@@ -9,10 +9,3 @@ class Origin:
 
     ip: str | None = None
     user_agent: str = ""
-
-    @classmethod
-    def unknown(cls) -> Origin:
-        return cls()
-
-
-SYSTEM = Origin(ip=None, user_agent="levy-system")

@@ -38,10 +38,6 @@ class EstateAccess:
     membership: Membership | None
     permissions: frozenset[Permission] = field(default_factory=frozenset)
 
-    @property
-    def is_member(self) -> bool:
-        return self.membership is not None
-
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
 
