@@ -45,6 +45,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from levy.billing.counters import counters_drift
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import (
@@ -57,6 +58,7 @@ from levy.common.errors import (
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
+from levy.estates.services import member_update
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.services import (
     bill_pay,
@@ -137,6 +139,9 @@ def expect_error(error: type[ApplicationError], code: str | None = None) -> Expe
 OK = Expectation()
 
 
+MAX_RESIDENCY_CHANGES = 3
+
+
 class MoneyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -153,6 +158,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.payments: list[PaymentModel] = []
         self.received = ZERO
         self.revenue = ZERO
+        self.residency_changes = 0
 
     # --- the model's rules ---------------------------------------------------------
 
@@ -288,6 +294,24 @@ class MoneyMachine(RuleBasedStateMachine):
         self.members.append(
             MemberModel(membership=membership, access=access(membership), resident=resident, joined=next(_ticks))
         )
+
+    @precondition(lambda self: self.residency_changes < MAX_RESIDENCY_CHANGES)
+    @rule(data=st.data())
+    def change_residency(self, data: st.DataObject) -> None:
+        # Moves the member in or out of every bill's audience: the bills' counters follow.
+        # Rationed, so most steps still go to the money paths.
+        self.residency_changes += 1
+        m = self.choose(data, list(range(len(self.members))))
+        member = self.members[m]
+        self.call(
+            OK,
+            member_update,
+            label="member_update",
+            access=self.admin,
+            membership=member.membership,
+            is_resident=not member.resident,
+        )
+        member.resident = not member.resident
 
     @rule(data=st.data(), amount=credits)
     def credit(self, data: st.DataObject, amount: Decimal) -> None:
@@ -507,6 +531,10 @@ class MoneyMachine(RuleBasedStateMachine):
             assert wallet.balance >= ZERO
             assert wallet.balance == ledger_balance(wallet)
             assert wallet.balance == expected.get(wallet.user_id, ZERO)
+
+    @invariant()
+    def bill_counters_match_the_facts(self) -> None:
+        assert counters_drift(Bill.objects.filter(cluster=self.cluster)) == []
 
     @invariant()
     def money_is_conserved(self) -> None:

@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
-from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.models import Bill, BillAcknowledgement, BillCounter, BillDispute, DisputeStatus
 from levy.billing.status import BillStatus, MemberBillFacts, derive_status, status_case
 from levy.common.errors import NotFoundError, RuleViolation
 from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
@@ -239,40 +239,8 @@ def _count_audience(fact: Exists | None = None) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Any]:
-    """Annotate each bill with its counts over the members it applies to:
-    ``stat_eligible``, ``stat_acknowledged`` (members who acknowledged, whatever their
-    status now), ``stat_paid``, ``stat_waived``, ``stat_disputed`` (open disputes),
-    ``stat_overdue`` (past due and neither paid, waived nor disputed),
-    ``stat_outstanding`` (members who still owe it) and ``stat_collected`` (net money
-    received for it). Counts only members the bill applies to, so the status counts
-    partition the audience."""
-    day = today or estate_today()
-    bill = OuterRef(OuterRef("pk"))
-    member = OuterRef("user_id")
+def _with_derived_stats(bills: QuerySet[Any], day: datetime.date) -> QuerySet[Any]:
     return bills.annotate(
-        stat_eligible=_count_audience(),
-        stat_acknowledged=_count_audience(_acknowledged(bill, member)),
-        stat_paid=_count_audience(_paid(bill, member)),
-        stat_waived=_count_audience(_dispute(bill, member, DisputeStatus.UPHELD)),
-        stat_disputed=_count_audience(_dispute(bill, member, DisputeStatus.OPEN)),
-        stat_collected=Coalesce(
-            Subquery(
-                Transaction.objects.filter(
-                    bill_id=OuterRef("pk"),
-                    status=TransactionStatus.COMPLETED,
-                    type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
-                )
-                .order_by()
-                .values("bill_id")
-                .annotate(net=-Sum("amount"))
-                .values("net"),
-                output_field=MONEY,
-            ),
-            Value(ZERO),
-            output_field=MONEY,
-        ),
-    ).annotate(
         stat_outstanding=Case(
             When(cancelled_at__isnull=False, then=Value(0)),
             default=Greatest(F("stat_eligible") - F("stat_paid") - F("stat_waived"), Value(0)),
@@ -286,6 +254,78 @@ def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = Non
             default=Value(0),
             output_field=IntegerField(),
         ),
+    )
+
+
+def _counter_sum(field: str, output: IntegerField | DecimalField, zero: Any) -> Coalesce:
+    total = (
+        BillCounter.objects.filter(bill_id=OuterRef("pk"))
+        .order_by()
+        .values("bill_id")
+        .annotate(t=Sum(field))
+        .values("t")
+    )
+    return Coalesce(Subquery(total, output_field=output), Value(zero), output_field=output)
+
+
+def bills_with_stats(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Any]:
+    """Annotate each bill with its counts over the members it applies to:
+    ``stat_eligible``, ``stat_acknowledged`` (members who acknowledged, whatever their
+    status now), ``stat_paid``, ``stat_waived``, ``stat_disputed`` (open disputes),
+    ``stat_overdue`` (past due and neither paid, waived nor disputed),
+    ``stat_outstanding`` (members who still owe it) and ``stat_collected`` (net money
+    received for it). Counts only members the bill applies to, so the status counts
+    partition the audience.
+
+    Read from the bill's counters (a few rows per bill, whatever the estate's size);
+    :func:`bills_with_stats_recomputed` derives the same numbers from the facts."""
+    day = today or estate_today()
+    counts = IntegerField()
+    return _with_derived_stats(
+        bills.annotate(
+            stat_eligible=_counter_sum("eligible", counts, 0),
+            stat_acknowledged=_counter_sum("acknowledged", counts, 0),
+            stat_paid=_counter_sum("paid", counts, 0),
+            stat_waived=_counter_sum("waived", counts, 0),
+            stat_disputed=_counter_sum("disputed", counts, 0),
+            stat_collected=_counter_sum("collected", MONEY, ZERO),
+        ),
+        day,
+    )
+
+
+def bills_with_stats_recomputed(bills: QuerySet[Bill], *, today: datetime.date | None = None) -> QuerySet[Any]:
+    """The same annotations as :func:`bills_with_stats`, counted from the facts over
+    each bill's audience. Its cost grows with the estate: it is the reference the
+    counters are checked against and rebuilt from, not a read path."""
+    day = today or estate_today()
+    bill = OuterRef(OuterRef("pk"))
+    member = OuterRef("user_id")
+    return _with_derived_stats(
+        bills.annotate(
+            stat_eligible=_count_audience(),
+            stat_acknowledged=_count_audience(_acknowledged(bill, member)),
+            stat_paid=_count_audience(_paid(bill, member)),
+            stat_waived=_count_audience(_dispute(bill, member, DisputeStatus.UPHELD)),
+            stat_disputed=_count_audience(_dispute(bill, member, DisputeStatus.OPEN)),
+            stat_collected=Coalesce(
+                Subquery(
+                    Transaction.objects.filter(
+                        bill_id=OuterRef("pk"),
+                        status=TransactionStatus.COMPLETED,
+                        type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
+                    )
+                    .order_by()
+                    .values("bill_id")
+                    .annotate(net=-Sum("amount"))
+                    .values("net"),
+                    output_field=MONEY,
+                ),
+                Value(ZERO),
+                output_field=MONEY,
+            ),
+        ),
+        day,
     )
 
 
@@ -460,47 +500,40 @@ def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = Non
     access.require_read_finances()
     day = today or estate_today()
     cluster = access.cluster
-    live = bills_with_stats(Bill.objects.filter(cluster=cluster, cancelled_at__isnull=True), today=day)
-    rows = list(
-        live.values(
-            "id",
-            "reference",
-            "title",
-            "amount",
-            "due_date",
-            "stat_eligible",
-            "stat_outstanding",
-            "stat_overdue",
-            "stat_paid",
-        )
+    live = Bill.objects.filter(cluster=cluster, cancelled_at__isnull=True)
+    # Sums over the live bills' counter rows: the status counts partition each audience,
+    # so the per-row differences add up to the per-bill ones.
+    owed = F("counters__eligible") - F("counters__paid") - F("counters__waived")
+
+    def total(amount: Any, condition: Q | None = None) -> Coalesce:
+        return Coalesce(Sum(amount, filter=condition, output_field=MONEY), Value(ZERO), output_field=MONEY)
+
+    totals = live.aggregate(
+        bills=Count("pk", distinct=True),
+        billed=total(F("amount") * F("counters__eligible")),
+        outstanding=total(F("amount") * owed),
+        overdue=total(F("amount") * (owed - F("counters__disputed")), Q(due_date__lt=day)),
+        collected=total(F("counters__collected")),
     )
-    billed = sum((r["amount"] * r["stat_eligible"] for r in rows), ZERO)
-    outstanding = sum((r["amount"] * r["stat_outstanding"] for r in rows), ZERO)
-    overdue = sum((r["amount"] * r["stat_overdue"] for r in rows), ZERO)
-    collected = -Decimal(
-        Transaction.objects.filter(
-            cluster=cluster,
-            status=TransactionStatus.COMPLETED,
-            type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
-            bill__cancelled_at__isnull=True,
-        ).aggregate(total=Coalesce(Sum("amount"), Value(ZERO)))["total"]
-    )
+    billed, collected = totals["billed"], totals["collected"]
     rate = (collected / billed).quantize(Decimal("0.0001")) if billed else Decimal("0")
-    due_soon = sorted(
-        (r for r in rows if r["due_date"] >= day and r["stat_outstanding"] > 0),
-        key=lambda r: (r["due_date"], r["reference"]),
-    )[:recent]
+    due_soon = list(
+        bills_with_stats(live.filter(due_date__gte=day), today=day)
+        .filter(stat_outstanding__gt=0)
+        .order_by("due_date", "reference")
+        .values("id", "reference", "title", "amount", "due_date", "stat_outstanding")[:recent]
+    )
     return Dashboard(
         currency=cluster.currency,
         billed_amount=billed,
         collected_amount=collected,
-        outstanding_amount=outstanding,
-        overdue_amount=overdue,
+        outstanding_amount=totals["outstanding"],
+        overdue_amount=totals["overdue"],
         collection_rate=rate,
         open_disputes=BillDispute.objects.filter(
             cluster=cluster, status=DisputeStatus.OPEN, bill__cancelled_at__isnull=True
         ).count(),
-        bills_count=len(rows),
+        bills_count=totals["bills"],
         members_count=Membership.objects.filter(cluster=cluster, active=True).count(),
         recent_payments=list(
             Transaction.objects.filter(

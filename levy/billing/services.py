@@ -16,8 +16,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
-from levy.billing.selectors import bill_acknowledge_refusal, estate_today, member_bill_facts
+from levy.billing.selectors import bill_acknowledge_refusal, bill_audience, estate_today, member_bill_facts
 from levy.common.db import lock_row_for_share
 from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
@@ -123,6 +124,7 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
             **values,
         )
         bill.cluster = cluster
+        counters_open(bill)
         audit_record(
             action="bill.create",
             target=bill,
@@ -166,6 +168,7 @@ def bill_acknowledge(
     membership = access.require_member()
     with transaction.atomic():
         lock_row_for_share(Bill, bill.pk)
+        lock_row_for_share(Membership, membership.pk)
         bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
         refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
         if refusal is not None:
@@ -180,6 +183,7 @@ def bill_acknowledge(
                 )
         except IntegrityError:
             return BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id), False
+        counter_add(bill_id=bill.pk, user_id=membership.user_id, acknowledged=1)
         audit_record(action="bill.acknowledge", target=bill, actor=access.user, cluster=access.cluster, origin=origin)
         notify(
             event=NotificationEvents.BILL_ACKNOWLEDGED,
@@ -209,6 +213,7 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
         raise ValidationError(fields=errors)
     with transaction.atomic():
         lock_row_for_share(Bill, bill.pk)
+        lock_row_for_share(Membership, membership.pk)
         bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
@@ -230,6 +235,7 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
                 )
         except IntegrityError:
             raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open") from None
+        counter_add(bill_id=bill.pk, user_id=membership.user_id, disputed=1)
         audit_record(
             action="bill.dispute",
             target=dispute,
@@ -269,12 +275,20 @@ def dispute_resolve(
         locked = BillDispute.objects.select_for_update().filter(pk=dispute.pk, cluster_id=access.cluster.pk).get()
         if locked.status != DisputeStatus.OPEN:
             raise RuleViolation("This dispute has already been resolved.", code="dispute_already_resolved")
+        lock_row_for_share(Bill, locked.bill_id)
+        member = Membership.objects.filter(cluster_id=access.cluster.pk, user_id=locked.user_id).first()
+        if member is not None:
+            lock_row_for_share(Membership, member.pk)
         locked.status = resolution
         locked.resolved_at = timezone.now()
         locked.resolved_by = access.user
         locked.resolution_note = note
         locked.save(update_fields=["status", "resolved_at", "resolved_by", "resolution_note"])
         bill = Bill.objects.select_related("cluster").get(pk=locked.bill_id)
+        # Counted only while the member is in the bill's audience (they may have left).
+        if bill_audience(bill).filter(user_id=locked.user_id).exists():
+            upheld = int(resolution == DisputeStatus.UPHELD)
+            counter_add(bill_id=bill.pk, user_id=locked.user_id, disputed=-1, waived=upheld)
         audit_record(
             action="dispute.resolve",
             target=locked,
@@ -381,6 +395,8 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
             for name, value in diff.items():
                 setattr(locked, name, value)
             locked.save()
+            if "user_id" in diff:  # a different audience: count it afresh
+                recount(Bill.objects.filter(pk=locked.pk))
             audit_record(
                 action="bill.update",
                 target=locked,

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing.counters import MemberState, counters_move_member
 from levy.common.errors import PermissionDeniedError, ValidationError
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -54,6 +55,13 @@ def _validate_role(role: str) -> str:
     return role
 
 
+def _lock_estate_audiences(cluster: Cluster) -> None:
+    """Membership changes move members in and out of bill audiences: they lock the
+    estate row, as bill creation does (its reference sequence), so a bill's audience
+    count at issue time and a membership change never interleave."""
+    Cluster.objects.select_for_update(no_key=True).filter(pk=cluster.pk).values_list("pk").get()
+
+
 def member_add(
     *,
     access: EstateAccess,
@@ -80,12 +88,14 @@ def member_add(
     resident = default_is_resident(role) if is_resident is None else bool(is_resident)
     cluster = access.cluster
     with transaction.atomic():
+        _lock_estate_audiences(cluster)
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
             user = User.objects.create_user(email=email, password=password or None, name=(name or "").strip())
         membership = Membership.objects.select_for_update().filter(cluster=cluster, user=user).first()
         if membership is not None and membership.active:
             raise ValidationError(fields={"email": ["This person is already a member of the estate."]})
+        before = MemberState.of(membership) if membership is not None else None
         now = timezone.now()
         if membership is None:
             try:
@@ -102,6 +112,7 @@ def member_add(
             membership.deactivated_at = None
             membership.joined_at = now
             membership.save(update_fields=["role", "is_resident", "active", "deactivated_at", "joined_at"])
+        counters_move_member(before, MemberState.of(membership))
         wallet_ensure(cluster=cluster, user=user)
         audit_record(
             action="member.add",
@@ -132,7 +143,9 @@ def member_update(
         raise ValidationError(fields={"active": ["Add the person again to reactivate their membership."]})
     changes: dict[str, object] = {}
     with transaction.atomic():
+        _lock_estate_audiences(access.cluster)
         locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        before = MemberState.of(locked)
         if role is not None and role != locked.role:
             locked.role = _validate_role(role)
             changes["role"] = role
@@ -147,6 +160,7 @@ def member_update(
             changes["active"] = False
         if changes:
             locked.save()
+            counters_move_member(before, MemberState.of(locked))
             audit_record(
                 action="member.update",
                 target=locked,

@@ -22,6 +22,7 @@ from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from levy.audit.services import audit_record
+from levy.billing.counters import counter_add
 from levy.billing.models import Bill
 from levy.billing.selectors import bill_payment_refusal
 from levy.common.db import lock_row_for_share
@@ -206,6 +207,7 @@ def bill_pay(
     retry_id = retry_of.pk if retry_of is not None else None
     with transaction.atomic():
         lock_row_for_share(Bill, bill.pk)
+        lock_row_for_share(Membership, membership.pk)
         bill.refresh_from_db()
         wallet = wallet_lock(cluster=access.cluster, user=user)
         replayed = _replay(
@@ -280,6 +282,7 @@ def bill_pay(
             except IntegrityError:
                 # The unique constraint caught a second payment the checks did not.
                 raise RuleViolation("You have already paid this bill.", code="bill_already_paid") from None
+            counter_add(bill_id=bill.pk, user_id=user.pk, paid=1, collected=bill.amount)
             audit_record(
                 action="payment.completed",
                 target=tx,
@@ -397,6 +400,7 @@ def bill_payment_refund(
                 )
         except IntegrityError:
             raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded") from None
+        counter_add(bill_id=bill.pk, user_id=payment.payer_id, collected=-amount)
         audit_record(
             action="payment.refund",
             target=tx,

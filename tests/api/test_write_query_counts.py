@@ -138,17 +138,17 @@ def _read_all(estate: Estate, bill: Any) -> Request:
 
 WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
-    "create estate-wide bill": (_create_bill, 201, 14),
-    "acknowledge": (_acknowledge, 200, 21),
-    "dispute": (_dispute, 201, 21),
-    "pay": (_pay, 201, 29),
+    "create estate-wide bill": (_create_bill, 201, 16),
+    "acknowledge": (_acknowledge, 200, 23),
+    "dispute": (_dispute, 201, 23),
+    "pay": (_pay, 201, 31),
     "wallet credit": (_credit, 201, 15),
     "cancel bill": (_cancel, 200, 14),
-    "resolve dispute": (_resolve, 200, 13),
+    "resolve dispute": (_resolve, 200, 18),
     "edit bill": (_edit_bill, 200, 10),
-    "change member": (_change_member, 200, 8),
-    "add member": (_add_member, 201, 15),
-    "retry payment": (_retry, 201, 30),
+    "change member": (_change_member, 200, 11),
+    "add member": (_add_member, 201, 17),
+    "retry payment": (_retry, 201, 32),
     "read all notifications": (_read_all, 200, 2),
 }
 

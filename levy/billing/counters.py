@@ -1,0 +1,212 @@
+"""Per-bill counters (:class:`~levy.billing.models.BillCounter`), kept in step with the facts.
+
+A bill's counts over its audience (eligible, acknowledged, paid, waived, open
+disputes) and the money collected for it change only when
+
+* the bill is created (its audience at issue time: ``counters_open``),
+* one member's fact changes (acknowledge, dispute, resolution, payment, refund:
+  ``counter_add``, called by the service in the same transaction), or
+* a membership joins or leaves the audience of bills (added, re-added, deactivated,
+  residency changed: ``counters_move_member`` with the before and after states).
+
+Races with membership changes are closed by locks: membership changes lock the
+estate row (as bill creation does, through its reference sequence) and the
+membership row; the fact-changing services hold the membership row FOR SHARE, so a
+deactivation either sees their fact or they see the member gone.
+
+``counters_drift`` recomputes the counts from the facts (the slow, obviously-correct
+query, :func:`levy.billing.selectors.bills_with_stats_recomputed`) and lists the
+differences; ``recount`` rewrites the rows from that recomputation
+(``manage.py bill_counters --check`` / ``--rebuild``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, QuerySet
+
+from levy.billing.models import Bill, BillCounter, DisputeStatus
+from levy.billing.selectors import (
+    _acknowledged,
+    _dispute,
+    _paid,
+    bill_audience,
+    bills_with_stats,
+    bills_with_stats_recomputed,
+)
+from levy.estates.models import Cluster
+
+# Rows per bill that concurrent writers spread over (by member).
+SLOTS = 16
+FIELDS = ("eligible", "acknowledged", "paid", "waived", "disputed", "collected")
+RECOUNT_BATCH = 200
+
+
+def slot_of(user_id: Any) -> int:
+    if user_id is None:
+        return 0
+    return (user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))).int % SLOTS
+
+
+def _upsert(rows: Iterable[tuple[Any, int, int, int, int, int, int, Decimal]]) -> None:
+    """Add each row's deltas to the counter row (bill, slot), creating it if needed."""
+    bill_field = BillCounter._meta.get_field("bill")
+    prepared = [(bill_field.get_db_prep_value(r[0], connection), *r[1:]) for r in rows]
+    if not prepared:
+        return
+    qn = connection.ops.quote_name
+    table = qn(BillCounter._meta.db_table)
+    columns = ", ".join(qn(c) for c in ("bill_id", "slot", *FIELDS))
+    updates = ", ".join(f"{qn(f)} = {table}.{qn(f)} + EXCLUDED.{qn(f)}" for f in FIELDS)
+    placeholders = ", ".join(["%s"] * (2 + len(FIELDS)))
+    # Identifiers come from the model; every value is a parameter.
+    statement = (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({qn('bill_id')}, {qn('slot')}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, prepared)
+
+
+def counter_add(
+    *,
+    bill_id: Any,
+    user_id: Any,
+    eligible: int = 0,
+    acknowledged: int = 0,
+    paid: int = 0,
+    waived: int = 0,
+    disputed: int = 0,
+    collected: Decimal = Decimal("0.00"),
+) -> None:
+    """Record one member's change of facts for one bill (call inside the transaction)."""
+    _upsert([(bill_id, slot_of(user_id), eligible, acknowledged, paid, waived, disputed, collected)])
+
+
+def counters_open(bill: Bill) -> None:
+    """A new bill's counter: its audience at issue time."""
+    eligible = 1 if bill.user_id is not None else bill_audience(bill).count()
+    _upsert([(bill.pk, slot_of(bill.user_id), eligible, 0, 0, 0, 0, Decimal("0.00"))])
+
+
+# --- memberships moving in and out of audiences ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """What decides which bills a membership is in the audience of."""
+
+    cluster_id: Any
+    user_id: Any
+    billed: bool  # active and resident
+    joined_at: datetime.datetime
+
+    @classmethod
+    def of(cls, membership: Any) -> MemberState:
+        return cls(
+            cluster_id=membership.cluster_id,
+            user_id=membership.user_id,
+            billed=bool(membership.active and membership.is_resident),
+            joined_at=membership.joined_at,
+        )
+
+
+def _contributions(state: MemberState | None) -> dict[Any, tuple[int, int, int, int, int]]:
+    """Per bill in the member's audience: (eligible, acknowledged, paid, waived, disputed)."""
+    if state is None or not state.billed:
+        return {}
+    bill = Bill.objects.filter(cluster_id=state.cluster_id).filter(
+        Q(user_id=state.user_id) | Q(user__isnull=True, created_at__gte=state.joined_at)
+    )
+    rows = bill.annotate(
+        f_ack=_acknowledged(OuterRef("pk"), state.user_id),
+        f_paid=_paid(OuterRef("pk"), state.user_id),
+        f_waived=_dispute(OuterRef("pk"), state.user_id, DisputeStatus.UPHELD),
+        f_disputed=_dispute(OuterRef("pk"), state.user_id, DisputeStatus.OPEN),
+    ).values_list("pk", "f_ack", "f_paid", "f_waived", "f_disputed")
+    return {pk: (1, int(a), int(p), int(w), int(d)) for pk, a, p, w, d in rows}
+
+
+def counters_move_member(before: MemberState | None, after: MemberState | None) -> None:
+    """A membership changed from ``before`` to ``after`` (either may be None): take its
+    facts out of the bills it left and add them to the bills it joined. The caller holds
+    the estate row and the membership row locked."""
+    old = _contributions(before)
+    new = _contributions(after)
+    zero = (0, 0, 0, 0, 0)
+    state = after or before
+    if state is None:
+        return
+    user_id = state.user_id
+    rows = []
+    for bill_id in old.keys() | new.keys():
+        delta = [n - o for n, o in zip(new.get(bill_id, zero), old.get(bill_id, zero), strict=True)]
+        if any(delta):
+            rows.append((bill_id, slot_of(user_id), *delta, Decimal("0.00")))
+    _upsert(rows)
+
+
+# --- checking and rebuilding ----------------------------------------------------------------
+
+
+def _batches(ids: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _recomputed(ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
+    rows = bills_with_stats_recomputed(Bill.objects.filter(pk__in=ids)).values_list(
+        "pk", "stat_eligible", "stat_acknowledged", "stat_paid", "stat_waived", "stat_disputed", "stat_collected"
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def _counted(ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
+    rows = bills_with_stats(Bill.objects.filter(pk__in=ids)).values_list(
+        "pk", "stat_eligible", "stat_acknowledged", "stat_paid", "stat_waived", "stat_disputed", "stat_collected"
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Drift:
+    bill_id: Any
+    counted: tuple[Any, ...]
+    recomputed: tuple[Any, ...]
+
+
+def counters_drift(bills: QuerySet[Bill]) -> list[Drift]:
+    """Bills whose counters differ from a recomputation from the facts."""
+    drifts = []
+    ids = list(bills.order_by("pk").values_list("pk", flat=True))
+    for batch in _batches(ids, RECOUNT_BATCH):
+        counted, recomputed = _counted(batch), _recomputed(batch)
+        drifts += [Drift(pk, counted[pk], recomputed[pk]) for pk in batch if counted[pk] != recomputed[pk]]
+    return drifts
+
+
+def recount(bills: QuerySet[Bill]) -> int:
+    """Rewrite the counters of ``bills`` from the facts; returns the number of bills.
+    Each batch locks its bills and their estates while it is rewritten. Also used when
+    an edit changes whom a bill is for."""
+    ids = list(bills.order_by("pk").values_list("pk", flat=True))
+    for batch in _batches(ids, RECOUNT_BATCH):
+        with transaction.atomic():
+            # Fact changes hold the bill FOR SHARE; membership changes lock the estate row.
+            # Bills first, then estates: the order a bill edit takes them in too.
+            list(Bill.objects.select_for_update().filter(pk__in=batch).order_by("pk").values_list("pk", flat=True))
+            clusters = Bill.objects.filter(pk__in=batch).values("cluster_id")
+            list(Cluster.objects.select_for_update(no_key=True).filter(pk__in=clusters).order_by("pk").values("pk"))
+            values = _recomputed(batch)
+            BillCounter.objects.filter(bill_id__in=batch).delete()
+            BillCounter.objects.bulk_create(
+                BillCounter(bill_id=pk, slot=0, **dict(zip(FIELDS, values[pk], strict=True))) for pk in batch
+            )
+    return len(ids)
