@@ -269,15 +269,16 @@ def clusters() -> Scenario:
 # /clusters/{id}/, 1 for the caller's membership with its estate (access_cluster).
 AUTH, ESTATE = 1, 1
 EXPECTED: dict[str, int] = {
-    # the members, annotated with their bill summaries
-    "management-members": AUTH + ESTATE + 1,
+    # the page of members, then the page's bill summaries in one grouped query
+    "management-members": AUTH + ESTATE + 2,
     # the bills, annotated with their stats
     "management-bills": AUTH + ESTATE + 1,
     # the bill (access_bill_as_staff), then the same bill annotated with its stats
     "management-bill": AUTH + ESTATE + 2,
     # the bill, then its audience annotated with each member's status
     "management-bill-members": AUTH + ESTATE + 2,
-    # live bills with stats, money collected, open disputes, members, recent payments
+    # totals over the live bills' counters, bills due soon, open disputes, members,
+    # recent payments
     "management-dashboard": AUTH + ESTATE + 5,
     "management-disputes": AUTH + ESTATE + 1,
     "management-transactions": AUTH + ESTATE + 1,

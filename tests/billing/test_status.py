@@ -12,13 +12,17 @@ from django.utils import timezone
 from levy.billing.counters import recount
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
 from levy.billing.selectors import (
+    MEMBER_SUMMARY_FIELDS,
     BillStats,
+    attach_member_summaries,
     bill_member_statuses,
     bills_with_stats,
     bills_with_stats_recomputed,
     estate_today,
     member_bill_facts,
     member_bills,
+    members_filtered_by_overdue,
+    members_with_bill_summary,
 )
 from levy.billing.status import OWING_STATUSES, STATUS_RULES, BillStatus, MemberBillFacts, derive_status
 from levy.estates.models import Membership
@@ -193,3 +197,24 @@ def test_counts_ignore_members_the_bill_does_not_apply_to(estate: Estate) -> Non
     assert stats.eligible == 2
     assert stats.acknowledged == 0
     assert late.user_id not in {m.user_id for m in bill_member_statuses(bill=bill)}
+
+
+@pytest.mark.django_db
+def test_the_page_summary_query_agrees_with_the_annotations() -> None:
+    """The member list's one-query summary equals the per-figure annotations, for every
+    combination of facts, a member's own bill, a staff member and a deactivated one."""
+    estate, today, _, members = _build(REACHABLE + REACHABLE[:3])
+    estate.user_bill(members[0], amount=Decimal("7.50"))
+    gone = members[1]
+    Membership.objects.filter(pk=gone.pk).update(active=False, deactivated_at=timezone.now())
+    everyone = list(Membership.objects.filter(cluster=estate.cluster).order_by("pk"))
+    attach_member_summaries(everyone, today=today)
+    annotated = members_with_bill_summary(Membership.objects.filter(cluster=estate.cluster), today=today)
+    expected = {m.pk: tuple(getattr(m, f) for f in MEMBER_SUMMARY_FIELDS) for m in annotated}
+    assert {m.pk: tuple(getattr(m, f) for f in MEMBER_SUMMARY_FIELDS) for m in everyone} == expected
+    assert any(v[0] > 0 for v in expected.values()) and any(v[2] > 0 for v in expected.values())
+    for has_overdue in (True, False):
+        chosen = members_filtered_by_overdue(
+            Membership.objects.filter(cluster=estate.cluster), has_overdue=has_overdue, today=today
+        )
+        assert {m.pk for m in chosen} == {pk for pk, v in expected.items() if (v[2] > 0) is has_overdue}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -36,10 +37,11 @@ from levy.billing.selectors import (
     BillStats,
     access_bill_as_staff,
     access_dispute,
+    attach_member_summaries,
     bill_member_statuses,
     bills_with_stats,
     cluster_dashboard,
-    members_with_bill_summary,
+    members_filtered_by_overdue,
 )
 from levy.billing.services import (
     BillInput,
@@ -66,10 +68,13 @@ def paginate(
     queryset: QuerySet[Any],
     serializer: Any,
     ordering: tuple[str, str] | None = None,
+    decorate: Callable[[list[Any]], None] | None = None,
     **context: Any,
 ) -> Response:
     paginator = LevyCursorPagination(ordering=ordering)
     page = paginator.paginate_queryset(queryset, view.request, view=view)
+    if decorate is not None:
+        decorate(page)
     return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
 
 
@@ -133,12 +138,16 @@ class MemberListView(EstateAPIView):
         if f.get("search"):
             term = f["search"].strip()
             members = members.filter(Q(user__email__icontains=term) | Q(user__name__icontains=term))
-        summarised = members_with_bill_summary(members)
-        if f.get("has_overdue") is True:
-            summarised = summarised.filter(sum_overdue_count__gt=0)
-        elif f.get("has_overdue") is False:
-            summarised = summarised.filter(sum_overdue_count=0)
-        return paginate(self, summarised, MemberWithSummarySerializer, ordering=("-joined_at", "-id"))
+        if f.get("has_overdue") is not None:
+            members = members_filtered_by_overdue(members, has_overdue=f["has_overdue"])
+        # The page's summaries in one query, after the page is chosen.
+        return paginate(
+            self,
+            members,
+            MemberWithSummarySerializer,
+            ordering=("-joined_at", "-id"),
+            decorate=attach_member_summaries,
+        )
 
     @extend_schema(request=MemberInputSerializer, responses={201: MemberSerializer, **ERRORS}, summary="Add a member")
     def post(self, request: Request, cluster_id: str) -> Response:
