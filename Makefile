@@ -1,4 +1,4 @@
-.PHONY: demo test check lint types format lock clean
+.PHONY: demo test check lint types format lock clean loadtest alerts-check deploy-rehearsal migrations-check bench bench-quick
 
 demo:  ## install and run the service with a demo estate (SQLite, tasks in-process)
 	./scripts/demo.sh
@@ -6,12 +6,33 @@ demo:  ## install and run the service with a demo estate (SQLite, tasks in-proce
 test:  ## install and run the whole suite on PostgreSQL and Redis, with coverage
 	./scripts/test.sh
 
+# The data sets `make bench` runs, in order: `make bench BENCH_SIZE=L` runs L only.
+BENCH_SIZE ?= S L
+
+bench:  ## the benchmark of docs/performance.md on real HTTP: data set S, then L (BENCH_SIZE=S or L for one)
+	@set -e; for size in $(BENCH_SIZE); do ./scripts/bench.sh --size $$size; done
+
+bench-quick:  ## the benchmark on data set S with fewer requests (under 5 minutes)
+	./scripts/bench.sh --quick
+
+loadtest:  ## the "bill day" load test: gunicorn (production mode), a worker and Locust on data set S
+	./scripts/loadtest.sh
+
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
 types:
 	.venv/bin/mypy levy config
+
+deploy-rehearsal:  ## deploy the previous release, upgrade to HEAD, back up and restore, roll back (docs/runbook.md)
+	./scripts/deploy_rehearsal.sh
+
+migrations-check:  ## fail on a missing migration; apply, unapply and reapply every migration on a scratch PostgreSQL database
+	./scripts/migrations_check.sh
+
+alerts-check:  ## check the Prometheus config, alert rules and dashboard queries; run the alerts' unit tests (installs promtool if missing)
+	./scripts/check_alerts.sh
 
 check: test lint types  ## lint, types and tests: run before every commit
 

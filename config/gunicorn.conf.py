@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Any
 
-bind = os.environ.get("LEVY_BIND", "0.0.0.0:8000")
+# LEVY_BIND wins; platforms that assign a port announce it in PORT.
+bind = os.environ.get("LEVY_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Sync workers: requests are short and database-bound; one process per core plus one.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(multiprocessing.cpu_count() + 1)))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
@@ -23,5 +25,42 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# Trust X-Forwarded-* only from the proxy in front (comma-separated addresses).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Addresses of the proxy in front (comma-separated; CIDR ranges allowed): gunicorn takes
+# the scheme from X-Forwarded-* only from them. Django reads X-Forwarded-Proto itself
+# (SECURE_PROXY_SSL_HEADER), whoever sent it, so gunicorn must be reachable only
+# through the proxy, and the proxy must overwrite that header.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The workers' heartbeat files: on a disk-backed /tmp (container overlays) the heartbeat
+# can stall a worker, so use memory when there is some.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)  # noqa: S108 - a directory, not a predictable file
+# gunicorn opens a control socket at ~/.gunicorn/gunicorn.ctl unless told otherwise:
+# every gunicorn of one user on a host shares that path (the last one started takes it
+# over), and a read-only home (systemd's ProtectHome, a container) has no room for it.
+# Levy's web process is controlled with signals (HUP, TERM, TTIN/TTOU); give this
+# instance a socket of its own with GUNICORN_CONTROL_SOCKET to use gunicornc.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
+
+
+# Prometheus multiprocess mode: with PROMETHEUS_MULTIPROC_DIR set, every worker writes
+# its metrics to files there and /metrics adds them all up (docs/operations.md,
+# "Monitoring"). The directory belongs to this gunicorn alone.
+def on_starting(server: Any) -> None:
+    """Start from empty: files left by a previous run would be counted again."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Forget a finished worker's memory gauge; its counters stay in the totals."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -216,7 +216,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database and the cache answer."""
+    """Whether this process can serve requests: 503 only when the database does not
+    answer. The cache (Redis) is reported but not required: without it rate limits are
+    not enforced and notifications wait for the sweep, but every request is still
+    served — a load balancer must not take every web process out during a Redis outage."""
     from django.core.cache import cache
 
     checks: dict[str, str] = {}
@@ -231,5 +234,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["cache"] = "ok" if cache.get("levy:readyz") == "1" else "error: no value"
     except Exception as exc:
         checks["cache"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    if checks["database"] != "ok":
+        return JsonResponse({"status": "unavailable", "checks": checks}, status=503)
+    status = "ok" if checks["cache"] == "ok" else "degraded"
+    return JsonResponse({"status": status, "checks": checks}, status=200)

@@ -51,6 +51,16 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+def _authentication_message(detail: Any) -> str:
+    """The token library refuses with a dict (detail, code, messages): one sentence,
+    with the reason (e.g. "Token is expired") when it gives one."""
+    if not isinstance(detail, dict):
+        return str(detail)
+    message = str(detail.get("detail", "")) or "Authentication failed."
+    reasons = [str(m.get("message")) for m in detail.get("messages", []) if isinstance(m, dict) and m.get("message")]
+    return f"{message}: {reasons[0]}." if reasons else message
+
+
 def _field_errors(detail: Any) -> dict[str, Any]:
     if isinstance(detail, dict):
         fields = {}
@@ -78,7 +88,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         body = error_body("validation_error", str(exc.detail), {"fields": {}})
     elif isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         status = 401
-        body = error_body("not_authenticated", str(exc.detail))
+        body = error_body("not_authenticated", _authentication_message(exc.detail))
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     elif isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
         status = 403

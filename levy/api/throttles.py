@@ -18,6 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from levy.common import origin
+
 logger = logging.getLogger("levy.ratelimit")
 
 PERIODS = {
@@ -88,7 +90,7 @@ def hit(scope: str, subject: str, now: float | None = None) -> float | None:
 
 
 def client_ip(request: Any) -> str:
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    return origin.client_ip(request) or "unknown"
 
 
 def subject_of(request: Any) -> str:

@@ -11,11 +11,12 @@ from rest_framework.views import APIView
 from levy.accounts.models import User
 from levy.api import throttles
 from levy.common.origin import Origin
+from levy.common.origin import origin_of as request_origin
 from levy.estates.access import EstateAccess, access_cluster
 
 
 def origin_of(request: Request) -> Origin:
-    return Origin(ip=request.META.get("REMOTE_ADDR") or None, user_agent=request.headers.get("User-Agent", "")[:1000])
+    return request_origin(request)
 
 
 class LevyAPIView(APIView):

@@ -19,14 +19,14 @@ from django.db import models
 from django.http import HttpRequest
 
 from levy.common.errors import NotFoundError, PermissionDeniedError
-from levy.common.origin import Origin
+from levy.common.origin import Origin, origin_of
 from levy.estates.access import access_cluster
 from levy.estates.models import Cluster, Membership
 from levy.estates.services import cluster_create, member_add
 
 
 def request_origin(request: HttpRequest) -> Origin:
-    return Origin(ip=request.META.get("REMOTE_ADDR") or None, user_agent=request.META.get("HTTP_USER_AGENT", ""))
+    return origin_of(request)
 
 
 def adopt(obj: models.Model, saved: models.Model) -> None:

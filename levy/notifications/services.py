@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from levy.monitoring.metrics import count_deliveries, count_fan_out
 from levy.notifications.events import EVENT_SPECS, Priority, render
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
 from levy.notifications.recipients import Recipients
@@ -147,6 +148,7 @@ def intent_deliver(intent_id: Any) -> int:
     NotificationIntent.objects.filter(pk=intent.pk).update(
         delivered_at=timezone.now(), delivered_count=total, last_error=""
     )
+    count_fan_out(intent.event, written=written)
     if channels:
         from levy.notifications.tasks import send_deliveries
 
@@ -297,6 +299,7 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
                 logger.warning("%s delivery %s failed (attempt %s): %s", name, delivery.pk, delivery.attempts, error)
             counts["sent"] += len(sent_ids)
             counts["failed"] += len(failures)
+            count_deliveries(name, sent=len(sent_ids), failed=len(failures))
     return counts
 
 

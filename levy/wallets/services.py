@@ -38,6 +38,7 @@ from levy.common.origin import Origin
 from levy.estates.access import EstateAccess, parse_uuid
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import PaymentsPermissions
+from levy.monitoring import metrics
 from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
@@ -223,6 +224,7 @@ def bill_pay(
             return _raise_if_failed(replayed)
         refusal = bill_payment_refusal(bill=bill, user=user)
         if refusal is not None:
+            metrics.count_payment(metrics.PAYMENT_REFUSED, refusal.code)
             raise refusal
         balance = _move_balance(wallet, -bill.amount)
         context = bill_context(bill)
@@ -250,6 +252,7 @@ def bill_pay(
                 origin=origin,
                 data={"bill_id": str(bill.pk), "amount": f"{bill.amount:.2f}", "reason": "insufficient_funds"},
             )
+            metrics.count_payment_on_commit(metrics.PAYMENT_FAILED, "insufficient_funds")
             notify(
                 event=NotificationEvents.PAYMENT_FAILED,
                 cluster=access.cluster,
@@ -281,6 +284,7 @@ def bill_pay(
                     )
             except IntegrityError:
                 # The unique constraint caught a second payment the checks did not.
+                metrics.count_payment(metrics.PAYMENT_REFUSED, "bill_already_paid")
                 raise RuleViolation("You have already paid this bill.", code="bill_already_paid") from None
             counter_add(bill_id=bill.pk, user_id=user.pk, paid=1, collected=bill.amount)
             audit_record(
@@ -291,6 +295,7 @@ def bill_pay(
                 origin=origin,
                 data={"bill_id": str(bill.pk), "amount": f"{bill.amount:.2f}"},
             )
+            metrics.count_payment_on_commit(metrics.PAYMENT_COMPLETED)
             notify(
                 event=NotificationEvents.PAYMENT_SUCCESSFUL,
                 cluster=access.cluster,
@@ -343,6 +348,7 @@ def transaction_retry(
         or failed.status != TransactionStatus.FAILED
         or failed.bill_id is None
     ):
+        metrics.count_payment(metrics.PAYMENT_REFUSED, "transaction_not_retryable")
         raise RuleViolation("Only a failed bill payment can be retried.", code="transaction_not_retryable")
     bill = Bill.objects.select_related("cluster").get(pk=failed.bill_id)
     return bill_pay(access=access, bill=bill, idempotency_key=idempotency_key, origin=origin, retry_of=failed)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
 
 from levy.audit.models import AuditEvent
 from levy.estates.models import Cluster
@@ -124,6 +125,15 @@ def test_refresh_with_a_bad_token(estate: Estate, token: str) -> None:
         assert_error(response, 400, "validation_error", ("refresh",))
     else:
         assert_error(response, 401, "not_authenticated")
+
+
+def test_an_expired_token_says_so_in_one_sentence(estate: Estate) -> None:
+    token = AccessToken.for_user(estate.admin.user)
+    token.set_exp(lifetime=-datetime.timedelta(seconds=1))
+    response = bearer(str(token)).get("/api/v1/me/")
+    assert_error(response, 401, "not_authenticated")
+    message = response.json()["error"]["message"]
+    assert message == "Given token not valid for any token type: Token is expired.", message
 
 
 @pytest.mark.parametrize("header", ["Bearer garbage", "Bearer ", "Token abc", "Basic Zm9vOmJhcg=="])

@@ -1,0 +1,1 @@
+"""The "bill day" load test: the Locust scenario and its data preparation and checks."""
