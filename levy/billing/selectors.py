@@ -116,18 +116,37 @@ def _acknowledged(bill_ref: Any, user_ref: Any) -> Exists:
     return Exists(BillAcknowledgement.objects.filter(bill_id=bill_ref, user_id=user_ref))
 
 
+def _read_facts(bill: Bill, user: User) -> dict[str, bool]:
+    """Whether the bill applies to the member, and the member's stored facts, in one query."""
+    user_id = user.pk
+    row = (
+        Bill.objects.filter(pk=bill.pk)
+        .annotate(
+            f_applies=Exists(bill_audience(bill).filter(user_id=user_id)),
+            f_paid=_paid(bill.pk, user_id),
+            f_waived=_dispute(bill.pk, user_id, DisputeStatus.UPHELD),
+            f_disputed=_dispute(bill.pk, user_id, DisputeStatus.OPEN),
+            f_acknowledged=_acknowledged(bill.pk, user_id),
+        )
+        .values("f_applies", "f_paid", "f_waived", "f_disputed", "f_acknowledged")
+        .first()
+    )
+    if row is None:
+        return {"applies": False, "paid": False, "waived": False, "disputed": False, "acknowledged": False}
+    return {name[2:]: bool(value) for name, value in row.items()}
+
+
 def member_bill_facts(*, bill: Bill, user: User, today: datetime.date | None = None) -> MemberBillFacts:
-    """The stored facts for one bill and one member, each read on its own."""
+    """The stored facts for one bill and one member (one query)."""
     day = today or estate_today()
+    facts = _read_facts(bill, user)
     return MemberBillFacts(
         cancelled=bill.cancelled_at is not None,
-        paid=Transaction.objects.filter(
-            bill=bill, payer=user, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
-        ).exists(),
-        waived=BillDispute.objects.filter(bill=bill, user=user, status=DisputeStatus.UPHELD).exists(),
-        disputed=BillDispute.objects.filter(bill=bill, user=user, status=DisputeStatus.OPEN).exists(),
+        paid=facts["paid"],
+        waived=facts["waived"],
+        disputed=facts["disputed"],
         past_due=day > bill.due_date,
-        acknowledged=BillAcknowledgement.objects.filter(bill=bill, user=user).exists(),
+        acknowledged=facts["acknowledged"],
     )
 
 
@@ -407,9 +426,17 @@ def bill_payment_refusal(
 ) -> RuleViolation | NotFoundError | None:
     """Why ``user`` may not pay ``bill`` now — or ``None`` if they may. The order is
     the order the checks are reported in."""
-    if not bill_applies_to(bill=bill, user=user):
+    read = _read_facts(bill, user)
+    if not read["applies"]:
         return NotFoundError()
-    facts = member_bill_facts(bill=bill, user=user, today=today)
+    facts = MemberBillFacts(
+        cancelled=bill.cancelled_at is not None,
+        paid=read["paid"],
+        waived=read["waived"],
+        disputed=read["disputed"],
+        past_due=(today or estate_today()) > bill.due_date,
+        acknowledged=read["acknowledged"],
+    )
     if facts.cancelled:
         return RuleViolation("This bill has been cancelled.", code="bill_cancelled")
     if facts.paid:

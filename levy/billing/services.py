@@ -19,7 +19,7 @@ from levy.audit.services import audit_record
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
 from levy.billing.selectors import bill_acknowledge_refusal, bill_audience, estate_today, member_bill_facts
-from levy.common.db import lock_row_for_share
+from levy.common.db import lock_row_for_share, refresh_for_share
 from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
@@ -167,9 +167,9 @@ def bill_acknowledge(
     acknowledgement and changes nothing. Returns (acknowledgement, created)."""
     membership = access.require_member()
     with transaction.atomic():
-        lock_row_for_share(Bill, bill.pk)
+        refresh_for_share(bill)
+        bill.cluster = access.cluster
         lock_row_for_share(Membership, membership.pk)
-        bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
         refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
         if refusal is not None:
             raise refusal
@@ -212,9 +212,9 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
-        lock_row_for_share(Bill, bill.pk)
+        refresh_for_share(bill)
+        bill.cluster = access.cluster
         lock_row_for_share(Membership, membership.pk)
-        bill.refresh_from_db(fields=["cancelled_at", "user_id", "created_at"])
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
         wallet_lock(cluster=access.cluster, user=access.user)

@@ -49,6 +49,45 @@ class PostgresOnlySQL(Operation):
         )
 
 
+def refresh_for_share(instance: Any) -> None:
+    """Reload ``instance`` from its row and hold the row FOR SHARE until the transaction
+    ends, in one query (see :func:`lock_row_for_share`). Cached relations are kept."""
+    if connection.vendor != "postgresql":
+        instance.refresh_from_db()
+        return
+    model = type(instance)
+    table = connection.ops.quote_name(model._meta.db_table)
+    column = connection.ops.quote_name(model._meta.pk.column)
+    # Identifiers come from the model; the key is a parameter.
+    rows = list(model.objects.raw(f"SELECT * FROM {table} WHERE {column} = %s FOR SHARE", [instance.pk]))  # noqa: S608
+    if not rows:
+        raise model.DoesNotExist
+    for field in model._meta.concrete_fields:
+        setattr(instance, field.attname, getattr(rows[0], field.attname))
+
+
+def insert_unless_exists(instance: Any, conflict_field: str) -> bool:
+    """INSERT ``instance`` unless a row with the same ``conflict_field`` exists (a unique
+    column): one statement, no savepoint. Returns whether it was inserted."""
+    model = type(instance)
+    qn = connection.ops.quote_name
+    fields = list(model._meta.concrete_fields)
+    columns = ", ".join(qn(f.column) for f in fields)
+    values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    placeholders = ", ".join(["%s"] * len(fields))
+    statement = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({qn(model._meta.get_field(conflict_field).column)}) DO NOTHING "
+        f"RETURNING {qn(model._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        inserted = cursor.fetchone() is not None
+    instance._state.adding = not inserted
+    instance._state.db = connection.alias
+    return inserted
+
+
 def lock_row_for_share(model: Any, pk: Any) -> None:
     """Take a FOR SHARE lock on one row until the transaction ends.
 

@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from levy.common.db import insert_unless_exists
 from levy.monitoring.metrics import count_deliveries, count_fan_out
 from levy.notifications.events import EVENT_SPECS, Priority, render
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
@@ -90,17 +91,18 @@ def notify(
     Call it inside the transaction that makes the change. Nothing is delivered unless
     that transaction commits; the request never waits for the fan-out."""
     spec = EVENT_SPECS[event]
-    intent, created = NotificationIntent.objects.get_or_create(
+    intent = NotificationIntent(
+        cluster=cluster,
+        event=event,
         event_key=event_key,
-        defaults={
-            "cluster": cluster,
-            "event": event,
-            "priority": spec.priority.value,
-            "recipients": recipients.to_json(),
-            "context": _json_ready(context),
-        },
+        priority=spec.priority.value,
+        recipients=recipients.to_json(),
+        context=_json_ready(context),
     )
-    if created:
+    created = insert_unless_exists(intent, "event_key")
+    if not created:
+        intent = NotificationIntent.objects.get(event_key=event_key)
+    else:
         transaction.on_commit(partial(intent_dispatch, intent.pk, intent.priority), robust=True)
     return intent, created
 

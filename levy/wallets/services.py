@@ -17,15 +17,15 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from levy.audit.services import audit_record
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
 from levy.billing.selectors import bill_payment_refusal
-from levy.common.db import lock_row_for_share
+from levy.common.db import lock_row_for_share, refresh_for_share
 from levy.common.errors import (
     IdempotencyKeyReusedError,
     InsufficientFundsError,
@@ -87,14 +87,17 @@ def wallet_lock(*, cluster: Cluster, user: User) -> Wallet:
 def _move_balance(wallet: Wallet, delta: Decimal) -> Decimal | None:
     """Apply ``delta`` to the balance unless it would go below zero or above the most a
     balance can hold; return the new balance, or None when refused."""
-    query = Wallet.objects.filter(pk=wallet.pk)
-    if delta < 0:
-        query = query.filter(balance__gte=-delta)
-    else:
-        query = query.filter(balance__lte=MAX_AMOUNT - delta)
-    if query.update(balance=F("balance") + delta) == 0:
-        return None
-    return Wallet.objects.values_list("balance", flat=True).get(pk=wallet.pk)
+    qn = connection.ops.quote_name
+    table, balance, key = qn(Wallet._meta.db_table), qn("balance"), qn("id")
+    bound = f"{balance} >= %s" if delta < 0 else f"{balance} <= %s"
+    limit = -delta if delta < 0 else MAX_AMOUNT - delta
+    # One statement: the guarded update and the new balance. Identifiers come from the model.
+    statement = f"UPDATE {table} SET {balance} = {balance} + %s WHERE {key} = %s AND {bound} RETURNING {balance}"  # noqa: S608
+    pk = Wallet._meta.get_field("id").get_db_prep_value(wallet.pk, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [delta, pk, limit])
+        row = cursor.fetchone()
+    return None if row is None else Wallet._meta.get_field("balance").to_python(row[0])
 
 
 def _replay(
@@ -207,9 +210,9 @@ def bill_pay(
     user = access.user
     retry_id = retry_of.pk if retry_of is not None else None
     with transaction.atomic():
-        lock_row_for_share(Bill, bill.pk)
+        refresh_for_share(bill)
+        bill.cluster = access.cluster
         lock_row_for_share(Membership, membership.pk)
-        bill.refresh_from_db()
         wallet = wallet_lock(cluster=access.cluster, user=user)
         replayed = _replay(
             wallet,
