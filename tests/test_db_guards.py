@@ -6,12 +6,14 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, InternalError, connection, transaction
+from django.utils import timezone
 
 from levy.billing.models import Bill, BillDispute
 from levy.billing.services import bill_acknowledge
+from levy.estates.models import Cluster, Membership
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.services import bill_pay
-from tests.conftest import Estate, access, new_key
+from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +122,25 @@ def test_one_open_dispute_per_member_per_bill_by_constraint(estate: Estate) -> N
     BillDispute.objects.create(cluster=estate.cluster, bill=bill, user=member.user, reason="a")
     with pytest.raises(IntegrityError, match="dispute_one_open_per_member"), transaction.atomic():
         BillDispute.objects.create(cluster=estate.cluster, bill=bill, user=member.user, reason="b")
+
+
+@pytest.mark.django_db
+def test_the_estate_row_counts_its_billable_members() -> None:
+    """Triggers keep Cluster.billable_members equal to the active resident memberships,
+    whatever writes them (services, the admin, bulk inserts)."""
+    estate = make_estate(residents=3)  # plus admin, treasurer and auditor: not residents
+
+    def counted() -> tuple[int, int]:
+        stored = Cluster.objects.values_list("billable_members", flat=True).get(pk=estate.cluster.pk)
+        actual = Membership.objects.filter(cluster=estate.cluster, active=True, is_resident=True).count()
+        return stored, actual
+
+    assert counted() == (3, 3)
+    Membership.objects.filter(pk=estate.residents[0].pk).update(active=False, deactivated_at=timezone.now())
+    assert counted() == (2, 2)
+    Membership.objects.filter(pk=estate.treasurer.pk).update(is_resident=True)
+    assert counted() == (3, 3)
+    Membership.objects.filter(cluster=estate.cluster).update(role="resident")  # no billable change
+    assert counted() == (3, 3)
+    Membership.objects.filter(pk=estate.residents[0].pk).update(active=True, deactivated_at=None)
+    assert counted() == (4, 4)

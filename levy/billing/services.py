@@ -11,8 +11,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
@@ -87,10 +86,22 @@ def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict
     }
 
 
-def _next_reference(cluster: Cluster, issued_at: datetime.datetime) -> str:
-    Cluster.objects.filter(pk=cluster.pk).update(bill_sequence=F("bill_sequence") + 1)
-    number = Cluster.objects.values_list("bill_sequence", flat=True).get(pk=cluster.pk)
-    return f"BILL-{timezone.localtime(issued_at).year}-{number:06d}"
+def _take_bill_number(cluster: Cluster) -> tuple[int, int]:
+    """Bump the estate's bill sequence; returns (number, billable members). The UPDATE
+    holds the estate row until the transaction ends, so no membership change (they lock
+    it too) interleaves with the bill's issue: the billable count read here is the
+    audience of a bill issued from now on."""
+    qn = connection.ops.quote_name
+    table, key = qn(Cluster._meta.db_table), qn("id")
+    # Identifiers come from the model; the key is a parameter.
+    statement = (
+        f"UPDATE {table} SET {qn('bill_sequence')} = {qn('bill_sequence')} + 1 WHERE {key} = %s "  # noqa: S608
+        f"RETURNING {qn('bill_sequence')}, {qn('billable_members')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [Cluster._meta.get_field("id").get_db_prep_value(cluster.pk, connection)])
+        number, billable = cursor.fetchone()
+    return int(number), int(billable)
 
 
 def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
@@ -114,17 +125,18 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
     with transaction.atomic():
         if user_id is not None:
             _require_billable_member(cluster, user_id)
+        number, billable = _take_bill_number(cluster)
         issued_at = timezone.now()
         bill = Bill.objects.create(
             cluster=cluster,
-            reference=_next_reference(cluster, issued_at),
+            reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
             user_id=user_id,
             created_by=access.user,
             created_at=issued_at,
             **values,
         )
         bill.cluster = cluster
-        counters_open(bill)
+        counters_open(bill, billable_members=billable)
         audit_record(
             action="bill.create",
             target=bill,

@@ -20,6 +20,9 @@ class Cluster(UUIDModel):
     currency = models.CharField(max_length=3, default=default_currency, help_text="ISO 4217 code, e.g. NGN")
     # Next bill number; bumped with a conditional UPDATE when a bill is created.
     bill_sequence = models.PositiveIntegerField(default=0, editable=False)
+    # Active resident memberships, kept by PostgreSQL triggers on estates_membership: the
+    # audience of a new estate-wide bill, read without counting 50,000 rows.
+    billable_members = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

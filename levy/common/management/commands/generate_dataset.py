@@ -82,10 +82,11 @@ STEPS: list[tuple[str, str]] = [
     (
         "estates_cluster",
         """
-        INSERT INTO estates_cluster (id, name, currency, bill_sequence, created_at)
+        INSERT INTO estates_cluster (id, name, currency, bill_sequence, created_at, billable_members)
         SELECT c.id,
                CASE WHEN c.idx = 0 THEN 'Measured estate' ELSE 'Bench estate ' || lpad(c.idx::text, 2, '0') END,
-               'NGN', c.n_wide + c.n_spec, p.anchor - interval '420 days'
+               'NGN', c.n_wide + c.n_spec, p.anchor - interval '420 days',
+               0  -- the membership triggers count them in as they are inserted
         FROM gen_cluster c, gen_param p
         """,
     ),
