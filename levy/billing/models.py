@@ -157,6 +157,11 @@ class BillAcknowledgement(UUIDModel):
         constraints = [
             models.UniqueConstraint(fields=["bill", "user"], name="acknowledgement_once_per_member"),
         ]
+        indexes = [
+            # One member's acknowledgements, read from the index alone (the member list's
+            # bill summaries).
+            models.Index(fields=["user", "bill"], name="ack_member_bills_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} acknowledged {self.bill}"

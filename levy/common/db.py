@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.db.migrations.operations import AddIndex
 from django.db.migrations.operations.base import Operation
 
 
@@ -47,6 +48,28 @@ class PostgresOnlySQL(Operation):
             [],
             {"sql": self.sql, "reverse_sql": self.reverse_sql},
         )
+
+
+class AddIndexConcurrentlyOnPostgres(AddIndex):
+    """``AddIndex`` that builds the index with ``CREATE INDEX CONCURRENTLY`` on PostgreSQL
+    (no lock that stops writes on a large table; the migration must be ``atomic = False``)
+    and plainly elsewhere (the SQLite demo). Backwards: ``DROP INDEX CONCURRENTLY``."""
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.add_index(model, self.index, concurrently=True)
+        return None
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.remove_index(model, self.index, concurrently=True)
+        return None
 
 
 def refresh_for_share(instance: Any) -> None:

@@ -134,6 +134,13 @@ class Transaction(UUIDModel):
         indexes = [
             models.Index(fields=["wallet", "-created_at"], name="tx_wallet_recent_idx"),
             models.Index(fields=["cluster", "-created_at"], name="tx_cluster_recent_idx"),
+            # One member's completed bill payments, read from the index alone (the member
+            # list's bill summaries).
+            models.Index(
+                fields=["payer", "bill"],
+                name="tx_member_payments_idx",
+                condition=Q(type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED),
+            ),
         ]
         ordering = ["-created_at"]
 

@@ -392,8 +392,10 @@ class Command(BaseCommand):
         step_started = time.monotonic()
         with connection.cursor() as cursor:
             for table in TABLES:
-                cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
-        self.stdout.write(f"  {'analyze':<38} {'':15}  {time.monotonic() - step_started:6.1f}s")
+                # VACUUM as well: it sets the visibility map, so the member-first indexes are
+                # read without visiting the tables (index-only scans), as on a settled database.
+                cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+        self.stdout.write(f"  {'vacuum, analyze':<38} {'':15}  {time.monotonic() - step_started:6.1f}s")
 
     def _report(self, started: float) -> None:
         with connection.cursor() as cursor:
