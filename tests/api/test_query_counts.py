@@ -277,9 +277,9 @@ EXPECTED: dict[str, int] = {
     "management-bill": AUTH + ESTATE + 2,
     # the bill, then its audience annotated with each member's status
     "management-bill-members": AUTH + ESTATE + 2,
-    # totals over the live bills' counters, bills due soon, open disputes, members,
-    # recent payments
-    "management-dashboard": AUTH + ESTATE + 5,
+    # totals over the live bills' counters, bills due soon, open disputes (all, and those
+    # on cancelled bills), members, recent payments
+    "management-dashboard": AUTH + ESTATE + 6,
     "management-disputes": AUTH + ESTATE + 1,
     "management-transactions": AUTH + ESTATE + 1,
     # the caller's bills, each annotated with the caller's status
