@@ -91,6 +91,8 @@ MB = 1024 * 1024
 # --- processes ---------------------------------------------------------------------------------
 
 RUNNING: list[Service] = []
+# The results of the run in progress (written as <name>-incomplete.json if it stops early).
+PARTIAL: dict[str, Any] = {}
 
 
 class Service:
@@ -1071,27 +1073,40 @@ def measure_fanout(run: Run, worker: Service) -> dict[str, Any]:
 
 
 def mixed_reads(run: Run, count: int) -> list[Call]:
-    """A cycle of the read endpoints of api.md, as residents and as the admin."""
+    """A cycle of 24 requests over the read endpoints of api.md: 16 as residents (their
+    bills 6 times, wallet 3, ledger 3, notifications 2, ``/me/`` 2), 8 as the admin
+    (dashboard, bill list, member list, a bill's members, a bill twice, the ledger,
+    disputes); residents and bills rotate."""
     estate = run.estate
     residents = estate.resident_ids[:200]
     bills = estate.wide_bill_ids or ["-"]
     admin = run.admin
     m = estate.management
-    makers: list[Callable[[int], Call]] = [
-        lambda i: Call("GET", f"{estate.base}/bills/?page_size=50", run.token(residents[i % len(residents)])),
-        lambda i: Call("GET", f"{estate.base}/wallet/", run.token(residents[i % len(residents)])),
-        lambda i: Call("GET", f"{estate.base}/wallet/transactions/", run.token(residents[i % len(residents)])),
-        lambda i: Call("GET", "/api/v1/notifications/", run.token(residents[i % len(residents)])),
-        lambda i: Call("GET", "/api/v1/me/", run.token(residents[i % len(residents)])),
-        lambda i: Call("GET", f"{m}/dashboard/", admin),
-        lambda i: Call("GET", f"{m}/bills/?page_size=50", admin),
-        lambda i: Call("GET", f"{m}/members/?page_size=50", admin),
-        lambda i: Call("GET", f"{m}/bills/{bills[i % len(bills)]}/members/?page_size=50", admin),
-        lambda i: Call("GET", f"{m}/bills/{bills[i % len(bills)]}/", admin),
-        lambda i: Call("GET", f"{m}/transactions/", admin),
-        lambda i: Call("GET", f"{m}/disputes/", admin),
+
+    def resident(i: int) -> str:
+        return run.token(residents[i % len(residents)])
+
+    def bill(i: int) -> str:
+        return bills[i % len(bills)]
+
+    weighted: list[tuple[int, Callable[[int], Call]]] = [
+        (6, lambda i: Call("GET", f"{estate.base}/bills/?page_size=50", resident(i))),
+        (3, lambda i: Call("GET", f"{estate.base}/wallet/", resident(i))),
+        (3, lambda i: Call("GET", f"{estate.base}/wallet/transactions/", resident(i))),
+        (2, lambda i: Call("GET", "/api/v1/notifications/", resident(i))),
+        (2, lambda i: Call("GET", "/api/v1/me/", resident(i))),
+        (1, lambda i: Call("GET", f"{m}/dashboard/", admin)),
+        (1, lambda i: Call("GET", f"{m}/bills/?page_size=50", admin)),
+        (1, lambda i: Call("GET", f"{m}/members/?page_size=50", admin)),
+        (1, lambda i: Call("GET", f"{m}/bills/{bill(i)}/members/?page_size=50", admin)),
+        (2, lambda i: Call("GET", f"{m}/bills/{bill(i)}/", admin)),
+        (1, lambda i: Call("GET", f"{m}/transactions/", admin)),
+        (1, lambda i: Call("GET", f"{m}/disputes/", admin)),
     ]
-    return [makers[i % len(makers)](i // len(makers)) for i in range(count)]
+    # Spread each endpoint's turns over the cycle rather than sending them back to back.
+    slots = sorted((k / weight, n, maker) for n, (weight, maker) in enumerate(weighted) for k in range(weight))
+    cycle = [maker for _, _, maker in slots]
+    return [cycle[i % len(cycle)](i) for i in range(count)]
 
 
 def measure_web_rss(run: Run) -> dict[str, Any]:
@@ -1329,7 +1344,7 @@ def verdict(ok: bool | None) -> str:
 
 def latency_table(config: Config, latency: dict[str, dict[str, Any]], other: dict[str, Any] | None) -> list[str]:
     header = (
-        f"{'operation':<44}{'p50':>8}{'p95':>8}{'p99':>8}  {'queries':>7}  {'SQL':>5}"
+        f"{'operation':<44}{'p50':>8}{'p95':>8}{'p99':>8}{'srv p50':>9}  {'queries':>7}  {'SQL':>5}"
         f"  {'target':>6}  {'floor':>5}  {'target?':<7}  {'floor?':<6}  L/S p95"
     )
     lines = [header, "-" * len(header)]
@@ -1347,7 +1362,8 @@ def latency_table(config: Config, latency: dict[str, dict[str, Any]], other: dic
         if ratio is not None and op.key == "create_bill":
             ratio_text += f" (<= {BILL_CREATION_MAX_L_OVER_S}: {verdict(ratio <= BILL_CREATION_MAX_L_OVER_S)})"
         lines.append(
-            f"{op.label:<44}{s['p50_ms']:8.1f}{s['p95_ms']:8.1f}{s['p99_ms']:8.1f}  {queries:>7}  {share:>5}"
+            f"{op.label:<44}{s['p50_ms']:8.1f}{s['p95_ms']:8.1f}{s['p99_ms']:8.1f}{s['server_app_p50_ms']:9.1f}"
+            f"  {queries:>7}  {share:>5}"
             f"  {target:>6.0f}  {op.floor_ms:>5.0f}  {verdict(s['p95_ms'] <= target):<7}"
             f"  {verdict(s['p95_ms'] <= op.floor_ms):<6}  {ratio_text}"
         )
@@ -1583,16 +1599,19 @@ def bench(config: Config) -> int:
 
     flush_redis(config)
     estate = load_estate()
-    results: dict[str, Any] = {
-        "size": config.size,
-        "quick": config.quick,
-        "started_at": started_at,
-        "git": git_info(),
-        "machine": {**machine_info(), "load_average_at_start": load_at_start},
-        "settings": config.public_settings(),
-        "dataset": estate.counts,
-        "database": db_times,
-    }
+    results = PARTIAL
+    results.update(
+        {
+            "size": config.size,
+            "quick": config.quick,
+            "started_at": started_at,
+            "git": git_info(),
+            "machine": {**machine_info(), "load_average_at_start": load_at_start},
+            "settings": config.public_settings(),
+            "dataset": estate.counts,
+            "database": db_times,
+        }
+    )
 
     phases.start("pairs", "choosing the (resident, bill) pairs the writes will use")
     n = count_needed(config)
@@ -1622,6 +1641,10 @@ def bench(config: Config) -> int:
         f" {len(ack_pairs)} acknowledgements by {len({u for u, _ in ack_pairs})} residents"
     )
     run = Run(config=config, estate=estate, tokens=tokens, logs=logs)
+    # Filled as the run goes, so that an interrupted run still leaves what it measured.
+    results["latency"] = run.latency
+    results["errors"] = run.errors
+    results["error_counts"] = run.extra.setdefault("error_counts", {})
 
     phases.start(
         "servers", f"starting gunicorn ({config.workers} workers) on 127.0.0.1:{config.port} and one Celery worker"
@@ -1701,9 +1724,6 @@ def bench(config: Config) -> int:
     phases.end()
     results["phase_seconds"] = phases.seconds
     results["load_average_at_end"] = os.getloadavg()
-    results["latency"] = run.latency
-    results["errors"] = run.errors
-    results["error_counts"] = run.extra.get("error_counts", {})
     results["duration_s"] = time.perf_counter() - wall_started
     results["finished_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     path = config.results / f"{config.result_name}.json"
@@ -1727,16 +1747,26 @@ def main(argv: list[str]) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    reason = None
     try:
         return bench(config)
     except KeyboardInterrupt:
+        reason = "interrupted"
         say("interrupted: stopping the servers")
         return 130
     except BenchError as exc:
+        reason = str(exc)
         say(f"BENCHMARK FAILED: {exc}")
         return 1
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         stop_all()
+        if reason is not None and PARTIAL:
+            path = config.results / f"{config.result_name}-incomplete.json"
+            path.write_text(json.dumps({**PARTIAL, "incomplete": reason}, indent=2, default=str) + "\n")
+            say(f"what was measured before it stopped: {path}")
 
 
 if __name__ == "__main__":
