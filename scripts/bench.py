@@ -1284,7 +1284,17 @@ def git_info() -> dict[str, Any]:
         result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
         return result.stdout.strip()
 
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain"))}
+    import hashlib
+
+    status = git("status", "--porcelain")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": bool(status),
+        # Tells two runs on the same commit with different uncommitted edits apart.
+        "uncommitted_fingerprint": hashlib.sha256((status + git("diff", "HEAD")).encode()).hexdigest()[:12]
+        if status
+        else None,
+    }
 
 
 def machine_info() -> dict[str, Any]:
@@ -1466,12 +1476,13 @@ def baseline_table(b: dict[str, Any]) -> list[str]:
 
 def print_report(config: Config, results: dict[str, Any]) -> list[str]:
     other = load_other(config)
+    git = results["git"]
+    edits = f" + uncommitted changes {git['uncommitted_fingerprint']}" if git["uncommitted_changes"] else ""
     lines = [
         "",
         f"Levy benchmark, data set {config.size}{' (quick)' if config.quick else ''}:"
         f" {results['dataset']['residents_in_measured_estate']:,} residents in the measured estate;"
-        f" commit {results['git']['commit'][:12]}"
-        f"{' + uncommitted changes' if results['git']['uncommitted_changes'] else ''};"
+        f" commit {git['commit'][:12]}{edits};"
         f" {results['started_at']}",
         f"gunicorn {config.workers} workers (production mode), {config.clients} client threads,"
         f" {config.warmup} warm-up + {config.requests} measured requests per operation; times in ms, client-side",
@@ -1487,9 +1498,15 @@ def print_report(config: Config, results: dict[str, Any]) -> list[str]:
             "WARNING: other work was running on this machine at the start; the times may not be representative"
         )
     if other is not None:
+        other_git = other.get("git", {})
+        other_edits = (
+            f" + uncommitted changes {other_git.get('uncommitted_fingerprint')}"
+            if other_git.get("uncommitted_changes")
+            else ""
+        )
         lines.append(
             f"L/S: against results/bench-{other.get('size')}.json ({other.get('started_at', '?')},"
-            f" commit {str(other.get('git', {}).get('commit', '?'))[:12]})"
+            f" commit {str(other_git.get('commit', '?'))[:12]}{other_edits})"
         )
     lines.append("")
     lines.extend(latency_table(config, results["latency"], other))
