@@ -491,7 +491,11 @@ def members_with_bill_summary(
     ``sum_outstanding_count``, ``sum_outstanding_amount``, ``sum_overdue_count``,
     ``sum_unacknowledged_count`` (owed and not yet acknowledged),
     ``sum_disputed_count`` and ``sum_paid_count``. Members who are not billed (staff,
-    deactivated) have zeros."""
+    deactivated) have zeros.
+
+    One correlated count per figure per member: the obviously-correct form, kept as the
+    reference that :func:`attach_member_summaries` (what the member list uses) is tested
+    against."""
     day = today or estate_today()
     owing = Q(f_paid=False, f_waived=False)
     billed = Q(active=True, is_resident=True)
