@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -121,3 +122,15 @@ def estate(db: None) -> Estate:
 @pytest.fixture
 def other_estate(db: None) -> Estate:
     return make_estate()
+
+
+def free_port(ports: range) -> int:
+    """A port of ``ports`` (a test file's reserved range) that nothing listens on now."""
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")

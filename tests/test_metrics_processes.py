@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ import pytest
 
 from levy.billing.services import bill_create_cluster_wide
 from levy.notifications.models import NotificationIntent
-from tests.conftest import access, bill_input, make_estate
+from tests.conftest import access, bill_input, free_port, make_estate
 from tests.notifications.test_worker import (  # noqa: F401 - fixtures
     RedisServer,
     Worker,
@@ -45,17 +44,6 @@ VENV_BIN = Path(sys.executable).parent
 PORTS = range(8200, 8300)
 TOKEN = "metrics-token-for-the-test"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -114,7 +102,7 @@ def gunicorn(tmp_path: Path, redis_server: RedisServer) -> Iterator[Gunicorn]:  
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     stale_counter(metrics_dir)
-    port = free_port()
+    port = free_port(PORTS)
     env = {
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(tmp_path),
@@ -216,7 +204,7 @@ def test_a_worker_serves_its_pool_processes_counters_on_its_port(
 ) -> None:
     web_dir = tmp_path / "web-metrics"  # what a shared environment would hand the worker too
     web_dir.mkdir()
-    port = free_port()
+    port = free_port(PORTS)
     worker = start_worker(
         LEVY_WORKER_METRICS_PORT=str(port),
         LEVY_WORKER_METRICS_ADDR="127.0.0.1",

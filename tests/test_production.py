@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 from django.conf import settings
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -208,17 +209,6 @@ def procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
-
 @dataclass
 class Response:
     status: int
@@ -249,7 +239,7 @@ def server(work: Path, results: Results) -> Iterator[Server]:
     assert collect.returncode == 0, collect.stdout + collect.stderr
 
     env = production_env(DJANGO_STATIC_ROOT=str(work / "static"), HOME=str(work))
-    port = free_port()
+    port = free_port(PORTS)
     env.update(LEVY_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1")
     log = work / "gunicorn.log"
     with log.open("w") as out:

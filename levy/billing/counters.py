@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -169,17 +169,13 @@ def _batches(ids: list[Any], size: int) -> Iterator[list[Any]]:
         yield ids[start : start + size]
 
 
-def _recomputed(ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
-    rows = bills_with_stats_recomputed(Bill.objects.filter(pk__in=ids)).values_list(
-        "pk", "stat_eligible", "stat_acknowledged", "stat_paid", "stat_waived", "stat_disputed", "stat_collected"
-    )
-    return {r[0]: tuple(r[1:]) for r in rows}
+STAT_FIELDS = ("stat_eligible", "stat_acknowledged", "stat_paid", "stat_waived", "stat_disputed", "stat_collected")
 
 
-def _counted(ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
-    rows = bills_with_stats(Bill.objects.filter(pk__in=ids)).values_list(
-        "pk", "stat_eligible", "stat_acknowledged", "stat_paid", "stat_waived", "stat_disputed", "stat_collected"
-    )
+def _stats(annotate: Callable[[QuerySet[Bill]], QuerySet[Any]], ids: list[Any]) -> dict[Any, tuple[Any, ...]]:
+    """Each bill's counts, by ``bills_with_stats`` (the counters) or
+    ``bills_with_stats_recomputed`` (the facts)."""
+    rows = annotate(Bill.objects.filter(pk__in=ids)).values_list("pk", *STAT_FIELDS)
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
@@ -195,7 +191,7 @@ def counters_drift(bills: QuerySet[Bill]) -> list[Drift]:
     drifts = []
     ids = list(bills.order_by("pk").values_list("pk", flat=True))
     for batch in _batches(ids, RECOUNT_BATCH):
-        counted, recomputed = _counted(batch), _recomputed(batch)
+        counted, recomputed = _stats(bills_with_stats, batch), _stats(bills_with_stats_recomputed, batch)
         drifts += [Drift(pk, counted[pk], recomputed[pk]) for pk in batch if counted[pk] != recomputed[pk]]
     return drifts
 
@@ -212,7 +208,7 @@ def recount(bills: QuerySet[Bill]) -> int:
             list(Bill.objects.select_for_update().filter(pk__in=batch).order_by("pk").values_list("pk", flat=True))
             clusters = Bill.objects.filter(pk__in=batch).values("cluster_id")
             list(Cluster.objects.select_for_update(no_key=True).filter(pk__in=clusters).order_by("pk").values("pk"))
-            values = _recomputed(batch)
+            values = _stats(bills_with_stats_recomputed, batch)
             BillCounter.objects.filter(bill_id__in=batch).delete()
             BillCounter.objects.bulk_create(
                 BillCounter(bill_id=pk, slot=0, **dict(zip(FIELDS, values[pk], strict=True))) for pk in batch
