@@ -48,6 +48,13 @@ def database_from_url(url: str) -> dict[str, object]:
             "PORT": str(parsed.port or ""),
             "CONN_MAX_AGE": int(env("DB_CONN_MAX_AGE", "60")),
             "CONN_HEALTH_CHECKS": True,
+            # Server-side parameters and prepared statements: a statement a connection
+            # has run 5 times is planned once and reused (docs/decisions/0010).
+            "OPTIONS": (
+                {"server_side_binding": True, "prepare_threshold": 5}
+                if env("DB_PREPARED_STATEMENTS", "1") == "1"
+                else {}
+            ),
         }
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parsed.scheme!r}")
 

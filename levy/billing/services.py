@@ -17,9 +17,16 @@ from django.utils import timezone
 from levy.audit.services import audit_record
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
-from levy.billing.selectors import bill_acknowledge_refusal, bill_audience, estate_today, member_bill_facts
-from levy.common.db import lock_row_for_share, refresh_for_share
-from levy.common.errors import RuleViolation, ValidationError
+from levy.billing.selectors import (
+    bill_acknowledge_refusal,
+    bill_audience,
+    estate_today,
+    member_bill_facts,
+    read_member_facts,
+)
+from levy.billing.status import BillStatus, MemberBillFacts, derive_status
+from levy.common.db import insert_unless_exists, lock_row_for_share, refresh_for_share
+from levy.common.errors import NotFoundError, RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -177,24 +184,42 @@ def bill_acknowledge(
 ) -> tuple[BillAcknowledgement, bool]:
     """Record that the caller acknowledges ``bill``. A repeat returns the first
     acknowledgement and changes nothing. Returns (acknowledgement, created)."""
+    ack, created, _ = bill_acknowledge_with_status(access=access, bill=bill, origin=origin)
+    return ack, created
+
+
+def bill_acknowledge_with_status(
+    *, access: EstateAccess, bill: Bill, origin: Origin = Origin()
+) -> tuple[BillAcknowledgement, bool, BillStatus]:
+    """:func:`bill_acknowledge`, and the caller's status of the bill afterwards (from
+    the facts the acknowledgement read under its locks, not a second read)."""
     membership = access.require_member()
     with transaction.atomic():
-        refresh_for_share(bill)
+        refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        lock_row_for_share(Membership, membership.pk)
-        refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
-        if refusal is not None:
-            raise refusal
-        existing = BillAcknowledgement.objects.filter(bill=bill, user_id=membership.user_id).first()
-        if existing is not None:
-            return existing, False
-        try:
-            with transaction.atomic():
-                ack = BillAcknowledgement.objects.create(
-                    bill=bill, user_id=membership.user_id, ip_address=origin.ip, user_agent=origin.user_agent[:1000]
-                )
-        except IntegrityError:
-            return BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id), False
+        read = read_member_facts(bill=bill, user=access.user)
+        if not read["applies"]:
+            raise NotFoundError()
+        if bill.cancelled_at is not None:
+            raise RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+        facts = MemberBillFacts(
+            cancelled=False,
+            paid=read["paid"],
+            waived=read["waived"],
+            disputed=read["disputed"],
+            past_due=estate_today() > bill.due_date,
+            acknowledged=True,
+        )
+        ack = BillAcknowledgement(
+            bill=bill, user_id=membership.user_id, ip_address=origin.ip, user_agent=origin.user_agent[:1000]
+        )
+        created = not read["acknowledged"] and insert_unless_exists(ack, "bill", "user")
+        if not created:
+            return (
+                BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id),
+                False,
+                derive_status(facts),
+            )
         counter_add(bill_id=bill.pk, user_id=membership.user_id, acknowledged=1)
         audit_record(action="bill.acknowledge", target=bill, actor=access.user, cluster=access.cluster, origin=origin)
         notify(
@@ -208,7 +233,7 @@ def bill_acknowledge(
             },
             event_key=f"BILL_ACKNOWLEDGED:bill:{bill.pk}:member:{membership.user_id}",
         )
-    return ack, True
+    return ack, True, derive_status(facts)
 
 
 # --- disputes ---------------------------------------------------------------------------
@@ -224,9 +249,8 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
-        refresh_for_share(bill)
+        refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        lock_row_for_share(Membership, membership.pk)
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
         wallet_lock(cluster=access.cluster, user=access.user)

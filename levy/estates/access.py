@@ -10,12 +10,15 @@ that do not exist.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 
+from levy.common.db import column, db_value, fetch_one, model_columns, model_from_row, table
 from levy.common.errors import NotFoundError, PermissionDeniedError
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import (
@@ -73,9 +76,7 @@ def access_cluster(user: User, cluster_id: object) -> EstateAccess:
     if user is None or not user.is_authenticated or not user.is_active:
         raise NotFoundError()
     pk = parse_uuid(cluster_id)
-    membership = (
-        Membership.objects.select_related("cluster").filter(cluster_id=pk, user_id=user.pk, active=True).first()
-    )
+    membership = active_membership(user.pk, pk)
     if membership is not None:
         return EstateAccess(
             user=user,
@@ -90,6 +91,31 @@ def access_cluster(user: User, cluster_id: object) -> EstateAccess:
             raise NotFoundError() from None
         return EstateAccess(user=user, cluster=cluster, membership=None, permissions=OPERATOR_PERMISSIONS)
     raise NotFoundError()
+
+
+@functools.cache
+def _active_membership_sql(vendor: str) -> str:
+    m_cluster, m_user, m_active = (column(Membership, n) for n in ("cluster", "user", "active"))
+    return (
+        f"SELECT {model_columns(Membership, 'm')}, {model_columns(Cluster, 'c')} "  # noqa: S608 - identifiers from the models
+        f"FROM {table(Membership)} m JOIN {table(Cluster)} c ON c.{column(Cluster, 'id')} = m.{m_cluster} "
+        f"WHERE m.{m_cluster} = %s AND m.{m_user} = %s AND m.{m_active} = %s"
+    )
+
+
+def active_membership(user_id: uuid.UUID, cluster_id: uuid.UUID) -> Membership | None:
+    """The user's active membership of the estate, its cluster loaded: one fixed
+    statement, since every estate request makes this read (see ``levy.common.db``)."""
+    row = fetch_one(
+        _active_membership_sql(connection.vendor),
+        [db_value(Membership, "cluster", cluster_id), db_value(Membership, "user", user_id), True],
+    )
+    if row is None:
+        return None
+    membership, after = model_from_row(Membership, row)
+    cluster, _ = model_from_row(Cluster, row, after)
+    membership.cluster = cluster
+    return membership
 
 
 def has_permission(user: User, cluster: Cluster, permission: Permission) -> bool:

@@ -25,7 +25,7 @@ from levy.audit.services import audit_record
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
 from levy.billing.selectors import bill_payment_refusal
-from levy.common.db import lock_row_for_share, refresh_for_share
+from levy.common.db import refresh_for_share
 from levy.common.errors import (
     IdempotencyKeyReusedError,
     InsufficientFundsError,
@@ -210,9 +210,8 @@ def bill_pay(
     user = access.user
     retry_id = retry_of.pk if retry_of is not None else None
     with transaction.atomic():
-        refresh_for_share(bill)
+        refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        lock_row_for_share(Membership, membership.pk)
         wallet = wallet_lock(cluster=access.cluster, user=user)
         replayed = _replay(
             wallet,

@@ -139,16 +139,16 @@ def _read_all(estate: Estate, bill: Any) -> Request:
 WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
     "create estate-wide bill": (_create_bill, 201, 11),
-    "acknowledge": (_acknowledge, 200, 16),
-    "dispute": (_dispute, 201, 16),
-    "pay": (_pay, 201, 21),
+    "acknowledge": (_acknowledge, 200, 11),
+    "dispute": (_dispute, 201, 15),
+    "pay": (_pay, 201, 20),
     "wallet credit": (_credit, 201, 14),
     "cancel bill": (_cancel, 200, 11),
     "resolve dispute": (_resolve, 200, 15),
     "edit bill": (_edit_bill, 200, 10),
     "change member": (_change_member, 200, 11),
     "add member": (_add_member, 201, 17),
-    "retry payment": (_retry, 201, 22),
+    "retry payment": (_retry, 201, 21),
     "read all notifications": (_read_all, 200, 2),
 }
 

@@ -15,6 +15,7 @@ from levy.billing.selectors import (
     MEMBER_SUMMARY_FIELDS,
     BillStats,
     attach_member_summaries,
+    bill_audience,
     bill_member_statuses,
     bills_with_stats,
     bills_with_stats_recomputed,
@@ -23,6 +24,7 @@ from levy.billing.selectors import (
     member_bills,
     members_filtered_by_overdue,
     members_with_bill_summary,
+    read_member_facts,
 )
 from levy.billing.status import OWING_STATUSES, STATUS_RULES, BillStatus, MemberBillFacts, derive_status
 from levy.estates.models import Membership
@@ -218,3 +220,33 @@ def test_the_page_summary_query_agrees_with_the_annotations() -> None:
             Membership.objects.filter(cluster=estate.cluster), has_overdue=has_overdue, today=today
         )
         assert {m.pk for m in chosen} == {pk for pk, v in expected.items() if (v[2] > 0) is has_overdue}
+
+
+@pytest.mark.django_db
+def test_the_fixed_facts_statement_applies_bills_as_the_audience_queryset_does(other_estate: Estate) -> None:
+    """``read_member_facts`` (fixed SQL, on every acknowledgement and payment) and
+    ``bill_audience`` (the ORM form) agree on who a bill applies to."""
+    estate = make_estate(residents=2)
+    early, other = estate.residents
+    wide = estate.wide_bill()
+    own = estate.user_bill(early)
+    late = estate.add(joined_at=wide.created_at + datetime.timedelta(seconds=1))
+    left = estate.add()
+    Membership.objects.filter(pk=left.pk).update(
+        active=False, deactivated_at=timezone.now(), joined_at=wide.created_at - datetime.timedelta(days=1)
+    )
+    staff = estate.add(role="treasurer", is_resident=False, joined_at=wide.created_at - datetime.timedelta(days=1))
+    people = [early, other, late, left, staff, estate.admin, other_estate.residents[0]]
+    seen = set()
+    for bill in (wide, own, other_estate.wide_bill()):
+        for person in people:
+            expected = bill_audience(bill).filter(user_id=person.user_id).exists()
+            assert read_member_facts(bill=bill, user=person.user)["applies"] == expected, (bill.title, person.role)
+            seen.add(expected)
+    assert seen == {True, False}
+
+    def applies(bill: Bill, member: Membership) -> bool:
+        return read_member_facts(bill=bill, user=member.user)["applies"]
+
+    assert applies(wide, early) and not applies(wide, late)
+    assert applies(own, early) and not applies(own, other)

@@ -16,7 +16,7 @@ from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyF
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
 from levy.billing.selectors import access_bill_as_member, member_bills
-from levy.billing.services import bill_acknowledge, bill_dispute
+from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
 from levy.wallets.models import Wallet
 from levy.wallets.services import (
@@ -89,8 +89,7 @@ class AcknowledgeView(EstateAPIView):
     )
     def post(self, request: Request, cluster_id: str, bill_id: str) -> Response:
         bill = access_bill_as_member(self.access, bill_id)
-        ack, _ = bill_acknowledge(access=self.access, bill=bill, origin=self.origin)
-        status = bill.status_for(self.access.user)
+        ack, _, status = bill_acknowledge_with_status(access=self.access, bill=bill, origin=self.origin)
         return Response(AcknowledgementSerializer({"status": status, "acknowledged_at": ack.acknowledged_at}).data)
 
 
