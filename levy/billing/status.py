@@ -60,6 +60,15 @@ def derive_status(facts: MemberBillFacts) -> BillStatus:
     return FALLBACK_STATUS
 
 
+def can_pay(facts: MemberBillFacts, *, allow_payment_after_due: bool) -> bool:
+    """Whether the member may pay now (the Python side of ``member_bills``' ``can_pay``)."""
+    return (
+        facts.acknowledged
+        and not (facts.cancelled or facts.paid or facts.waived or facts.disputed)
+        and (allow_payment_after_due or not facts.past_due)
+    )
+
+
 def status_case(fact_expressions: Mapping[str, Q | Expression]) -> Case:
     """The same derivation as a SQL ``CASE``: ``fact_expressions`` maps each fact name
     to a boolean expression over the row being annotated."""

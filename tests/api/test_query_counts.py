@@ -282,9 +282,9 @@ EXPECTED: dict[str, int] = {
     "management-dashboard": AUTH + ESTATE + 6,
     "management-disputes": AUTH + ESTATE + 1,
     "management-transactions": AUTH + ESTATE + 1,
-    # the caller's bills, each annotated with the caller's status
-    "member-bills": AUTH + ESTATE + 1,
-    # the bill (access_bill_as_member), then the same bill annotated for the caller
+    # the page of the caller's bills, then the caller's facts for the page
+    "member-bills": AUTH + ESTATE + 2,
+    # the bill (access_bill_as_member), then the caller's facts for it
     "member-bill": AUTH + ESTATE + 2,
     "member-wallet": AUTH + ESTATE + 1,
     "member-wallet-transactions": AUTH + ESTATE + 1,

@@ -14,11 +14,14 @@ from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeS
 from levy.billing.selectors import (
     MEMBER_SUMMARY_FIELDS,
     BillStats,
+    access_bill_as_member,
     attach_member_summaries,
     bill_audience,
     bill_member_statuses,
+    bills_applying_to,
     bills_with_stats,
     bills_with_stats_recomputed,
+    decorate_member_bills,
     estate_today,
     member_bill_facts,
     member_bills,
@@ -27,6 +30,8 @@ from levy.billing.selectors import (
     read_member_facts,
 )
 from levy.billing.status import OWING_STATUSES, STATUS_RULES, BillStatus, MemberBillFacts, derive_status
+from levy.common.errors import NotFoundError
+from levy.estates.access import access_cluster
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, Wallet
 from tests.conftest import Estate, make_estate
@@ -245,8 +250,40 @@ def test_the_fixed_facts_statement_applies_bills_as_the_audience_queryset_does(o
             seen.add(expected)
     assert seen == {True, False}
 
+    # access_bill_as_member (fixed SQL too) against bills_applying_to, for the active people.
+    for bill in (wide, own):
+        for person in (early, other, late, staff, estate.admin):
+            expected = bills_applying_to(person).filter(pk=bill.pk).exists()
+            try:
+                found = access_bill_as_member(access_cluster(person.user, estate.cluster.pk), bill.pk) == bill
+            except NotFoundError:
+                found = False
+            assert found == expected, (bill.title, person.role)
+
     def applies(bill: Bill, member: Membership) -> bool:
         return read_member_facts(bill=bill, user=member.user)["applies"]
 
     assert applies(wide, early) and not applies(wide, late)
     assert applies(own, early) and not applies(own, other)
+
+
+@pytest.mark.django_db
+def test_the_decorated_page_agrees_with_the_annotated_member_bills() -> None:
+    """The resident bill list paginates plain bills and reads the page's facts in one
+    fixed statement (``decorate_member_bills``); it must show exactly what the annotated
+    ``member_bills`` queryset derives, for every combination of facts."""
+    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    _, today, bills, members = _build(combos)
+    Bill.objects.filter(pk=bills[1][0].pk).update(allow_payment_after_due=True)
+    names = ("status", "acknowledged_at", "paid_at", "can_pay")
+    seen = set()
+    for member in members:
+        annotated = list(member_bills(membership=member, today=today))
+        plain = list(bills_applying_to(member).order_by("-created_at", "-id"))
+        assert [b.pk for b in plain] == [b.pk for b in annotated]
+        decorate_member_bills(plain, membership=member, today=today)
+        for fast, reference in zip(plain, annotated, strict=True):
+            assert {n: getattr(fast, n) for n in names} == {n: getattr(reference, n) for n in names}
+            seen.add((fast.status, fast.can_pay))
+    assert {status for status, _ in seen} == set(BillStatus.values)
+    assert (BillStatus.ACKNOWLEDGED, True) in seen and (BillStatus.OVERDUE, True) in seen

@@ -15,7 +15,7 @@ from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
-from levy.billing.selectors import access_bill_as_member, member_bills
+from levy.billing.selectors import access_bill_as_member, bills_applying_to, decorate_member_bills, member_bills
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
 from levy.wallets.models import Wallet
@@ -44,7 +44,8 @@ class BillFilterSerializer(serializers.Serializer):
 
 def _one_member_bill(view: EstateAPIView, bill_id: Any) -> Any:
     bill = access_bill_as_member(view.access, bill_id)
-    return member_bills(membership=view.access.require_member()).get(pk=bill.pk)
+    decorate_member_bills([bill], membership=view.access.require_member())
+    return bill
 
 
 class MemberBillListView(EstateAPIView):
@@ -58,13 +59,22 @@ class MemberBillListView(EstateAPIView):
         filters = BillFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         membership = self.access.require_member()
-        bills = member_bills(membership=membership)
-        if "status" in filters.validated_data:
-            bills = bills.filter(status=filters.validated_data["status"])
-        if "category" in filters.validated_data:
-            bills = bills.filter(category=filters.validated_data["category"])
         paginator = LevyCursorPagination()
-        page = paginator.paginate_queryset(bills, request, view=self)
+        if "status" in filters.validated_data:
+            # The status is derived in SQL to filter on it before paginating.
+            bills = member_bills(membership=membership).filter(status=filters.validated_data["status"])
+            if "category" in filters.validated_data:
+                bills = bills.filter(category=filters.validated_data["category"])
+            page = paginator.paginate_queryset(bills, request, view=self)
+        else:
+            # Paginate the bills themselves, then read the member's facts for the page.
+            plain = bills_applying_to(membership).order_by("-created_at", "-id")
+            if "category" in filters.validated_data:
+                plain = plain.filter(category=filters.validated_data["category"])
+            page = paginator.paginate_queryset(plain, request, view=self) or []
+            for bill in page:
+                bill.cluster = self.access.cluster
+            decorate_member_bills(page, membership=membership)
         return paginator.get_paginated_response(MemberBillSerializer(page, many=True).data)
 
 
