@@ -90,11 +90,12 @@ def counter_add(
     _upsert([(bill_id, slot_of(user_id), eligible, acknowledged, paid, waived, disputed, collected)])
 
 
-def counters_open(bill: Bill, *, billable_members: int | None = None) -> None:
+def counters_open(bill: Bill, *, billable_members: int | None = None) -> int:
     """A new bill's counter: its audience at issue time. For an estate-wide bill that is
     every billable member, which PostgreSQL keeps counted on the estate row
     (``Cluster.billable_members``, read under the estate's lock by bill creation);
-    elsewhere (the SQLite demo, which has no triggers) they are counted here."""
+    elsewhere (the SQLite demo, which has no triggers) they are counted here. Returns
+    the audience."""
     if bill.user_id is not None:
         eligible = 1
     elif billable_members is not None and connection.vendor == "postgresql":
@@ -102,6 +103,7 @@ def counters_open(bill: Bill, *, billable_members: int | None = None) -> None:
     else:
         eligible = bill_audience(bill).count()
     _upsert([(bill.pk, slot_of(bill.user_id), eligible, 0, 0, 0, 0, Decimal("0.00"))])
+    return eligible
 
 
 # --- memberships moving in and out of audiences ---------------------------------------------

@@ -449,6 +449,18 @@ class BillStats:
     collected_amount: Decimal
 
     @classmethod
+    def attach_opening(cls, bill: Bill, *, eligible: int, today: datetime.date | None = None) -> None:
+        """Set on a bill just issued the ``stat_*`` attributes :func:`bills_with_stats`
+        would read: its audience, and no facts yet (the bill creation's response)."""
+        live = bill.cancelled_at is None
+        past_due = live and (today or estate_today()) > bill.due_date
+        values: dict[str, int | Decimal] = {"eligible": eligible, "acknowledged": 0, "paid": 0, "waived": 0}
+        values.update(disputed=0, overdue=eligible if past_due else 0, outstanding=eligible if live else 0)
+        values["collected"] = ZERO
+        for name, value in values.items():
+            setattr(bill, f"stat_{name}", value)
+
+    @classmethod
     def of(cls, bill: Any) -> BillStats:
         """Read the ``stat_*`` annotations of a bill from :func:`bills_with_stats`."""
         return cls(

@@ -18,6 +18,7 @@ from levy.audit.services import audit_record
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
 from levy.billing.selectors import (
+    BillStats,
     bill_acknowledge_refusal,
     bill_audience,
     estate_today,
@@ -143,7 +144,7 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
             **values,
         )
         bill.cluster = cluster
-        counters_open(bill, billable_members=billable)
+        BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
         audit_record(
             action="bill.create",
             target=bill,

@@ -573,6 +573,8 @@ def test_create_estate_wide_bill(db: None) -> None:
         "outstanding": 3,
         "collected_amount": "0.00",
     }
+    # The response is built from the bill as issued, not read back: it must be what a read shows.
+    assert api_as(estate.admin).get(f"{mgmt(estate)}/bills/{bill.pk}/").json() == body
     assert (bill.user_id, bill.amount, bill.created_by_id) == (None, Decimal("15000.00"), estate.admin.user_id)
     assert bill.description == "Quarterly"
     notified = set(Notification.objects.filter(event="PAYMENT_DUE").values_list("recipient_id", flat=True))
@@ -603,6 +605,7 @@ def test_create_user_specific_bill(estate: Estate) -> None:
     )
     assert body["stats"]["eligible"] == 1
     assert body["stats"]["outstanding"] == 1
+    assert api_as(estate.treasurer).get(f"{mgmt(estate)}/bills/{body['id']}/").json() == body
     assert Bill.objects.get(pk=body["id"]).user_id == member.user_id
     notified = list(Notification.objects.filter(event="PAYMENT_DUE").values_list("recipient_id", flat=True))
     assert notified == [member.user_id]

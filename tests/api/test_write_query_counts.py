@@ -138,7 +138,7 @@ def _read_all(estate: Estate, bill: Any) -> Request:
 
 WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
-    "create estate-wide bill": (_create_bill, 201, 11),
+    "create estate-wide bill": (_create_bill, 201, 9),
     "acknowledge": (_acknowledge, 200, 11),
     "dispute": (_dispute, 201, 15),
     "pay": (_pay, 201, 20),

@@ -395,7 +395,8 @@ class BillListView(EstateAPIView):
             bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
         else:
             bill = bill_create_user_specific(access=self.access, user_id=user_id, data=bill_input, origin=self.origin)
-        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data, status=201)
+        # The service set the new bill's opening stats: no need to read it back.
+        return Response(ManagedBillSerializer(bill).data, status=201)
 
 
 class BillDetailView(EstateAPIView):
