@@ -15,13 +15,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from levy.api.errors import ApiError, exception_handler
 from levy.api.models import IdempotencyRecord
+from levy.common.db import insert_unless_exists, update_row
 from levy.estates.access import EstateAccess
 
 HEADER = "Idempotency-Key"
@@ -74,7 +74,9 @@ def run_idempotent(
         # Nothing to replay: let the client try again with the same key.
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return response
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
+    update_row(
+        IdempotencyRecord,
+        record.pk,
         state=IdempotencyRecord.State.COMPLETED,
         response_status=response.status_code,
         response_body=response.data,
@@ -84,13 +86,10 @@ def run_idempotent(
 
 
 def _claim(access: EstateAccess, key: str, digest: str) -> IdempotencyRecord | Response:
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                cluster=access.cluster, user=access.user, key=key, fingerprint=digest
-            )
-    except IntegrityError:
-        pass
+    # One autocommitted INSERT … ON CONFLICT DO NOTHING: committed at once, no savepoint.
+    record = IdempotencyRecord(cluster=access.cluster, user=access.user, key=key, fingerprint=digest)
+    if insert_unless_exists(record, "cluster", "user", "key"):
+        return record
     existing = IdempotencyRecord.objects.get(cluster=access.cluster, user=access.user, key=key)
     if existing.fingerprint != digest:
         raise ApiError(422, "idempotency_key_reused", "This idempotency key was already used for a different request.")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 
 from levy.audit.models import AuditEvent
+from levy.common.db import insert_row
 from levy.common.origin import Origin
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def audit_record(
 ) -> AuditEvent:
     """Record one audit event. Call it inside the transaction that makes the change,
     so the change and its record commit or roll back together."""
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         action=action,
         target_type=target._meta.label_lower,
         target_id=str(target.pk),
@@ -33,3 +34,4 @@ def audit_record(
         ip_address=origin.ip,
         user_agent=origin.user_agent[:1000],
     )
+    return insert_row(event)

@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from levy.common.db import insert_unless_exists
+from levy.common.db import insert_unless_exists, update_row
 from levy.monitoring.metrics import count_deliveries, count_fan_out
 from levy.notifications.events import EVENT_SPECS, Priority, render
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
@@ -117,7 +117,7 @@ def intent_dispatch(intent_id: Any, priority: str) -> bool:
     except Exception:
         logger.warning("broker unavailable: intent %s left for the sweep", intent_id, exc_info=True)
         return False
-    NotificationIntent.objects.filter(pk=intent_id).update(dispatched_at=timezone.now())
+    update_row(NotificationIntent, intent_id, dispatched_at=timezone.now())
     return True
 
 

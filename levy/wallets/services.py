@@ -25,7 +25,7 @@ from levy.audit.services import audit_record
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
 from levy.billing.selectors import bill_payment_refusal
-from levy.common.db import refresh_for_share
+from levy.common.db import insert_row, refresh_for_share, select_one
 from levy.common.errors import (
     IdempotencyKeyReusedError,
     InsufficientFundsError,
@@ -77,7 +77,7 @@ def wallet_ensure(*, cluster: Cluster, user: User) -> Wallet:
 
 def wallet_lock(*, cluster: Cluster, user: User) -> Wallet:
     """Lock (creating if needed) the member's wallet until the transaction ends."""
-    wallet = Wallet.objects.select_for_update().filter(cluster=cluster, user=user).first()
+    wallet = select_one(Wallet, "FOR UPDATE", cluster=cluster.pk, user=user.pk)
     if wallet is None:
         wallet_ensure(cluster=cluster, user=user)
         wallet = Wallet.objects.select_for_update().get(cluster=cluster, user=user)
@@ -105,7 +105,7 @@ def _replay(
 ) -> Transaction | None:
     """The entry this key already produced for this wallet, if the request is the same;
     ``IdempotencyKeyReusedError`` if the key was used for a different request."""
-    existing = Transaction.objects.filter(wallet=wallet, initiated_by_id=initiated_by, idempotency_key=key).first()
+    existing = select_one(Transaction, wallet=wallet.pk, initiated_by=initiated_by, idempotency_key=key)
     if existing is None:
         return None
     same = (
@@ -268,9 +268,11 @@ def bill_pay(
                 event_key=f"PAYMENT_FAILED:tx:{tx.pk}",
             )
         else:
+            # No savepoint: a unique violation aborts the transaction, and the refusal
+            # raised below rolls all of it back.
             try:
-                with transaction.atomic():
-                    tx = Transaction.objects.create(
+                tx = insert_row(
+                    Transaction(
                         cluster=access.cluster,
                         wallet=wallet,
                         type=TransactionType.BILL_PAYMENT,
@@ -284,6 +286,7 @@ def bill_pay(
                         idempotency_key=key,
                         retry_of=retry_of,
                     )
+                )
             except IntegrityError:
                 # The unique constraint caught a second payment the checks did not.
                 metrics.count_payment(metrics.PAYMENT_REFUSED, "bill_already_paid")

@@ -141,14 +141,14 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     "create estate-wide bill": (_create_bill, 201, 9),
     "acknowledge": (_acknowledge, 200, 11),
     "dispute": (_dispute, 201, 15),
-    "pay": (_pay, 201, 20),
-    "wallet credit": (_credit, 201, 14),
+    "pay": (_pay, 201, 16),
+    "wallet credit": (_credit, 201, 12),
     "cancel bill": (_cancel, 200, 11),
     "resolve dispute": (_resolve, 200, 15),
     "edit bill": (_edit_bill, 200, 10),
     "change member": (_change_member, 200, 11),
     "add member": (_add_member, 201, 17),
-    "retry payment": (_retry, 201, 21),
+    "retry payment": (_retry, 201, 17),
     "read all notifications": (_read_all, 200, 2),
 }
 
