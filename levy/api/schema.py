@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
@@ -48,3 +49,9 @@ def errors(**by_status: str) -> dict[int, Any]:
     for key, description in by_status.items():
         responses[int(key.lstrip("_"))] = error(description)
     return responses
+
+
+class LevyJWTScheme(SimpleJWTScheme):
+    """The bearer-token scheme of simplejwt's own extension, for Levy's subclass."""
+
+    target_class = "levy.api.authentication.LevyJWTAuthentication"
