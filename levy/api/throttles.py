@@ -52,8 +52,9 @@ def rate_for(scope: str) -> Rate | None:
     return Rate.parse(text) if text else None
 
 
-def _incr(key: str, ttl: int) -> int:
-    """Atomically add one to ``key`` (creating it with a TTL) and return the count."""
+def _incr(keys: list[tuple[str, int]]) -> list[int]:
+    """Atomically add one to each key (creating it with its TTL) and return the counts:
+    one round trip to Redis whatever the number of keys."""
     try:
         from django_redis import get_redis_connection
 
@@ -62,31 +63,49 @@ def _incr(key: str, ttl: int) -> int:
         client = None
     if client is not None:
         pipe = client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, ttl, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
-    cache.add(key, 0, ttl)
-    return int(cache.incr(key))
+        for key, ttl in keys:
+            pipe.incr(key)
+            pipe.expire(key, ttl, nx=True)
+        results = pipe.execute()
+        return [int(count) for count in results[::2]]
+    counts = []
+    for key, ttl in keys:
+        cache.add(key, 0, ttl)
+        counts.append(int(cache.incr(key)))
+    return counts
 
 
 def hit(scope: str, subject: str, now: float | None = None) -> float | None:
     """Count one request of ``subject`` in ``scope``. Returns None when allowed, or the
     seconds to wait when the limit is exceeded."""
-    rate = rate_for(scope)
-    if rate is None or not settings.LEVY_RATE_LIMITS_ENABLED:
+    return hit_all([(scope, subject)], now)
+
+
+def hit_all(hits: list[tuple[str, str]], now: float | None = None) -> float | None:
+    """Count one request against each (scope, subject), in one round trip. Returns None
+    when every limit allows it, or the longest wait among those exceeded."""
+    if not settings.LEVY_RATE_LIMITS_ENABLED:
         return None
     now = time.time() if now is None else now
-    window = int(now // rate.period)
-    key = f"levy:rl:{scope}:{subject}:{window}"
+    counted = []
+    for scope, subject in hits:
+        rate = rate_for(scope)
+        if rate is not None:
+            key = f"levy:rl:{scope}:{subject}:{int(now // rate.period)}"
+            counted.append((rate, key))
+    if not counted:
+        return None
     try:
-        count = _incr(key, rate.period + 1)
+        counts = _incr([(key, rate.period + 1) for rate, key in counted])
     except Exception:  # any cache failure: serve the request, say so in the logs
         logger.warning("rate limiter unavailable; request allowed", exc_info=True)
         return None
-    if count > rate.limit:
-        return rate.period - (now % rate.period)
-    return None
+    waits = [
+        rate.period - (now % rate.period)
+        for (rate, _), count in zip(counted, counts, strict=True)
+        if count > rate.limit
+    ]
+    return max(waits) if waits else None
 
 
 def client_ip(request: Any) -> str:
@@ -106,8 +125,4 @@ def check_scope(request: Any, scope: str) -> float | None:
 def check(request: Any, *, scope: str | None) -> float | None:
     """Apply the caller's limits (general, and the view's scope); the longest wait wins."""
     subject = subject_of(request)
-    waits = [hit("user", subject)]
-    if scope:
-        waits.append(hit(scope, subject))
-    blocked = [w for w in waits if w is not None]
-    return max(blocked) if blocked else None
+    return hit_all([("user", subject), (scope, subject)] if scope else [("user", subject)])
