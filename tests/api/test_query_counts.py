@@ -275,8 +275,8 @@ EXPECTED: dict[str, int] = {
     "management-bills": AUTH + ESTATE + 1,
     # the bill (access_bill_as_staff), then the same bill annotated with its stats
     "management-bill": AUTH + ESTATE + 2,
-    # the bill, then its audience annotated with each member's status
-    "management-bill-members": AUTH + ESTATE + 2,
+    # the bill, the page of its audience, then the page's facts for the bill
+    "management-bill-members": AUTH + ESTATE + 3,
     # totals over the live bills' counters, bills due soon, open disputes (all, and those
     # on cancelled bills), members, recent payments
     "management-dashboard": AUTH + ESTATE + 6,

@@ -21,6 +21,7 @@ from levy.billing.selectors import (
     bills_applying_to,
     bills_with_stats,
     bills_with_stats_recomputed,
+    decorate_bill_members,
     decorate_member_bills,
     estate_today,
     member_bill_facts,
@@ -287,3 +288,23 @@ def test_the_decorated_page_agrees_with_the_annotated_member_bills() -> None:
             seen.add((fast.status, fast.can_pay))
     assert {status for status, _ in seen} == set(BillStatus.values)
     assert (BillStatus.ACKNOWLEDGED, True) in seen and (BillStatus.OVERDUE, True) in seen
+
+
+@pytest.mark.django_db
+def test_the_decorated_audience_page_agrees_with_the_annotated_bill_member_statuses() -> None:
+    """One bill's per-member list paginates the audience and reads the page's facts in
+    one fixed statement (``decorate_bill_members``); it must show what
+    ``bill_member_statuses`` derives, for every combination of facts."""
+    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    _, today, bills, _ = _build(combos)
+    names = ("status", "acknowledged_at", "paid_at", "dispute_id")
+    seen = set()
+    for bill, *_ in bills:
+        reference = list(bill_member_statuses(bill=bill, today=today))
+        page = list(bill_audience(bill).order_by("joined_at", "id"))
+        assert [m.pk for m in page] == [m.pk for m in reference]
+        decorate_bill_members(page, bill=bill, today=today)
+        for fast, ref in zip(page, reference, strict=True):
+            assert {n: getattr(fast, n) for n in names} == {n: getattr(ref, n) for n in names}
+            seen.add(fast.status)
+    assert seen == set(BillStatus.values)

@@ -38,9 +38,11 @@ from levy.billing.selectors import (
     access_bill_as_staff,
     access_dispute,
     attach_member_summaries,
+    bill_audience,
     bill_member_statuses,
     bills_with_stats,
     cluster_dashboard,
+    decorate_bill_members,
     members_filtered_by_overdue,
 )
 from levy.billing.services import (
@@ -68,7 +70,7 @@ def paginate(
     queryset: QuerySet[Any],
     serializer: Any,
     ordering: tuple[str, str] | None = None,
-    decorate: Callable[[list[Any]], None] | None = None,
+    decorate: Callable[[list[Any]], object] | None = None,
     **context: Any,
 ) -> Response:
     paginator = LevyCursorPagination(ordering=ordering)
@@ -465,10 +467,20 @@ class BillMembersView(EstateAPIView):
         bill = access_bill_as_staff(self.access, bill_id)
         filters = BillMemberFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        rows = bill_member_statuses(bill=bill)
+        ordering = ("joined_at", "id")
         if filters.validated_data.get("status"):
-            rows = rows.filter(status=filters.validated_data["status"])
-        return paginate(self, rows, BillMemberSerializer, ordering=("joined_at", "id"))
+            # The status is derived in SQL to filter on it before paginating.
+            rows = bill_member_statuses(bill=bill).filter(status=filters.validated_data["status"])
+            return paginate(self, rows, BillMemberSerializer, ordering=ordering)
+        # Paginate the audience itself, then read the page's facts for this bill.
+        audience = bill_audience(bill).select_related("user").order_by(*ordering)
+        return paginate(
+            self,
+            audience,
+            BillMemberSerializer,
+            ordering=ordering,
+            decorate=lambda page: decorate_bill_members(page, bill=bill),
+        )
 
 
 # --- dashboard ------------------------------------------------------------------------------
