@@ -13,6 +13,7 @@ halfway, ``intents_sweep`` re-dispatches what was not delivered; the unique keys
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import time
@@ -22,12 +23,22 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from levy.common.db import insert_unless_exists, update_row
+from levy.common.db import (
+    column,
+    db_value,
+    fetch_one,
+    insert_unless_exists,
+    model_columns,
+    model_from_row,
+    table,
+    update_row,
+)
 from levy.monitoring.metrics import count_deliveries, count_fan_out
 from levy.notifications.events import EVENT_SPECS, Priority, render
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
@@ -136,10 +147,10 @@ def intent_deliver(intent_id: Any) -> int:
     Safe to run any number of times, concurrently or after a crash: each chunk is an
     ``INSERT … ON CONFLICT DO NOTHING`` in its own transaction. Returns the number of
     inbox rows written by this run."""
-    intent = NotificationIntent.objects.filter(pk=intent_id).first()
-    if intent is None or intent.delivered_at is not None:
+    # Count the attempt and read the intent in one statement (none if delivered).
+    intent = _intent_attempt(intent_id)
+    if intent is None:
         return 0
-    NotificationIntent.objects.filter(pk=intent.pk).update(attempts=F("attempts") + 1)
     title, body = render(intent.event, intent.context)
     members = Recipients.from_json(intent.recipients).memberships(intent.cluster_id)
     written = _write_inbox(intent, members, title, body)
@@ -161,6 +172,25 @@ def intent_deliver(intent_id: Any) -> int:
         except Exception:
             logger.warning("broker unavailable: deliveries of %s left for the sweep", intent.pk, exc_info=True)
     return written
+
+
+@functools.cache
+def _intent_attempt_sql(vendor: str) -> str:
+    attempts, delivered = column(NotificationIntent, "attempts"), column(NotificationIntent, "delivered_at")
+    return (
+        f"UPDATE {table(NotificationIntent)} SET {attempts} = {attempts} + 1 "  # noqa: S608 - identifiers from the model
+        f"WHERE {column(NotificationIntent, 'id')} = %s AND {delivered} IS NULL "
+        f"RETURNING {model_columns(NotificationIntent, table(NotificationIntent))}"
+    )
+
+
+def _intent_attempt(intent_id: Any) -> NotificationIntent | None:
+    try:
+        pk = db_value(NotificationIntent, "id", intent_id)
+    except (ValueError, TypeError, ValidationError):
+        return None
+    row = fetch_one(_intent_attempt_sql(connection.vendor), [pk])  # one statement: atomic as it is
+    return None if row is None else model_from_row(NotificationIntent, row)[0]
 
 
 def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str, body: str) -> int:
@@ -302,6 +332,8 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
             counts["sent"] += len(sent_ids)
             counts["failed"] += len(failures)
             count_deliveries(name, sent=len(sent_ids), failed=len(failures))
+            if len(claimed) < batch_size:
+                break  # nothing more was due when this batch was claimed
     return counts
 
 
