@@ -26,7 +26,7 @@ from levy.billing.selectors import (
     read_member_facts,
 )
 from levy.billing.status import BillStatus, MemberBillFacts, derive_status
-from levy.common.db import insert_unless_exists, lock_row_for_share, refresh_for_share
+from levy.common.db import insert_row, insert_unless_exists, lock_row_for_share, refresh_for_share
 from levy.common.errors import NotFoundError, RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
@@ -135,13 +135,15 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
             _require_billable_member(cluster, user_id)
         number, billable = _take_bill_number(cluster)
         issued_at = timezone.now()
-        bill = Bill.objects.create(
-            cluster=cluster,
-            reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
-            user_id=user_id,
-            created_by=access.user,
-            created_at=issued_at,
-            **values,
+        bill = insert_row(
+            Bill(
+                cluster=cluster,
+                reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
+                user_id=user_id,
+                created_by=access.user,
+                created_at=issued_at,
+                **values,
+            )
         )
         bill.cluster = cluster
         BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
