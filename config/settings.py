@@ -49,9 +49,16 @@ def database_from_url(url: str) -> dict[str, object]:
             "CONN_MAX_AGE": int(env("DB_CONN_MAX_AGE", "60")),
             "CONN_HEALTH_CHECKS": True,
             # Server-side parameters and prepared statements: a statement a connection
-            # has run 5 times is planned once and reused (docs/decisions/0010).
+            # has run 5 times is parsed once. Always planned for its actual values
+            # (force_custom_plan): a generic plan cannot use a partial index whose
+            # predicate is a parameter, and one such plan took a page from 8 ms to
+            # 258 ms at data set L (docs/decisions/0010).
             "OPTIONS": (
-                {"server_side_binding": True, "prepare_threshold": 5}
+                {
+                    "server_side_binding": True,
+                    "prepare_threshold": 5,
+                    "options": "-c plan_cache_mode=force_custom_plan",
+                }
                 if env("DB_PREPARED_STATEMENTS", "1") == "1"
                 else {}
             ),

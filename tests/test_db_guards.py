@@ -144,3 +144,19 @@ def test_the_estate_row_counts_its_billable_members() -> None:
     assert counted() == (3, 3)
     Membership.objects.filter(pk=estate.residents[0].pk).update(active=True, deactivated_at=None)
     assert counted() == (4, 4)
+
+
+@pytest.mark.django_db
+def test_statements_are_prepared_but_always_planned_for_their_values(estate: Estate) -> None:
+    """Prepared statements (parsed once per connection) with custom plans only: a
+    generic plan cannot prove a partial index's predicate (``active = $2``), and the
+    audience page's generic plan scanned the whole estate."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_custom_plan"
+    assert connection.settings_dict["OPTIONS"]["server_side_binding"] is True
+    for _ in range(6):  # past the prepare threshold
+        Membership.objects.filter(cluster=estate.cluster, active=True, is_resident=True).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%estates_membership%"])
+        assert cursor.fetchone()[0] >= 1
