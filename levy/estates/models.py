@@ -65,6 +65,8 @@ class Membership(UUIDModel):
                 name="membership_billable_idx",
                 condition=Q(active=True, is_resident=True),
             ),
+            # The member list's pages, newest first, without sorting the whole estate.
+            models.Index(fields=["cluster", "joined_at", "id"], name="membership_list_idx"),
         ]
 
     def __str__(self) -> str:
