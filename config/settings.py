@@ -379,6 +379,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]
 LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
+# An intent with at most this many recipients has its emails sent by the fan-out task
+# itself; a larger one queues a sending task (0: always queue it).
+LEVY_DELIVERY_INLINE_MAX = int(env("LEVY_DELIVERY_INLINE_MAX", "50"))
 # Optional pause between fan-out chunks, to spread the write load of a huge estate.
 LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
 LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))

@@ -304,6 +304,7 @@ def test_the_backlog_age_is_that_of_the_oldest_undelivered_intent(estate: Estate
 
 def test_fan_outs_and_sends_are_counted(estate: Estate, settings: Any) -> None:
     settings.LEVY_NOTIFICATION_CHANNELS = ["email"]
+    settings.LEVY_DELIVERY_INLINE_MAX = 0  # the emails in their own task
     before = scrape()
     estate.wide_bill()  # three residents: fanned out and emailed in-process
     after = scrape()
@@ -318,6 +319,27 @@ def test_fan_outs_and_sends_are_counted(estate: Estate, settings: Any) -> None:
     for task in ("levy.notifications.tasks.deliver_intent", "levy.notifications.tasks.send_deliveries"):
         labels = {"task": task, "outcome": "succeeded"}
         assert value(after, tasks, **labels) == value(before, tasks, **labels) + 1
+
+
+def test_a_small_intent_sends_its_emails_in_the_fan_out_task(estate: Estate, settings: Any) -> None:
+    settings.LEVY_NOTIFICATION_CHANNELS = ["email"]
+    settings.LEVY_DELIVERY_INLINE_MAX = 3
+    before = scrape()
+    estate.wide_bill()  # three residents: at the limit, so sent inline
+    after = scrape()
+    sent = {"channel": "email", "outcome": "sent"}
+    deliveries = "levy_notification_deliveries_total"
+    assert value(after, deliveries, **sent) == value(before, deliveries, **sent) + 3
+    tasks = "levy_celery_tasks_total"
+    deliver = {"task": "levy.notifications.tasks.deliver_intent", "outcome": "succeeded"}
+    send = {"task": "levy.notifications.tasks.send_deliveries", "outcome": "succeeded"}
+    assert value(after, tasks, **deliver) == value(before, tasks, **deliver) + 1
+    assert value(after, tasks, **send) == value(before, tasks, **send)
+    settings.LEVY_DELIVERY_INLINE_MAX = 2  # one more recipient than this: a sending task
+    estate.wide_bill()
+    again = scrape()
+    assert value(again, deliveries, **sent) == value(after, deliveries, **sent) + 3
+    assert value(again, tasks, **send) == value(after, tasks, **send) + 1
 
 
 def test_failed_sends_are_counted(estate: Estate, settings: Any) -> None:

@@ -211,6 +211,7 @@ def test_a_worker_serves_its_pool_processes_counters_on_its_port(
         LEVY_METRICS_TOKEN=TOKEN,
         PROMETHEUS_MULTIPROC_DIR=str(web_dir),
         TMPDIR=str(tmp_path),
+        LEVY_DELIVERY_INLINE_MAX="0",  # the emails in their own task, so both tasks are counted
     )
     wait_for(lambda: "worker metrics on http://127.0.0.1" in worker.log(), what="the metrics port", log=worker.log)
     assert get(port, "/metrics")[0] == 401

@@ -162,7 +162,15 @@ def intent_deliver(intent_id: Any) -> int:
         delivered_at=timezone.now(), delivered_count=total, last_error=""
     )
     count_fan_out(intent.event, written=written)
-    if channels:
+    if channels and total <= settings.LEVY_DELIVERY_INLINE_MAX:
+        # A handful of emails (an acknowledgement, a payment): sent here, saving a second
+        # task's round trip through the broker. Failures are recorded per delivery and
+        # retried by the sweep, as from the sending task.
+        try:
+            deliveries_send_due(intent_id=intent.pk)
+        except Exception:
+            logger.warning("sending the deliveries of %s failed: left for the sweep", intent.pk, exc_info=True)
+    elif channels:
         from levy.notifications.tasks import send_deliveries
 
         try:

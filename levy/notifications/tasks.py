@@ -12,7 +12,8 @@ from levy.notifications.reminders import reminders_send
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def deliver_intent(intent_id: str) -> int:
-    """Fan one event out to every recipient's inbox, then queue its emails."""
+    """Fan one event out to every recipient's inbox, then send its emails (a few) or
+    queue the task that sends them (many: ``LEVY_DELIVERY_INLINE_MAX``)."""
     try:
         return services.intent_deliver(intent_id)
     except Exception as exc:
