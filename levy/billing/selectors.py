@@ -230,20 +230,68 @@ def member_bills(*, membership: Membership, today: datetime.date | None = None) 
 
 
 @functools.cache
-def _page_facts_sql() -> str:
+def _page_facts_sql(vary: str) -> str:
+    """One member's facts for a page of bills (``vary="bill"``), or a page of members'
+    facts for one bill (``vary="user"``): the page's ids come as ``%(page)s``, the fixed
+    side as ``%(fixed)s``."""
     t, d, a = Transaction, BillDispute, BillAcknowledgement
+    bill, user = ("page.id", "%(fixed)s") if vary == "bill" else ("%(fixed)s", "page.id")
+
+    def dispute(status: str) -> str:
+        return (
+            f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = {bill} "  # noqa: S608 - identifiers from the models
+            f"AND {column(d, 'user')} = {user} AND {column(d, 'status')} = {status})"
+        )
+
+    latest_dispute = (
+        f"(SELECT {column(d, 'id')} FROM {table(d)} WHERE {column(d, 'bill')} = {bill} "  # noqa: S608
+        f"AND {column(d, 'user')} = {user} ORDER BY {column(d, 'created_at')} DESC LIMIT 1)"
+    )
     return (
-        f"SELECT page.id, ack.{column(a, 'acknowledged_at')}, paid.{column(t, 'created_at')}, "  # noqa: S608 - identifiers from the models
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = page.id AND {column(d, 'user')} = %(user)s "
-        f"AND {column(d, 'status')} = %(upheld)s), "
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = page.id AND {column(d, 'user')} = %(user)s "
-        f"AND {column(d, 'status')} = %(open)s) "
-        "FROM unnest(%(bills)s::uuid[]) AS page(id) "
-        f"LEFT JOIN {table(a)} ack ON ack.{column(a, 'bill')} = page.id AND ack.{column(a, 'user')} = %(user)s "
+        f"SELECT page.id, ack.{column(a, 'acknowledged_at')}, paid.{column(t, 'created_at')}, "  # noqa: S608
+        f"{dispute('%(upheld)s')}, {dispute('%(open)s')}, {latest_dispute if vary == 'user' else 'NULL'} "
+        "FROM unnest(%(page)s::uuid[]) AS page(id) "
+        f"LEFT JOIN {table(a)} ack ON ack.{column(a, 'bill')} = {bill} AND ack.{column(a, 'user')} = {user} "
         # At most one completed payment per bill and member (a unique constraint).
-        f"LEFT JOIN {table(t)} paid ON paid.{column(t, 'bill')} = page.id AND paid.{column(t, 'payer')} = %(user)s "
+        f"LEFT JOIN {table(t)} paid ON paid.{column(t, 'bill')} = {bill} AND paid.{column(t, 'payer')} = {user} "
         f"AND paid.{column(t, 'type')} = %(payment)s AND paid.{column(t, 'status')} = %(completed)s"
     )
+
+
+@dataclass(frozen=True)
+class _PageFacts:
+    acknowledged_at: datetime.datetime | None
+    paid_at: datetime.datetime | None
+    waived: bool
+    disputed: bool
+    dispute_id: Any
+
+    def facts(self, bill: Bill, day: datetime.date) -> MemberBillFacts:
+        return MemberBillFacts(
+            cancelled=bill.cancelled_at is not None,
+            paid=self.paid_at is not None,
+            waived=self.waived,
+            disputed=self.disputed,
+            past_due=day > bill.due_date,
+            acknowledged=self.acknowledged_at is not None,
+        )
+
+
+def _read_page_facts(vary: str, page: list[Any], fixed: Any) -> dict[Any, _PageFacts]:
+    params: dict[str, Any] = {
+        "page": page,
+        "fixed": fixed,
+        "upheld": DisputeStatus.UPHELD.value,
+        "open": DisputeStatus.OPEN.value,
+        "payment": TransactionType.BILL_PAYMENT.value,
+        "completed": TransactionStatus.COMPLETED.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_page_facts_sql(vary), params)
+        return {
+            pk: _PageFacts(ack, paid, bool(waived), bool(disputed), dispute)
+            for pk, ack, paid, waived, disputed, dispute in cursor.fetchall()
+        }
 
 
 def decorate_member_bills(
@@ -263,31 +311,14 @@ def decorate_member_bills(
             for name in ("status", "acknowledged_at", "paid_at", "can_pay"):
                 setattr(bill, name, getattr(annotated[bill.pk], name))
         return bills
-    params: dict[str, Any] = {
-        "bills": [bill.pk for bill in bills],
-        "user": membership.user_id,
-        "upheld": DisputeStatus.UPHELD.value,
-        "open": DisputeStatus.OPEN.value,
-        "payment": TransactionType.BILL_PAYMENT.value,
-        "completed": TransactionStatus.COMPLETED.value,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_page_facts_sql(), params)
-        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    rows = _read_page_facts("bill", [bill.pk for bill in bills], membership.user_id)
     for bill in bills:
-        acknowledged_at, paid_at, waived, disputed = rows[bill.pk]
-        facts = MemberBillFacts(
-            cancelled=bill.cancelled_at is not None,
-            paid=paid_at is not None,
-            waived=bool(waived),
-            disputed=bool(disputed),
-            past_due=day > bill.due_date,
-            acknowledged=acknowledged_at is not None,
-        )
+        row = rows[bill.pk]
+        facts = row.facts(bill, day)
         # The names ``member_bills`` annotates.
         setattr(bill, "status", derive_status(facts))  # noqa: B010
-        setattr(bill, "acknowledged_at", acknowledged_at)  # noqa: B010
-        setattr(bill, "paid_at", paid_at)  # noqa: B010
+        setattr(bill, "acknowledged_at", row.acknowledged_at)  # noqa: B010
+        setattr(bill, "paid_at", row.paid_at)  # noqa: B010
         setattr(bill, "can_pay", can_pay(facts, allow_payment_after_due=bill.allow_payment_after_due))  # noqa: B010
     return bills
 
@@ -336,25 +367,6 @@ def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> Q
     )
 
 
-@functools.cache
-def _bill_page_facts_sql() -> str:
-    t, d, a = Transaction, BillDispute, BillAcknowledgement
-    return (
-        f"SELECT page.id, ack.{column(a, 'acknowledged_at')}, paid.{column(t, 'created_at')}, "  # noqa: S608 - identifiers from the models
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = page.id "
-        f"AND {column(d, 'status')} = %(upheld)s), "
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = page.id "
-        f"AND {column(d, 'status')} = %(open)s), "
-        f"(SELECT {column(d, 'id')} FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s "
-        f"AND {column(d, 'user')} = page.id ORDER BY {column(d, 'created_at')} DESC LIMIT 1) "
-        "FROM unnest(%(users)s::uuid[]) AS page(id) "
-        f"LEFT JOIN {table(a)} ack ON ack.{column(a, 'bill')} = %(bill)s AND ack.{column(a, 'user')} = page.id "
-        # At most one completed payment per bill and member (a unique constraint).
-        f"LEFT JOIN {table(t)} paid ON paid.{column(t, 'bill')} = %(bill)s AND paid.{column(t, 'payer')} = page.id "
-        f"AND paid.{column(t, 'type')} = %(payment)s AND paid.{column(t, 'status')} = %(completed)s"
-    )
-
-
 def decorate_bill_members(
     memberships: Sequence[Membership], *, bill: Bill, today: datetime.date | None = None
 ) -> Sequence[Membership]:
@@ -372,28 +384,11 @@ def decorate_bill_members(
             for name in names:
                 setattr(membership, name, getattr(annotated[membership.pk], name))
         return memberships
-    params: dict[str, Any] = {
-        "users": [m.user_id for m in memberships],
-        "bill": bill.pk,
-        "upheld": DisputeStatus.UPHELD.value,
-        "open": DisputeStatus.OPEN.value,
-        "payment": TransactionType.BILL_PAYMENT.value,
-        "completed": TransactionStatus.COMPLETED.value,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(_bill_page_facts_sql(), params)
-        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    rows = _read_page_facts("user", [m.user_id for m in memberships], bill.pk)
     for membership in memberships:
-        acknowledged_at, paid_at, waived, disputed, dispute_id = rows[membership.user_id]
-        facts = MemberBillFacts(
-            cancelled=bill.cancelled_at is not None,
-            paid=paid_at is not None,
-            waived=bool(waived),
-            disputed=bool(disputed),
-            past_due=day > bill.due_date,
-            acknowledged=acknowledged_at is not None,
-        )
-        for name, value in zip(names, (derive_status(facts), acknowledged_at, paid_at, dispute_id), strict=True):
+        row = rows[membership.user_id]
+        values = (derive_status(row.facts(bill, day)), row.acknowledged_at, row.paid_at, row.dispute_id)
+        for name, value in zip(names, values, strict=True):
             setattr(membership, name, value)
     return memberships
 
