@@ -19,10 +19,8 @@ from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
 from levy.billing.selectors import (
     BillStats,
-    bill_acknowledge_refusal,
     bill_audience,
     estate_today,
-    member_bill_facts,
     read_member_facts,
 )
 from levy.billing.status import BillStatus, MemberBillFacts, derive_status
@@ -182,6 +180,17 @@ def bill_create_user_specific(
 # --- acknowledgement --------------------------------------------------------------------
 
 
+def _facts_unless_refused(bill: Bill, user: Any) -> dict[str, bool]:
+    """The member's facts of ``bill`` (one statement), after the refusals acknowledging
+    and disputing share: the bill must apply to them (else 404) and not be cancelled."""
+    read = read_member_facts(bill=bill, user=user)
+    if not read["applies"]:
+        raise NotFoundError()
+    if bill.cancelled_at is not None:
+        raise RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+    return read
+
+
 def bill_acknowledge(
     *, access: EstateAccess, bill: Bill, origin: Origin = Origin()
 ) -> tuple[BillAcknowledgement, bool]:
@@ -200,11 +209,7 @@ def bill_acknowledge_with_status(
     with transaction.atomic():
         refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        read = read_member_facts(bill=bill, user=access.user)
-        if not read["applies"]:
-            raise NotFoundError()
-        if bill.cancelled_at is not None:
-            raise RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+        read = _facts_unless_refused(bill, access.user)
         facts = MemberBillFacts(
             cancelled=False,
             paid=read["paid"],
@@ -257,15 +262,12 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
         wallet_lock(cluster=access.cluster, user=access.user)
-        refusal = bill_acknowledge_refusal(bill=bill, user=access.user)
-        if refusal is not None:
-            raise refusal
-        facts = member_bill_facts(bill=bill, user=access.user)
-        if facts.paid:
+        facts = _facts_unless_refused(bill, access.user)
+        if facts["paid"]:
             raise RuleViolation("You have already paid this bill.", code="bill_already_paid")
-        if facts.waived:
+        if facts["waived"]:
             raise RuleViolation("This bill was already waived for you.", code="bill_waived")
-        if facts.disputed:
+        if facts["disputed"]:
             raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open")
         try:
             with transaction.atomic():

@@ -140,7 +140,7 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
     "create estate-wide bill": (_create_bill, 201, 9),
     "acknowledge": (_acknowledge, 200, 11),
-    "dispute": (_dispute, 201, 15),
+    "dispute": (_dispute, 201, 14),
     "pay": (_pay, 201, 16),
     "wallet credit": (_credit, 201, 12),
     "cancel bill": (_cancel, 200, 11),
