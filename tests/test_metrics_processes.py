@@ -189,8 +189,14 @@ def test_gunicorn_adds_up_its_workers_counters(gunicorn: Gunicorn) -> None:
         what="gunicorn to replace the killed worker",
         log=lambda: tail(gunicorn.log),
     )
+    # The arbiter forgets the dead worker's gauge as it reaps it (child_exit); a scrape
+    # can still land between the replacement showing up and that, so wait for it.
+    wait_for(
+        lambda: str(victim) not in memory_pids(scrape(gunicorn.port), "web"),
+        what="the killed worker's memory gauge to go",
+        log=lambda: tail(gunicorn.log),
+    )
     after = scrape(gunicorn.port)
-    assert str(victim) not in memory_pids(after, "web")
     assert value(after, "levy_http_requests_total", **healthz) == before + sent
 
 
