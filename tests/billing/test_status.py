@@ -74,6 +74,11 @@ def test_derive_status_examples(facts: dict[str, bool], expected: str) -> None:
     assert derive_status(MemberBillFacts(**facts)) == expected
 
 
+def all_member_fact_combos() -> list[dict[str, bool]]:
+    """Every combination of the four member facts (16)."""
+    return [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+
+
 def _set_member_facts(estate: Estate, bill: Bill, member: Membership, combo: dict[str, bool]) -> None:
     """Write the stored facts directly (some combinations are unreachable through the
     services; the derivation must still agree on them)."""
@@ -130,7 +135,7 @@ def _build(combos: list[dict[str, bool]]) -> tuple[Estate, datetime.date, list[t
 
 @pytest.mark.django_db
 def test_python_and_sql_agree_on_every_combination_of_facts() -> None:
-    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    combos = all_member_fact_combos()
     _, today, bills, members = _build(combos)
     checked = set()
     for bill, cancelled, past_due in bills:
@@ -273,7 +278,7 @@ def test_the_decorated_page_agrees_with_the_annotated_member_bills() -> None:
     """The resident bill list paginates plain bills and reads the page's facts in one
     fixed statement (``decorate_member_bills``); it must show exactly what the annotated
     ``member_bills`` queryset derives, for every combination of facts."""
-    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    combos = all_member_fact_combos()
     _, today, bills, members = _build(combos)
     Bill.objects.filter(pk=bills[1][0].pk).update(allow_payment_after_due=True)
     names = ("status", "acknowledged_at", "paid_at", "can_pay")
@@ -295,7 +300,7 @@ def test_the_decorated_audience_page_agrees_with_the_annotated_bill_member_statu
     """One bill's per-member list paginates the audience and reads the page's facts in
     one fixed statement (``decorate_bill_members``); it must show what
     ``bill_member_statuses`` derives, for every combination of facts."""
-    combos = [dict(zip(MEMBER_FACTS, values, strict=True)) for values in itertools.product([False, True], repeat=4)]
+    combos = all_member_fact_combos()
     _, today, bills, _ = _build(combos)
     names = ("status", "acknowledged_at", "paid_at", "dispute_id")
     seen = set()
