@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -197,6 +198,111 @@ class RssSampler(threading.Thread):
     def finish(self) -> None:
         self._stop_event.set()
         self.join(5)
+
+
+def tree_cpu(process: psutil.Process) -> float:
+    """CPU seconds (user + system) a process and its descendants have used, including
+    descendants that have exited and been reaped (their parent's ``children_*``)."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def find_server_pid(name: str) -> int | None:
+    """The oldest process called ``name`` whose parent is not one (the postmaster, say)."""
+    found = []
+    for proc in psutil.process_iter(["name", "ppid", "create_time"]):
+        if proc.info["name"] != name:
+            continue
+        try:
+            parent = psutil.Process(proc.info["ppid"]).name()
+        except psutil.Error:
+            parent = ""
+        if parent != name:
+            found.append((proc.info["create_time"], proc.pid))
+    return min(found)[1] if found else None
+
+
+BACKEND_PORT = re.compile(r"\((\d+)\)")
+
+
+def client_ports(process: psutil.Process, server_port: int) -> set[int]:
+    """Local ports of a process tree's TCP connections to ``server_port``."""
+    ports = set()
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.raddr and conn.raddr.port == server_port:
+                    ports.add(conn.laddr.port)
+        except psutil.Error:
+            continue
+    return ports
+
+
+class CpuMeter:
+    """CPU seconds by role over a phase: gunicorn (master and workers), the Celery
+    worker, PostgreSQL — the sessions of gunicorn (``pg:web``), of the worker
+    (``pg:worker``) and the rest (``pg:other``: autovacuum, WAL writer, checkpointer,
+    other sessions) —, Redis and the benchmark's own client threads. On a 2-core
+    machine the sum is what the phase cost; divided by the requests it is the CPU a
+    request needs wherever it runs."""
+
+    def __init__(self, *, web: int, worker: int, postgres: int | None, redis: int | None, pg_port: int) -> None:
+        self.pids = {"gunicorn": web, "worker": worker}
+        self.postgres, self.redis, self.pg_port = postgres, redis, pg_port
+
+    def snapshot(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        owners: dict[int, str] = {}
+        for name, pid in self.pids.items():
+            try:
+                process = psutil.Process(pid)
+                out[name] = tree_cpu(process)
+                owners.update(
+                    dict.fromkeys(client_ports(process, self.pg_port), f"pg:{'web' if name == 'gunicorn' else name}")
+                )
+            except psutil.NoSuchProcess:
+                out[name] = 0.0
+        pg = {"pg:web": 0.0, "pg:worker": 0.0, "pg:other": 0.0}
+        if self.postgres is not None:
+            try:
+                pg["pg:other"] = tree_cpu(psutil.Process(self.postgres))
+                for child in psutil.Process(self.postgres).children():
+                    try:
+                        found = BACKEND_PORT.search(" ".join(child.cmdline()))
+                        owner = owners.get(int(found.group(1))) if found else None
+                        if owner is None:
+                            continue
+                        t = child.cpu_times()
+                        used = t.user + t.system + t.children_user + t.children_system
+                        pg[owner] += used
+                        pg["pg:other"] -= used
+                    except psutil.Error:
+                        continue
+            except psutil.NoSuchProcess:
+                pass
+        out.update(pg)
+        try:
+            out["redis"] = tree_cpu(psutil.Process(self.redis)) if self.redis is not None else 0.0
+        except psutil.NoSuchProcess:
+            out["redis"] = 0.0
+        own = psutil.Process().cpu_times()
+        out["client"] = own.user + own.system
+        return out
+
+    @staticmethod
+    def per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+        """CPU milliseconds per request, by role, and their total. A session that
+        ended in the window moves its CPU to ``pg:other``; the total stays right."""
+        used = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in before}
+        per = {name: 1000.0 * value / max(1, requests) for name, value in used.items()}
+        per["total"] = sum(per.values())
+        return per
 
 
 # --- HTTP --------------------------------------------------------------------------------------
@@ -792,6 +898,24 @@ class Run:
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    cpu: CpuMeter | None = None
+    # Waits until the worker has caught up (set once it runs): the CPU of a phase's
+    # notifications is counted in that phase.
+    drain: Callable[[float], float] | None = None
+
+    def cpu_window(self) -> Callable[[int], dict[str, Any] | None]:
+        """Start counting CPU; the returned function ends the window (after the
+        worker has drained) and returns CPU milliseconds per request by role."""
+        if self.cpu is None:
+            return lambda requests: None
+        meter, before, since = self.cpu, self.cpu.snapshot(), time.time()
+
+        def finish(requests: int) -> dict[str, Any] | None:
+            drained = self.drain(since) if self.drain is not None else 0.0
+            per = meter.per_request(before, meter.snapshot(), requests)
+            return {**per, "drain_s": drained}
+
+        return finish
 
     def token(self, user_id: str) -> str:
         return self.tokens[user_id]
@@ -828,9 +952,11 @@ class Run:
         warm, measured = calls[: self.config.warmup], calls[self.config.warmup :]
         warm_out, _ = run_calls(self.config.port, warm, clients)
         warm_errors = self.check(f"{key} (warm-up)", warm, warm_out)
+        cpu = self.cpu_window()
         outcomes, wall = run_calls(self.config.port, measured, clients)
         errors = self.check(key, measured, outcomes)
         summary = summarize(outcomes, wall)
+        summary["cpu_ms_per_request"] = cpu(len(outcomes))
         summary.update({"warmup": len(warm), "clients": clients, "errors": errors + warm_errors})
         first_ok = next((o for o in outcomes if o.status == 200), None)
         if first_ok is not None:
@@ -939,6 +1065,7 @@ def measure_throughput(run: Run, pairs: dict[str, list[tuple[str, Decimal]]]) ->
     threads = [threading.Thread(target=client, args=(lane,), daemon=True) for lane in range(clients)]
     for thread in threads:
         thread.start()
+    cpu = run.cpu_window()
     barrier.wait()
     started = time.perf_counter()
     join_all(threads)
@@ -948,6 +1075,7 @@ def measure_throughput(run: Run, pairs: dict[str, list[tuple[str, Decimal]]]) ->
     errors = run.check("payment throughput", calls, outcomes)
     successes = sum(1 for o in outcomes if o.status == 201)
     summary = summarize(outcomes, wall)
+    summary["cpu_ms_per_request"] = cpu(len(outcomes))
     return {
         "clients": clients,
         "payments_sent": len(calls),
@@ -958,6 +1086,30 @@ def measure_throughput(run: Run, pairs: dict[str, list[tuple[str, Decimal]]]) ->
         "latency": summary,
         "keys_prefix": "bench-tp-",
     }
+
+
+def outbox_drainer(worker: Service, timeout: float = 120.0) -> Callable[[float], float]:
+    """A function that waits until every notification recorded since ``since`` (a
+    Unix time) is delivered and sent, while the worker runs; returns the seconds it
+    waited."""
+    from levy.notifications.models import Delivery, DeliveryStatus, NotificationIntent
+
+    def drain(since: float) -> float:
+        started = time.monotonic()
+        after = datetime.datetime.fromtimestamp(since - 1, tz=datetime.UTC)
+        while worker.alive() and time.monotonic() - started < timeout:
+            waiting = (
+                NotificationIntent.objects.filter(created_at__gte=after, delivered_at__isnull=True).exists()
+                or Delivery.objects.filter(
+                    intent__created_at__gte=after, status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+                ).exists()
+            )
+            if not waiting:
+                break
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    return drain
 
 
 def verify_money() -> dict[str, int]:
@@ -1380,6 +1532,31 @@ def latency_table(config: Config, latency: dict[str, dict[str, Any]], other: dic
     return lines
 
 
+CPU_ROLES = ("gunicorn", "pg:web", "worker", "pg:worker", "pg:other", "redis", "client")
+
+
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """CPU milliseconds per request by process, for the operations that measured it:
+    on this machine the latency targets leave ~2 cores x the time, shared by all."""
+    rows = [(op.label, results["latency"].get(op.key)) for op in OPERATIONS]
+    throughput = results.get("throughput")
+    if throughput:
+        rows.append((f"payments, throughput run ({throughput['clients']} clients)", throughput.get("latency")))
+    header = f"{'CPU ms per request':<44}" + "".join(f"{role:>10}" for role in (*CPU_ROLES, "total"))
+    lines = [header, "-" * len(header)]
+    for label, summary in rows:
+        cpu = (summary or {}).get("cpu_ms_per_request")
+        if not cpu:
+            continue
+        lines.append(f"{label:<44}" + "".join(f"{cpu.get(role, 0.0):10.1f}" for role in (*CPU_ROLES, "total")))
+    if len(lines) == 2:
+        return []
+    lines.append(
+        "(the worker's share includes the notifications the phase caused, counted once the worker had caught up)"
+    )
+    return lines
+
+
 def other_table(results: dict[str, Any]) -> list[str]:
     lines = []
     t = results.get("throughput")
@@ -1510,6 +1687,10 @@ def print_report(config: Config, results: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     lines.extend(latency_table(config, results["latency"], other))
+    cpu_lines = cpu_table(results)
+    if cpu_lines:
+        lines.append("")
+        lines.extend(cpu_lines)
     lines.append("")
     lines.extend(other_table(results))
     if results.get("baseline"):
@@ -1669,6 +1850,14 @@ def bench(config: Config) -> int:
     server = start_gunicorn(config, name="gunicorn", port=config.port, workers=config.workers, logs=logs)
     worker = start_worker(config, name="worker", logs=logs)
     results["servers_started_s"] = time.perf_counter() - wall_started
+    run.cpu = CpuMeter(
+        web=server.pid,
+        worker=worker.pid,
+        postgres=find_server_pid("postgres"),
+        redis=find_server_pid("redis-server"),
+        pg_port=urllib.parse.urlsplit(config.postgres).port or 5432,
+    )
+    run.drain = outbox_drainer(worker)
 
     # The sign-in path once over HTTP, and the issued tokens accepted by the server.
     conn = Http(config.port)

@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class CommonConfig(AppConfig):
     name = "levy.common"
     label = "common"
+
+    def ready(self) -> None:
+        """Around each Celery task, the connection rules of a request (task_db)."""
+        from celery import signals
+
+        from levy.common.task_db import close_old_connections_around_task
+
+        for signal in (signals.task_prerun, signals.task_postrun):
+            signal.connect(
+                close_old_connections_around_task,
+                weak=False,
+                dispatch_uid=f"levy.task_db.{'prerun' if signal is signals.task_prerun else 'postrun'}",
+            )

@@ -422,6 +422,37 @@ def test_each_event_reaches_exactly_its_audience(real_broker: RedisServer, start
     ]
 
 
+def worker_sessions(application_name: str) -> set[tuple[int, Any]]:
+    """(pid, backend_start) of the PostgreSQL sessions opened under ``application_name``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = %s", [application_name]
+        )
+        return set(cursor.fetchall())
+
+
+def test_the_worker_keeps_its_database_session_from_task_to_task(real_broker: RedisServer, start_worker) -> None:
+    """Celery's Django fixup closes the connection around every task unless told
+    otherwise; a new session per notification cost PostgreSQL more CPU than the task.
+    The worker keeps one session across tasks (DB_CONN_MAX_AGE), as a web process does."""
+    estate = make_estate(residents=3)
+    application_name = f"levy-test-worker-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(PGAPPNAME=application_name)  # libpq names the worker's sessions
+    bill = bill_create_cluster_wide(access=access(estate.admin), data=bill_input())
+    intents = NotificationIntent.objects.filter(cluster=estate.cluster)
+
+    def all_delivered(count: int) -> bool:
+        return intents.count() == count and not intents.filter(delivered_at__isnull=True).exists()
+
+    wait_for(lambda: all_delivered(1), what="the bill's fan-out", log=worker.log)
+    first = worker_sessions(application_name)
+    assert len(first) == 1, f"one session after the first task, found {first}"
+    for member in estate.residents:  # three more tasks, one after the other
+        bill_acknowledge(access=access(member), bill=bill)
+    wait_for(lambda: all_delivered(4), what="three acknowledgements delivered", log=worker.log)
+    assert worker_sessions(application_name) == first, "the worker opened a new session for a later task"
+
+
 def test_bills_created_while_the_broker_is_down_are_delivered_once(
     real_broker: RedisServer, start_worker, redis_server: RedisServer
 ) -> None:
