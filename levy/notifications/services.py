@@ -157,10 +157,7 @@ def intent_deliver(intent_id: Any) -> int:
     channels = list(settings.LEVY_NOTIFICATION_CHANNELS)
     for channel in channels:
         _queue_deliveries(intent, channel)
-    total = Notification.objects.filter(intent=intent).count()
-    NotificationIntent.objects.filter(pk=intent.pk).update(
-        delivered_at=timezone.now(), delivered_count=total, last_error=""
-    )
+    total = _intent_delivered(intent.pk)
     count_fan_out(intent.event, written=written)
     if channels and total <= settings.LEVY_DELIVERY_INLINE_MAX:
         # A handful of emails (an acknowledgement, a payment): sent here, saving a second
@@ -199,6 +196,24 @@ def _intent_attempt(intent_id: Any) -> NotificationIntent | None:
         return None
     row = fetch_one(_intent_attempt_sql(connection.vendor), [pk])  # one statement: atomic as it is
     return None if row is None else model_from_row(NotificationIntent, row)[0]
+
+
+@functools.cache
+def _intent_delivered_sql(vendor: str) -> str:
+    intent_table = table(NotificationIntent)
+    return (
+        f"UPDATE {intent_table} SET {column(NotificationIntent, 'delivered_at')} = %s, "  # noqa: S608 - identifiers from the models
+        f"{column(NotificationIntent, 'delivered_count')} = (SELECT count(*) FROM {table(Notification)} "
+        f"WHERE {column(Notification, 'intent')} = %s), {column(NotificationIntent, 'last_error')} = '' "
+        f"WHERE {column(NotificationIntent, 'id')} = %s RETURNING {column(NotificationIntent, 'delivered_count')}"
+    )
+
+
+def _intent_delivered(intent_id: Any) -> int:
+    """Mark the intent delivered with the count of its inbox rows; one statement."""
+    pk = db_value(NotificationIntent, "id", intent_id)
+    row = fetch_one(_intent_delivered_sql(connection.vendor), [timezone.now(), pk, pk])
+    return int(row[0]) if row else 0
 
 
 def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str, body: str) -> int:
@@ -322,9 +337,7 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
             now = timezone.now()
             sent_ids = [d.pk for d in claimed if d.pk not in failures]
             if sent_ids:
-                Delivery.objects.filter(pk__in=sent_ids).update(
-                    status=DeliveryStatus.SENT, sent_at=now, last_error="", updated_at=now
-                )
+                _mark_sent(sent_ids, now)
             for delivery in claimed:
                 error = failures.get(delivery.pk)
                 if error is None:
@@ -345,8 +358,94 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
     return counts
 
 
+def _mark_sent(ids: list[Any], now: datetime.datetime) -> None:
+    if connection.vendor != "postgresql":
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.SENT, sent_at=now, last_error="", updated_at=now
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_mark_sent_sql(connection.vendor), [DeliveryStatus.SENT, now, now, ids])
+
+
+@functools.cache
+def _mark_sent_sql(vendor: str) -> str:
+    return (
+        f"UPDATE {table(Delivery)} SET {column(Delivery, 'status')} = %s, {column(Delivery, 'sent_at')} = %s, "  # noqa: S608 - identifiers from the model
+        f"{column(Delivery, 'last_error')} = '', {column(Delivery, 'updated_at')} = %s "
+        f"WHERE {column(Delivery, 'id')} = ANY(%s::uuid[])"
+    )
+
+
+@functools.cache
+def _claim_sql(vendor: str, for_intent: bool) -> str:
+    """Claim up to a batch of due deliveries and read them with their notification and
+    recipient: the queue's ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``,
+    one statement. It restates ``_claim_orm``'s rule (tests compare the two)."""
+    from levy.accounts.models import User
+
+    d, n, u = table(Delivery), table(Notification), table(User)
+
+    def c(name: str) -> str:
+        return column(Delivery, name)
+
+    due = (
+        f"{c('channel')} = %(channel)s AND {c('status')} IN (%(pending)s, %(failed)s) "
+        f"AND {c('next_attempt_at')} <= %(now)s AND {c('attempts')} < %(max_attempts)s"
+    )
+    if for_intent:
+        due += f" AND {c('intent')} = %(intent)s"
+    return f"""
+        WITH claimed AS (
+            UPDATE {d} SET {c("status")} = %(sending)s, {c("attempts")} = {c("attempts")} + 1,
+                {c("updated_at")} = %(now)s
+            WHERE {c("id")} IN (
+                SELECT {c("id")} FROM {d} WHERE {due}
+                ORDER BY {c("next_attempt_at")} LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+            RETURNING {model_columns(Delivery, d)}
+        )
+        SELECT {model_columns(Delivery, "claimed")}, {model_columns(Notification, "n")}, {model_columns(User, "u")}
+        FROM claimed
+        JOIN {n} n ON n.{column(Notification, "id")} = claimed.{c("notification")}
+        JOIN {u} u ON u.{column(User, "id")} = n.{column(Notification, "recipient")}
+    """  # noqa: S608 - identifiers from the models; every value is a parameter
+
+
 def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
+    """Claim (``sending``, one attempt more) up to ``batch_size`` due deliveries, each
+    with its notification and recipient loaded. ``updated_at`` marks the claim: the
+    sweep treats a claim older than LEVY_DELIVERY_STUCK_SECONDS as abandoned by a dead
+    worker."""
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        from levy.accounts.models import User
+
+        params = {
+            "channel": channel,
+            "pending": DeliveryStatus.PENDING,
+            "failed": DeliveryStatus.FAILED,
+            "sending": DeliveryStatus.SENDING,
+            "now": now,
+            "max_attempts": settings.LEVY_DELIVERY_MAX_ATTEMPTS,
+            "batch": batch_size,
+            "intent": None if intent_id is None else db_value(Delivery, "intent", intent_id),
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_claim_sql(connection.vendor, intent_id is not None), params)
+            rows = cursor.fetchall()
+        claimed = []
+        for row in rows:
+            delivery, at = model_from_row(Delivery, row)
+            notification, at = model_from_row(Notification, row, at)
+            notification.recipient = model_from_row(User, row, at)[0]
+            delivery.notification = notification
+            claimed.append(delivery)
+        return claimed
+    return _claim_orm(channel=channel, intent_id=intent_id, batch_size=batch_size, now=now)
+
+
+def _claim_orm(*, channel: str, intent_id: Any, batch_size: int, now: datetime.datetime) -> list[Delivery]:
+    """The portable claim (SQLite, the demo), and the reference the statement is tested against."""
     due = Q(
         channel=channel,
         status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
@@ -364,8 +463,6 @@ def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
         )
         if not ids:
             return []
-        # updated_at marks the claim: the sweep treats a claim older than
-        # LEVY_DELIVERY_STUCK_SECONDS as abandoned by a dead worker.
         Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, updated_at=now
         )

@@ -243,3 +243,60 @@ def test_a_failing_fan_out_records_why_and_stops_after_the_attempt_limit(estate:
     settings.LEVY_INTENT_MAX_ATTEMPTS = 2
     NotificationIntent.objects.filter(pk=intent.pk).update(attempts=2)
     assert intents_sweep(older_than_seconds=0)["dispatched"] == 0
+
+
+def test_the_claim_statement_takes_what_the_orm_rule_takes(estate: Estate, settings) -> None:
+    """``_claim`` (one statement on PostgreSQL) against ``_claim_orm`` (the ORM's
+    select-for-update, then update): the same deliveries, the same new state, each
+    with its notification and recipient loaded."""
+    from django.db import transaction
+
+    from levy.notifications.services import _claim, _claim_orm, _queue_deliveries
+
+    settings.LEVY_NOTIFICATION_CHANNELS = []  # queue the deliveries by hand below
+    with committed():
+        first, _ = _remind(estate, "PAYMENT_REMINDER:first")
+        second, _ = _remind(estate, "PAYMENT_REMINDER:second")
+    for intent in (first, second):
+        _queue_deliveries(intent, "email")
+    _queue_deliveries(first, "sms")  # another channel: never claimed for email
+    now = timezone.now()
+    ago = [now - datetime.timedelta(minutes=m) for m in range(10)]
+    a, b = (list(Delivery.objects.filter(intent=i, channel="email").order_by("pk")) for i in (first, second))
+    states = {
+        a[0]: {"status": "pending", "next_attempt_at": ago[5]},  # due
+        a[1]: {"status": "failed", "attempts": 1, "next_attempt_at": ago[4]},  # due for a retry
+        a[2]: {"status": "pending", "next_attempt_at": now + datetime.timedelta(minutes=5)},  # not yet
+        b[0]: {"status": "pending", "next_attempt_at": ago[3]},  # due
+        b[1]: {"status": "sending", "next_attempt_at": ago[9]},  # someone else's
+        b[2]: {"status": "failed", "attempts": settings.LEVY_DELIVERY_MAX_ATTEMPTS, "next_attempt_at": ago[8]},
+    }
+    for delivery, values in states.items():
+        Delivery.objects.filter(pk=delivery.pk).update(**values)
+    Delivery.objects.filter(channel="sms").update(next_attempt_at=ago[9])
+
+    def outcome(claimed: list[Delivery]) -> dict:
+        return {d.pk: (d.status, d.attempts, d.notification.event_key, d.notification.recipient.email) for d in claimed}
+
+    cases = [
+        ({"intent_id": None, "batch_size": 10}, [a[0], a[1], b[0]]),
+        ({"intent_id": None, "batch_size": 2}, [a[0], a[1]]),
+    ]
+    cases.append(({"intent_id": second.pk, "batch_size": 10}, [b[0]]))
+    cases.append(({"intent_id": str(first.pk), "batch_size": 10}, [a[0], a[1]]))
+    for arguments, expected in cases:
+        with transaction.atomic():
+            reference = outcome(_claim_orm(channel="email", now=timezone.now(), **arguments))
+            transaction.set_rollback(True)
+        with transaction.atomic():
+            claimed = outcome(_claim(channel="email", **arguments))
+            stored = {d.pk: (d.status, d.attempts) for d in Delivery.objects.filter(pk__in=[e.pk for e in expected])}
+            transaction.set_rollback(True)
+        assert set(claimed) == {d.pk for d in expected}, arguments
+        assert claimed == reference, arguments
+        assert all(status == "sending" for status, _ in stored.values())
+        for delivery in expected:
+            old_attempts = states[delivery].get("attempts", 0)
+            assert claimed[delivery.pk][:2] == ("sending", old_attempts + 1)
+            assert stored[delivery.pk] == ("sending", old_attempts + 1)
+            assert claimed[delivery.pk][3] == delivery.notification.recipient.email
