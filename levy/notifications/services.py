@@ -109,26 +109,35 @@ def notify(
         priority=spec.priority.value,
         recipients=recipients.to_json(),
         context=_json_ready(context),
+        # Marked as handed to the broker now, with the intent: the commit hands it over,
+        # and only a refusal costs a second statement (it clears the mark). A process
+        # that dies between its commit and the broker leaves the mark set; the sweep
+        # re-dispatches the intent after LEVY_SWEEP_REDISPATCH_SECONDS.
+        dispatched_at=timezone.now(),
     )
     created = insert_unless_exists(intent, "event_key")
     if not created:
         intent = NotificationIntent.objects.get(event_key=event_key)
     else:
-        transaction.on_commit(partial(intent_dispatch, intent.pk, intent.priority), robust=True)
+        transaction.on_commit(partial(intent_dispatch, intent.pk, intent.priority, marked=True), robust=True)
     return intent, created
 
 
-def intent_dispatch(intent_id: Any, priority: str) -> bool:
-    """Hand an intent to the broker. A failure is logged, not raised: the sweep will
-    dispatch it later. Returns whether the broker took it."""
+def intent_dispatch(intent_id: Any, priority: str, *, marked: bool = False) -> bool:
+    """Hand an intent to the broker and record when (``marked``: already recorded
+    with the intent). A failure is logged, not raised, and leaves ``dispatched_at``
+    empty: the sweep will dispatch it later. Returns whether the broker took it."""
     from levy.notifications.tasks import deliver_intent
 
     try:
         deliver_intent.apply_async(args=[str(intent_id)], queue=queue_for(priority), retry=False)
     except Exception:
         logger.warning("broker unavailable: intent %s left for the sweep", intent_id, exc_info=True)
+        if marked:
+            update_row(NotificationIntent, intent_id, dispatched_at=None)
         return False
-    update_row(NotificationIntent, intent_id, dispatched_at=timezone.now())
+    if not marked:
+        update_row(NotificationIntent, intent_id, dispatched_at=timezone.now())
     return True
 
 

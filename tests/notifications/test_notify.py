@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.core import mail
@@ -191,6 +192,44 @@ def test_the_sweep_delivers_what_the_broker_missed(estate: Estate) -> None:
     assert intents_sweep(older_than_seconds=0)["dispatched"] == 1
     assert Notification.objects.filter(event="PAYMENT_DUE").count() == 3
     assert intents_sweep(older_than_seconds=0)["dispatched"] == 0
+
+
+def test_a_broker_that_takes_the_intent_costs_no_second_statement(estate: Estate, settings) -> None:
+    """The intent is written already marked as handed over; when the broker takes it at
+    commit, nothing more is written (only a refusal clears the mark: the test above)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    parts = urlsplit(settings.CELERY_BROKER_URL)
+    assert parts.scheme == "redis", "this test needs the Redis broker of `make test`"
+    broker = urlunsplit((parts.scheme, parts.netloc, "/14", "", ""))  # a database of its own
+    with broker_at(broker):
+        with CaptureQueriesContext(connection) as statements, committed() as callbacks:
+            intent, _ = _remind(estate)
+        with celery_app.connection_for_write() as conn:  # the task stays unconsumed: drop it
+            for queue in ("notifications", "notifications_high"):
+                conn.default_channel.queue_purge(queue)
+    assert len(callbacks) == 1
+    intent_table = NotificationIntent._meta.db_table
+    assert [q["sql"] for q in statements.captured_queries if q["sql"].startswith(f'UPDATE "{intent_table}"')] == []
+    intent.refresh_from_db()
+    assert intent.dispatched_at is not None and intent.delivered_at is None
+    assert Notification.objects.filter(intent=intent).count() == 0  # with the broker, not run here
+
+
+def test_an_intent_whose_process_died_before_the_broker_is_redispatched_later(estate: Estate, settings) -> None:
+    """Committed and marked, but the commit hook never ran (the process died): the
+    sweep leaves it alone while it could still be on its way, then sends it."""
+    intent, _ = _remind(estate)  # recorded; its commit hook is not run here
+    intent.refresh_from_db()
+    assert intent.dispatched_at is not None
+    assert intents_sweep(older_than_seconds=0)["dispatched"] == 0
+    stale = timezone.now() - datetime.timedelta(seconds=settings.LEVY_SWEEP_REDISPATCH_SECONDS + 1)
+    NotificationIntent.objects.filter(pk=intent.pk).update(created_at=stale, dispatched_at=stale)
+    assert intents_sweep()["dispatched"] == 1
+    assert Notification.objects.filter(intent=intent).count() == 3
+    intent.refresh_from_db()
+    assert intent.delivered_at is not None and intent.dispatched_at > stale
 
 
 def test_the_sweep_returns_interrupted_deliveries_to_the_queue(estate: Estate, settings) -> None:
