@@ -1569,6 +1569,25 @@ def other_table(results: dict[str, Any]) -> list[str]:
                 verdict(t["payments_per_second"] >= PAYMENTS_PER_SECOND_TARGET and t["errors"] == 0),
             )
         )
+        cpu = (t.get("latency") or {}).get("cpu_ms_per_request")
+        cpus = (results.get("machine") or {}).get("cpus") or 1
+        if cpu:
+            lines.append(
+                (
+                    "  the worker sent their notifications within",
+                    f"{cpu['drain_s']:.1f} s",
+                    "of the last payment",
+                    "",
+                )
+            )
+            lines.append(
+                (
+                    "  CPU per payment, all processes (table above)",
+                    f"{cpu['total']:.1f} ms",
+                    f"{cpus} CPUs: <= {cpus * 1000 / cpu['total']:.0f}/s" if cpu["total"] > 0 else "",
+                    "",
+                )
+            )
     m = results.get("money")
     if m:
         bad = m["bill_member_pairs_paid_twice"], m["negative_balances"], m["balances_not_equal_to_ledger"]
