@@ -207,7 +207,7 @@ def tree_cpu(process: psutil.Process) -> float:
     for proc in [process, *process.children(recursive=True)]:
         try:
             t = proc.cpu_times()
-        except psutil.NoSuchProcess:
+        except psutil.Error:  # gone, or not ours to read
             continue
         total += t.user + t.system + t.children_user + t.children_system
     return total
@@ -266,7 +266,7 @@ class CpuMeter:
                 owners.update(
                     dict.fromkeys(client_ports(process, self.pg_port), f"pg:{'web' if name == 'gunicorn' else name}")
                 )
-            except psutil.NoSuchProcess:
+            except psutil.Error:
                 out[name] = 0.0
         pg = {"pg:web": 0.0, "pg:worker": 0.0, "pg:other": 0.0}
         if self.postgres is not None:
@@ -284,12 +284,12 @@ class CpuMeter:
                         pg["pg:other"] -= used
                     except psutil.Error:
                         continue
-            except psutil.NoSuchProcess:
+            except psutil.Error:
                 pass
         out.update(pg)
         try:
             out["redis"] = tree_cpu(psutil.Process(self.redis)) if self.redis is not None else 0.0
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             out["redis"] = 0.0
         own = psutil.Process().cpu_times()
         out["client"] = own.user + own.system

@@ -11,9 +11,5 @@ class CommonConfig(AppConfig):
 
         from levy.common.task_db import close_old_connections_around_task
 
-        for signal in (signals.task_prerun, signals.task_postrun):
-            signal.connect(
-                close_old_connections_around_task,
-                weak=False,
-                dispatch_uid=f"levy.task_db.{'prerun' if signal is signals.task_prerun else 'postrun'}",
-            )
+        signals.task_prerun.connect(close_old_connections_around_task, weak=False, dispatch_uid="levy.task_db.prerun")
+        signals.task_postrun.connect(close_old_connections_around_task, weak=False, dispatch_uid="levy.task_db.postrun")
