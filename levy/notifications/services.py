@@ -249,10 +249,10 @@ def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str,
         ids = list(page[:chunk])
         if not ids:
             return written
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                written += _insert_unnest(ids, common)
-            else:
+        if connection.vendor == "postgresql":
+            written += _insert_unnest(ids, common)  # one statement: atomic, and committed, as it is
+        else:
+            with transaction.atomic():
                 written += _insert_rows(ids, common)
         last = ids[-1]
         if len(ids) < chunk:
