@@ -1,4 +1,4 @@
-.PHONY: demo test check lint types format lock clean loadtest alerts-check deploy-rehearsal migrations-check bench bench-quick
+.PHONY: demo test check lint types format lock clean loadtest alerts-check deploy-rehearsal migrations-check bench bench-quick bench-compare
 
 demo:  ## install and run the service with a demo estate (SQLite, tasks in-process)
 	./scripts/demo.sh
@@ -8,12 +8,18 @@ test:  ## install and run the whole suite on PostgreSQL and Redis, with coverage
 
 # The data sets `make bench` runs, in order: `make bench BENCH_SIZE=L` runs L only.
 BENCH_SIZE ?= S L
+# Any other option of scripts/bench.py, e.g. BENCH_ARGS='--cache-db 12 --broker-db 13 --port 8400'.
+BENCH_ARGS ?=
 
 bench:  ## the benchmark of docs/performance.md on real HTTP: data set S, then L (BENCH_SIZE=S or L for one)
-	@set -e; for size in $(BENCH_SIZE); do ./scripts/bench.sh --size $$size; done
+	@set -e; for size in $(BENCH_SIZE); do ./scripts/bench.sh --size $$size $(BENCH_ARGS); done
+	@if [ "$(BENCH_SIZE)" = "S L" ]; then echo; ./scripts/bench.sh --compare; fi
 
 bench-quick:  ## the benchmark on data set S with fewer requests (under 5 minutes)
-	./scripts/bench.sh --quick
+	./scripts/bench.sh --quick $(BENCH_ARGS)
+
+bench-compare:  ## the p95 of each operation at S and L side by side, from results/bench-S.json and bench-L.json
+	./scripts/bench.sh --compare
 
 loadtest:  ## the "bill day" load test: gunicorn (production mode), a worker and Locust on data set S
 	./scripts/loadtest.sh

@@ -50,6 +50,17 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from scripts.bench_prep import (  # noqa: E402 - after the project root is on the path
+    EXPECTED_BUILD_S,
+    BuildProgress,
+    PrepError,
+    claim_redis,
+    compare_files,
+    disk_plan,
+    format_duration,
+    run_with_progress,
+)
+
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 BIN = Path(PYTHON).parent
 
@@ -87,6 +98,8 @@ FANOUT_TARGET_SECONDS = 10.0
 WORKER_PEAK_RSS_TARGET_MB = 200.0
 WEB_RSS_GROWTH_TARGET_MB = 10.0
 MB = 1024 * 1024
+# CPU busy (all cores) while the run is idle, above which other work is said to be running.
+OTHER_WORK_BUSY = 0.25
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -462,6 +475,7 @@ class Config:
     database: str
     template: str
     results: Path
+    keep_database: bool = False
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(64), repr=False)
 
     @property
@@ -583,14 +597,21 @@ def prepare_database(config: Config, logs: Path) -> dict[str, Any]:
     started = time.perf_counter()
     built = False
     if not database_exists(config, config.template):
-        say(f"==> template {config.template} not found: building data set {config.size} (S takes about a minute)")
+        history = config.results / f"dataset-{config.size}-steps.json"
+        expected = "this machine's last build" if history.exists() else "a first build on 2 cores"
+        say(
+            f"==> template {config.template} not found: building data set {config.size}"
+            f" (about {format_duration(EXPECTED_BUILD_S[config.size])} for {expected}; log in {logs / 'dataset.log'})"
+        )
         with admin_connection(config) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(config.database)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config.database)))
         manage(config, "migrate", "--noinput", log=logs / "migrate.log")
-        manage(
-            config, "generate_dataset", "--size", config.size, "--template", config.template, log=logs / "dataset.log"
-        )
+        progress = BuildProgress(config.size, history, out=sys.stdout)
+        argv = [PYTHON, "manage.py", "generate_dataset", "--size", config.size, "--template", config.template]
+        env = {**os.environ, **config.app_env(), "DJANGO_ENV": "development", "DJANGO_DEBUG": "0"}
+        if run_with_progress(argv, env=env, cwd=ROOT, log=logs / "dataset.log", progress=progress) != 0:
+            raise BenchError(f"building data set {config.size} failed; {logs / 'dataset.log'}")
         built = True
     else:
         # CREATE DATABASE … TEMPLATE fails while anyone else is connected to the template.
@@ -632,10 +653,32 @@ def prepare_database(config: Config, logs: Path) -> dict[str, Any]:
 
 
 def flush_redis(config: Config) -> None:
-    import redis
+    claim_redis(
+        config.redis,
+        (config.cache_db, config.broker_db),
+        hint="choose others with --cache-db and --broker-db (make bench BENCH_ARGS='--cache-db 12 --broker-db 13')",
+    )
 
-    for db in (config.cache_db, config.broker_db):
-        redis.Redis.from_url(f"{config.redis}/{db}").flushdb()
+
+def check_disk(config: Config) -> None:
+    """Say what the run will take on disk before it starts, and refuse when it would not fit."""
+    with admin_connection(config) as conn:
+        row = conn.execute("SHOW data_directory").fetchone()
+        size = conn.execute(
+            "SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", [config.template]
+        ).fetchone()
+    plan = disk_plan(size=config.size, data_directory=row[0] if row else "/", template_bytes=size[0] if size else None)
+    say(f"    {plan.describe(config.size, config.keep_database)}")
+    if not plan.enough:
+        raise BenchError(
+            f"not enough disk for data set {config.size}: {plan.describe(config.size, config.keep_database)}"
+        )
+
+
+def drop_work_database(config: Config) -> None:
+    with contextlib.suppress(psycopg.Error), admin_connection(config) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(config.database)))
+    say(f"work database {config.database} dropped (--keep-database keeps it)")
 
 
 def wait_ready(service: Service, port: int, timeout: float = 90.0) -> None:
@@ -1685,13 +1728,15 @@ def print_report(config: Config, results: dict[str, Any]) -> list[str]:
     ]
     cpus = results["machine"]["cpus"] or 1
     load_start, load_end = results["machine"]["load_average_at_start"][0], results["load_average_at_end"][0]
+    busy = results["machine"]["cpu_busy_before_measuring"]
     lines.append(
-        f"machine: {cpus} CPUs ({results['machine']['cpu_model']}), 1-minute load average {load_start:.1f} at the"
-        f" start, {load_end:.1f} at the end (the run's own processes included)"
+        f"machine: {cpus} CPUs ({results['machine']['cpu_model']}); just before the first measured request the"
+        f" CPUs were {busy:.0%} busy over 2 s with the run idle, 1-minute load average {load_start:.1f}"
+        f" (set-up included); {load_end:.1f} at the end"
     )
-    if load_start > cpus / 2:
+    if busy > OTHER_WORK_BUSY:
         lines.append(
-            "WARNING: other work was running on this machine at the start; the times may not be representative"
+            "WARNING: other work was running on this machine when measuring began; the times may not be representative"
         )
     if other is not None:
         other_git = other.get("git", {})
@@ -1756,6 +1801,9 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--cache-db", type=int, default=10, help="Redis database of the cache (emptied each run)")
     parser.add_argument("--broker-db", type=int, default=11, help="Redis database of the broker (emptied each run)")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="where the JSON and the logs go")
+    parser.add_argument(
+        "--keep-database", action="store_true", help="keep the work database after the run (dropped by default)"
+    )
     args = parser.parse_args(argv)
     if args.quick and args.size != "S":
         parser.error("--quick runs data set S only")
@@ -1786,18 +1834,28 @@ def parse_args(argv: list[str]) -> Config:
         database=database,
         template=template,
         results=args.results.resolve(),
+        keep_database=args.keep_database,
     )
 
 
 def bench(config: Config) -> int:
     wall_started = time.perf_counter()
-    load_at_start = os.getloadavg()
-    started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    started_at = utc_now()
     phases = Phases()
     logs = config.results / f"{config.result_name}-logs"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.log"):
         old.unlink()
+
+    say(
+        f"==> before starting: ports {config.port} and {config.port + 1} on 127.0.0.1, Redis databases"
+        f" {config.cache_db} (cache) and {config.broker_db} (broker) at {config.redis}, emptied"
+    )
+    for port in (config.port, config.port + 1):
+        if not port_is_free(port):
+            raise BenchError(f"port {port} is in use: choose another with --port (make bench BENCH_ARGS='--port 8400')")
+    flush_redis(config)
+    check_disk(config)
 
     phases.start("database", f"data set {config.size}: {config.database} from template {config.template}")
     db_times = prepare_database(config, logs)
@@ -1823,7 +1881,7 @@ def bench(config: Config) -> int:
             "quick": config.quick,
             "started_at": started_at,
             "git": git_info(),
-            "machine": {**machine_info(), "load_average_at_start": load_at_start},
+            "machine": machine_info(),
             "settings": config.public_settings(),
             "dataset": estate.counts,
             "database": db_times,
@@ -1891,6 +1949,12 @@ def bench(config: Config) -> int:
     credited = top_up_wallets(run, {**latency_pay, **throughput_pay})
     say(f"    {credited} wallets credited")
 
+    # The load when measuring begins (the set-up above is not measured): the load average
+    # (which still remembers the set-up's last minute) and how busy the CPUs are over two
+    # seconds while the run's own servers sit idle — anything busy then is other work.
+    run.drain(time.time() - 600)
+    results["machine"]["load_average_at_start"] = os.getloadavg()
+    results["machine"]["cpu_busy_before_measuring"] = psutil.cpu_percent(interval=2.0) / 100
     phases.start(
         "latency",
         f"latency: {config.warmup} warm-up + {config.requests} measured requests each, {config.clients} clients",
@@ -1950,7 +2014,7 @@ def bench(config: Config) -> int:
     results["phase_seconds"] = phases.seconds
     results["load_average_at_end"] = os.getloadavg()
     results["duration_s"] = time.perf_counter() - wall_started
-    results["finished_at"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    results["finished_at"] = utc_now()
     path = config.results / f"{config.result_name}.json"
     results["results_file"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
     results["report"] = print_report(config, results)
@@ -1964,7 +2028,19 @@ def bench(config: Config) -> int:
     return 0
 
 
+def utc_now() -> str:
+    # UTC, not local time: Django's set-up changes the process's time zone to the settings'
+    # TIME_ZONE half-way through the run.
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--compare"]:
+        parser = argparse.ArgumentParser(description="S against L from results/bench-S.json and bench-L.json.")
+        parser.add_argument("--compare", action="store_true", required=True)
+        parser.add_argument("--results", type=Path, default=ROOT / "results")
+        args = parser.parse_args(argv)
+        return compare_files(args.results.resolve(), {op.key: op.label for op in OPERATIONS})
     config = parse_args(argv)
     config.results.mkdir(parents=True, exist_ok=True)
 
@@ -1979,7 +2055,7 @@ def main(argv: list[str]) -> int:
         reason = "interrupted"
         say("interrupted: stopping the servers")
         return 130
-    except BenchError as exc:
+    except (BenchError, PrepError) as exc:
         reason = str(exc)
         say(f"BENCHMARK FAILED: {exc}")
         return 1
@@ -1988,6 +2064,8 @@ def main(argv: list[str]) -> int:
         raise
     finally:
         stop_all()
+        if not config.keep_database and database_exists(config, config.database):
+            drop_work_database(config)
         if reason is not None and PARTIAL:
             path = config.results / f"{config.result_name}-incomplete.json"
             path.write_text(json.dumps({**PARTIAL, "incomplete": reason}, indent=2, default=str) + "\n")

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.common.management.commands.generate_dataset import STEPS
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
@@ -70,6 +71,11 @@ def test_generated_data_keeps_every_invariant() -> None:
     output = generate()
     assert "wallets_transaction (bill payments)" in output
     assert "done in" in output
+    # Every step is numbered [done/total] for the benchmark's progress bar, the last one total/total
+    # (in a test's transaction: the SQL steps and the counters, no VACUUM).
+    steps = [line.split("]")[0].lstrip("[") for line in output.splitlines() if line.startswith("[")]
+    total = len(STEPS) + 1
+    assert steps == [f"{n}/{total}" for n in range(1, total + 1)]
 
     measured = Cluster.objects.get(name="Measured estate")
     assert Cluster.objects.count() == 1 + OTHER_ESTATES

@@ -13,6 +13,7 @@ PostgreSQL only. Usage::
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -341,12 +342,19 @@ class Command(BaseCommand):
             f"building data set {options['size']} (seed {options['seed']}): {members} members, {wide} estate-wide"
             f" bills, {options['other_estates']} other estates x {options['other_size']}"
         )
+        if template and template == current:
+            raise CommandError("The template must differ from the current database.")
+        # Each step's line starts with [done/total], which the benchmark reads to show its
+        # progress bar: the SQL steps, the counters, VACUUM ANALYZE (twice outside a
+        # transaction), and the template copy.
+        analyzes = 0 if connection.in_atomic_block else 2
+        self._steps = itertools.count(1)
+        self._total_steps = len(STEPS) + 1 + analyzes + (1 if template else 0)
         self._build(params, started)
         if template:
-            if template == current:
-                raise CommandError("The template must differ from the current database.")
+            step_started = time.monotonic()
             self._clone(source=current, target=template)
-            self.stdout.write(f"saved template {template} ({time.monotonic() - started:.1f}s)")
+            self._step(f"saved template {template}", "", step_started, started)
         self._report(started)
         self.stdout.write(
             f"sign in as admin@estate0.bench.levy.test or resident1@estate0.bench.levy.test, password {BENCH_PASSWORD}"
@@ -367,35 +375,35 @@ class Command(BaseCommand):
                 step_started = time.monotonic()
                 cursor.execute(statement, params)
                 rows = cursor.rowcount
-                count = f"{rows:>10,} rows" if rows >= 0 else " " * 15
-                self.stdout.write(
-                    f"  {label:<38} {count}  {time.monotonic() - step_started:6.1f}s"
-                    f"  (total {time.monotonic() - started:6.1f}s)"
-                )
+                self._step(label, f"{rows:>10,} rows" if rows >= 0 else "", step_started, started)
             for table in TEMP_TABLES:
                 cursor.execute(sql.SQL("DROP TABLE pg_temp.{}").format(sql.Identifier(table)))
             cursor.execute("DROP FUNCTION pg_temp.levy_u(text, int)")
         if not connection.in_atomic_block:  # inside an outer transaction (tests), ANALYZE can wait
-            self._analyze()
+            self._analyze(started)
         # The bills' counters, recounted from the facts just written (after ANALYZE, so
         # the recount's plans know the tables' sizes).
         step_started = time.monotonic()
         counted = recount(Bill.objects.all())
-        self.stdout.write(
-            f"  {'billing_billcounter':<38} {counted:>10,} bills  {time.monotonic() - step_started:6.1f}s"
-            f"  (total {time.monotonic() - started:6.1f}s)"
-        )
+        self._step("billing_billcounter", f"{counted:>10,} bills", step_started, started)
         if not connection.in_atomic_block:
-            self._analyze()
+            self._analyze(started)
 
-    def _analyze(self) -> None:
+    def _step(self, label: str, detail: str, step_started: float, started: float) -> None:
+        now = time.monotonic()
+        self.stdout.write(
+            f"[{next(self._steps)}/{self._total_steps}] {label:<38} {detail:>15}  {now - step_started:6.1f}s"
+            f"  (total {now - started:6.1f}s)"
+        )
+
+    def _analyze(self, started: float) -> None:
         step_started = time.monotonic()
         with connection.cursor() as cursor:
             for table in TABLES:
                 # VACUUM as well: it sets the visibility map, so the member-first indexes are
                 # read without visiting the tables (index-only scans), as on a settled database.
                 cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
-        self.stdout.write(f"  {'vacuum, analyze':<38} {'':15}  {time.monotonic() - step_started:6.1f}s")
+        self._step("vacuum, analyze", "", step_started, started)
 
     def _report(self, started: float) -> None:
         with connection.cursor() as cursor:
