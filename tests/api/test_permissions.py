@@ -191,6 +191,10 @@ ENDPOINTS = [
     Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
     Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
     Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
+    Endpoint("bills-export", "get", f"{M}/bills/export.csv", VIEW_PAYMENTS),
+    Endpoint("bill-members-export", "get", f"{M}/bills/{{bill}}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("members-export", "get", f"{M}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("transactions-export", "get", f"{M}/transactions/export.csv", VIEW_PAYMENTS),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),
