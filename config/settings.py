@@ -146,6 +146,7 @@ INSTALLED_APPS = [
     "levy.audit",
     "levy.api",
     "levy.monitoring",
+    "levy.reports",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -410,6 +411,9 @@ LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
 LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# Receipts and statements use DejaVu Sans from here when it is installed (Debian's
+# fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
+LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
