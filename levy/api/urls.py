@@ -9,6 +9,11 @@ management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
+    path(
+        "members/<str:user_id>/unlock-sign-in/",
+        management.MemberSignInUnlockView.as_view(),
+        name="management-member-unlock-sign-in",
+    ),
     path("bills/", management.BillListView.as_view(), name="management-bills"),
     path("bills/<str:bill_id>/", management.BillDetailView.as_view(), name="management-bill"),
     path("bills/<str:bill_id>/cancel/", management.BillCancelView.as_view(), name="management-bill-cancel"),

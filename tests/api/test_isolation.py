@@ -29,7 +29,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from levy.accounts.models import User
+from levy.accounts.models import SignInState, User
 from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
@@ -86,6 +86,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "notifications": rows(Notification, "event_key", "read_at"),
         "audit_events": rows(AuditEvent, "action"),
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
+        "sign_in_states": rows(SignInState, "failures", "locked_until"),
     }
 
 
@@ -156,6 +157,7 @@ RECIPES: dict[str, Recipe] = {
         multipart=True,
     ),
     "management-member": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"patch": {"active": False}}),
+    "management-member-unlock-sign-in": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {}}),
     "management-bills": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"title": "Rogue levy", "category": "other", "amount": "999.00", "due_date": _due()}},

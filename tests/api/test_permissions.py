@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
+from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
@@ -108,6 +110,10 @@ def build_world() -> World:
     failed = Transaction.objects.get(payer=resident.user, status=TransactionStatus.FAILED)
     deposit = estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
+    # The member whose sign-in an admin may unlock: locked after wrong passwords.
+    SignInState.objects.create(
+        user=estate.residents[2].user, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=15)
+    )
     operator = UserFactory(is_superuser=True, is_staff=True)
     return World(estate, bill, fresh_bill, dispute, failed, deposit, operator)
 
@@ -156,6 +162,7 @@ ENDPOINTS = [
     ),
     Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 200, _csv, multipart=True),
     Endpoint("member-change", "patch", f"{M}/members/{{member}}/", MANAGE_MEMBERS, 200, {"role": "auditor"}),
+    Endpoint("member-unlock-sign-in", "post", f"{M}/members/{{member}}/unlock-sign-in/", MANAGE_MEMBERS),
     Endpoint("bills-list", "get", f"{M}/bills/", VIEW_PAYMENTS),
     Endpoint(
         "bills-create",
