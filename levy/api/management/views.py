@@ -57,7 +57,7 @@ from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
-from levy.estates.services import member_add, member_update
+from levy.estates.services import member_add, member_sign_in_unlock, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
 from levy.wallets.selectors import TransactionFilters, transaction_list
 from levy.wallets.services import wallet_credit
@@ -151,6 +151,24 @@ class MemberDetailView(EstateAPIView):
         updated = member_update(access=self.access, membership=membership, origin=self.origin, **data.validated_data)
         updated.user = membership.user
         return Response(MemberSerializer(updated).data)
+
+
+class SignInUnlockSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    unlocked = serializers.BooleanField(help_text="False when the account had no lock and no failed sign-ins.")
+
+
+class MemberSignInUnlockView(EstateAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: SignInUnlockSerializer, **ERRORS},
+        summary="Unlock a member's sign-in after too many wrong passwords",
+    )
+    def post(self, request: Request, cluster_id: str, user_id: str) -> Response:
+        self.access.require(MembersPermissions.ManageMembers)
+        membership = access_membership(self.access, user_id)
+        unlocked = member_sign_in_unlock(access=self.access, membership=membership, origin=self.origin)
+        return Response({"user_id": membership.user_id, "unlocked": unlocked})
 
 
 class ImportResultSerializer(serializers.Serializer):
