@@ -402,6 +402,17 @@ LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
 LEVY_DELIVERY_INLINE_MAX = int(env("LEVY_DELIVERY_INLINE_MAX", "50"))
 # Optional pause between fan-out chunks, to spread the write load of a huge estate.
 LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
+# Intents with few recipients (a receipt, the managers told of an acknowledgement) are
+# delivered many per task: a commit sets a flag in the cache and sends one
+# deliver_pending task only if the flag was not set; the task waits this long for more
+# intents, clears the flag and delivers up to LEVY_NOTIFY_BATCH_MAX of them in one
+# transaction (docs/decisions/0005). LEVY_NOTIFY_BATCH=0: one task per intent, as before.
+LEVY_NOTIFY_BATCH = env_bool("LEVY_NOTIFY_BATCH", True)
+LEVY_NOTIFY_BATCH_WAIT_MS = int(env("LEVY_NOTIFY_BATCH_WAIT_MS", "50"))
+LEVY_NOTIFY_BATCH_MAX = int(env("LEVY_NOTIFY_BATCH_MAX", "100"))
+# How long a flag outlives a wake-up task that never ran (a lost message): after it, the
+# next commit sends another; the sweep delivers what such a loss left behind.
+LEVY_NOTIFY_WAKE_TTL_SECONDS = int(env("LEVY_NOTIFY_WAKE_TTL_SECONDS", "10"))
 LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))
 LEVY_SWEEP_REDISPATCH_SECONDS = int(env("LEVY_SWEEP_REDISPATCH_SECONDS", "300"))
 # An intent whose fan-out failed this many times is left for a person (see last_error).
