@@ -50,6 +50,7 @@ cluster_patterns: list[URLPattern | URLResolver] = [
     path("bills/<str:bill_id>/dispute/", members.DisputeView.as_view(), name="member-bill-dispute"),
     path("bills/<str:bill_id>/pay/", members.PayView.as_view(), name="member-bill-pay"),
     path("wallet/", members.WalletView.as_view(), name="member-wallet"),
+    path("leave/", members.LeaveView.as_view(), name="member-leave"),
     path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
     path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
     path(

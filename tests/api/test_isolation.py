@@ -158,6 +158,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "management-member": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"patch": {"active": False}}),
     "management-member-unlock-sign-in": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {}}),
+    "member-leave": Recipe({"cluster_id": CLUSTER}, {"post": {}}),
     "management-bills": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"title": "Rogue levy", "category": "other", "amount": "999.00", "due_date": _due()}},
