@@ -25,8 +25,10 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
-from levy.billing.models import Bill, BillDispute
+from levy.billing.models import Bill, BillDispute, BillSchedule
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
@@ -35,7 +37,7 @@ from levy.wallets.models import Transaction, TransactionStatus
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +70,8 @@ class World:
     dispute: BillDispute  # open, by another resident, on ``bill``
     failed: Transaction  # the resident's failed payment of ``bill``
     operator: Any
+    schedule: BillSchedule  # a running monthly schedule
+    paused_schedule: BillSchedule
 
     @property
     def resident(self) -> Membership:
@@ -92,6 +96,8 @@ class World:
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
             "failed": self.failed.pk,
+            "schedule": self.schedule.pk,
+            "paused_schedule": self.paused_schedule.pk,
         }
 
 
@@ -107,7 +113,12 @@ def build_world() -> World:
     estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
     operator = UserFactory(is_superuser=True, is_staff=True)
-    return World(estate, bill, fresh_bill, dispute, failed, operator)
+    schedules = [
+        schedule_create(access=access(estate.admin), data=schedule_input(title=title))
+        for title in ("Service charge", "Gate levy")
+    ]
+    BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
+    return World(estate, bill, fresh_bill, dispute, failed, operator, *schedules)
 
 
 def _due() -> str:
@@ -186,6 +197,24 @@ ENDPOINTS = [
         201,
         {"amount": "10000.00", "note": "bank transfer"},
     ),
+    Endpoint("schedules-list", "get", f"{M}/schedules/", VIEW_PAYMENTS),
+    Endpoint(
+        "schedules-create",
+        "post",
+        f"{M}/schedules/",
+        MANAGE_BILL,
+        201,
+        lambda: {
+            "title": "Water",
+            "category": "water",
+            "amount": "2500.00",
+            "frequency": "quarterly",
+            "first_due_date": _due(),
+        },
+    ),
+    Endpoint("schedule-pause", "post", f"{M}/schedules/{{schedule}}/pause/", MANAGE_BILL),
+    Endpoint("schedule-resume", "post", f"{M}/schedules/{{paused_schedule}}/resume/", MANAGE_BILL),
+    Endpoint("schedule-end", "post", f"{M}/schedules/{{schedule}}/end/", MANAGE_BILL, 200, {"reason": "Replaced"}),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),

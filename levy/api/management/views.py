@@ -306,6 +306,8 @@ class ManagedBillSerializer(BillBaseSerializer):
     user_id = serializers.UUIDField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
     cancellation_reason = serializers.CharField()
+    schedule_id = serializers.UUIDField(allow_null=True)
+    schedule_period = serializers.IntegerField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -341,6 +343,7 @@ class BillFilterSerializer(serializers.Serializer):
     due_after = serializers.DateField(required=False)
     cancelled = serializers.BooleanField(required=False, allow_null=True, default=None)
     search = serializers.CharField(required=False, max_length=200)
+    schedule_id = serializers.UUIDField(required=False)
 
 
 def _managed_bill(view: EstateAPIView, bill_id: Any) -> Any:
@@ -378,6 +381,8 @@ class BillListView(EstateAPIView):
         if f.get("search"):
             term = f["search"].strip()
             bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
+        if f.get("schedule_id"):
+            bills = bills.filter(schedule_id=f["schedule_id"])
         return paginate(self, bills_with_stats(bills), ManagedBillSerializer)
 
     @extend_schema(
