@@ -146,6 +146,7 @@ INSTALLED_APPS = [
     "levy.audit",
     "levy.api",
     "levy.monitoring",
+    "levy.reports",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -283,7 +284,13 @@ else:
 LEVY_RATE_LIMITS = {
     "user": env("LEVY_RATE_USER", "600/min"),
     "estate": env("LEVY_RATE_ESTATE", "20000/min"),
-    "sign_in": env("LEVY_RATE_SIGN_IN", "10/min"),
+    # Sign-in and token refresh (levy/accounts/signin_guard.py, decision 0017): failed
+    # sign-ins and failed refreshes per client address — successful ones are never
+    # counted, so a shared gateway's honest traffic stays far below — and refreshes
+    # per person.
+    "sign_in_failures": env("LEVY_RATE_SIGN_IN_FAILURES", "200/min"),
+    "token_refresh_failures": env("LEVY_RATE_TOKEN_REFRESH_FAILURES", "200/min"),
+    "token_refresh": env("LEVY_RATE_TOKEN_REFRESH", "30/min"),
     "acknowledge": env("LEVY_RATE_ACKNOWLEDGE", "60/min"),
     "dispute": env("LEVY_RATE_DISPUTE", "10/min"),
     "pay": env("LEVY_RATE_PAY", "30/min"),
@@ -291,6 +298,12 @@ LEVY_RATE_LIMITS = {
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
+# Per account, in the database: this many wrong passwords in a row (each within the
+# memory of the one before) lock the account for the lockout; the right password does
+# not open a locked account. An admin can unlock it sooner.
+LEVY_SIGN_IN_LOCKOUT_FAILURES = int(env("LEVY_SIGN_IN_LOCKOUT_FAILURES", "10"))
+LEVY_SIGN_IN_LOCKOUT_MINUTES = int(env("LEVY_SIGN_IN_LOCKOUT_MINUTES", "15"))
+LEVY_SIGN_IN_FAILURE_MEMORY_MINUTES = int(env("LEVY_SIGN_IN_FAILURE_MEMORY_MINUTES", "60"))
 # Addresses of the reverse proxies in front of the web processes (comma-separated). A
 # request from one of them is attributed to the address it forwarded (X-Forwarded-For)
 # for rate limits and the audit trail; from anyone else, to REMOTE_ADDR.
@@ -337,7 +350,7 @@ SPECTACULAR_SETTINGS = {
     # as before, the schedule's its own).
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "levy.billing.status.BillStatus",
-        "ScheduleStatusEnum": "levy.api.management.views_schedules.SCHEDULE_STATUSES",
+        "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
     },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -401,6 +414,17 @@ LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
 LEVY_DELIVERY_INLINE_MAX = int(env("LEVY_DELIVERY_INLINE_MAX", "50"))
 # Optional pause between fan-out chunks, to spread the write load of a huge estate.
 LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
+# Intents with few recipients (a receipt, the managers told of an acknowledgement) are
+# delivered many per task: a commit sets a flag in the cache and sends one
+# deliver_pending task only if the flag was not set; the task waits this long for more
+# intents, clears the flag and delivers up to LEVY_NOTIFY_BATCH_MAX of them in one
+# transaction (docs/decisions/0005). LEVY_NOTIFY_BATCH=0: one task per intent, as before.
+LEVY_NOTIFY_BATCH = env_bool("LEVY_NOTIFY_BATCH", True)
+LEVY_NOTIFY_BATCH_WAIT_MS = int(env("LEVY_NOTIFY_BATCH_WAIT_MS", "50"))
+LEVY_NOTIFY_BATCH_MAX = int(env("LEVY_NOTIFY_BATCH_MAX", "100"))
+# How long a flag outlives a wake-up task that never ran (a lost message): after it, the
+# next commit sends another; the sweep delivers what such a loss left behind.
+LEVY_NOTIFY_WAKE_TTL_SECONDS = int(env("LEVY_NOTIFY_WAKE_TTL_SECONDS", "10"))
 LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))
 LEVY_SWEEP_REDISPATCH_SECONDS = int(env("LEVY_SWEEP_REDISPATCH_SECONDS", "300"))
 # An intent whose fan-out failed this many times is left for a person (see last_error).
@@ -411,6 +435,9 @@ LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
 LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# Receipts and statements use DejaVu Sans from here when it is installed (Debian's
+# fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
+LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")

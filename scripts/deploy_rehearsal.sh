@@ -124,9 +124,6 @@ env_for() {
     "WEB_CONCURRENCY=${LEVY_REHEARSAL_WEB_CONCURRENCY:-2}"
     "LEVY_SITE_URL=https://127.0.0.1:$PORT/"
     "PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus"
-    # Four smoke runs sign in twelve times from one address within a few minutes; the
-    # production default (10/min per address) would refuse some of them.
-    "LEVY_RATE_SIGN_IN=60/min"
   )
 }
 

@@ -41,6 +41,26 @@ def _tasks_in_process() -> Iterator[None]:
     celery_app.conf.task_always_eager = previous
 
 
+@pytest.fixture(autouse=True)
+def _no_wake_flag_left_over(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The flags that say a batch delivery task is on its way live in the cache, which
+    outlives a test: a flag left by one test (a worker stopped before it cleared it)
+    would keep the next test's commits from waking its worker. Each test that uses a
+    real broker starts and ends without them."""
+    if "real_broker" not in request.fixturenames:
+        yield
+        return
+    from django.core.cache import cache
+
+    from levy.notifications.events import Priority
+    from levy.notifications.services import wake_key
+
+    keys = [wake_key(priority) for priority in Priority.values]
+    cache.delete_many(keys)
+    yield
+    cache.delete_many(keys)
+
+
 def committed() -> Any:
     """Run what the enclosed code schedules with ``transaction.on_commit`` as if its
     transaction had committed — as a request does when it returns. Tests run inside

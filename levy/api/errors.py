@@ -20,6 +20,8 @@ logger = logging.getLogger("levy.api")
 
 STATUS_BY_ERROR: list[tuple[type[app.ApplicationError], int]] = [
     (app.ValidationError, 400),
+    (app.NotAuthenticatedError, 401),
+    (app.TooManyAttemptsError, 429),
     (app.InsufficientFundsError, 402),
     (app.PermissionDeniedError, 403),
     (app.NotFoundError, 404),
@@ -77,6 +79,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, app.ApplicationError):
         status = next((code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
         body = error_body(exc.code, exc.message, exc.details)
+        if isinstance(exc, app.NotAuthenticatedError):
+            headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        if isinstance(exc, app.TooManyAttemptsError):
+            headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, ApiError):
         status = exc.status_code
         body = error_body(exc.code, exc.message, exc.details)

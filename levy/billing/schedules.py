@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing.models import MONTHS_PER_PERIOD, BillSchedule, ScheduleFrequency
 from levy.billing.selectors import estate_today
 from levy.billing.services import MAX_TEXT, BillInput, _clean_text, _require_billable_member, _validated, bill_issue
-from levy.common.errors import NotFoundError, RuleViolation, ValidationError
+from levy.common.errors import RuleViolation, ValidationError
 from levy.common.origin import Origin
-from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.access import EstateAccess
 from levy.estates.permissions import PaymentsPermissions
 
 logger = logging.getLogger("levy.billing")
@@ -151,22 +150,6 @@ def schedule_create(
             },
         )
     return schedule
-
-
-def access_schedule(access: EstateAccess, schedule_id: object) -> BillSchedule:
-    """A schedule of the caller's estate (404 otherwise); staff who read finances only."""
-    access.require_read_finances()
-    schedule = BillSchedule.objects.filter(cluster_id=access.cluster.pk, pk=parse_uuid(schedule_id)).first()
-    if schedule is None:
-        raise NotFoundError()
-    schedule.cluster = access.cluster
-    return schedule
-
-
-def estate_schedules(access: EstateAccess) -> QuerySet[BillSchedule]:
-    """The estate's schedules (a selector: the list endpoint's queryset)."""
-    access.require_read_finances()
-    return BillSchedule.objects.filter(cluster_id=access.cluster.pk)
 
 
 def _locked(access: EstateAccess, schedule: BillSchedule) -> BillSchedule:

@@ -170,3 +170,14 @@ def member_update(
                 data=changes,
             )
     return locked
+
+
+def member_sign_in_unlock(*, access: EstateAccess, membership: Membership, origin: Origin = Origin()) -> bool:
+    """An estate admin lifts the sign-in lock of one of the estate's members (too many
+    wrong passwords). True when there was a lock or failures to clear."""
+    from levy.accounts.signin_guard import account_unlock
+
+    access.require(MembersPermissions.ManageMembers)
+    if membership.cluster_id != access.cluster.pk:
+        raise PermissionDeniedError()
+    return account_unlock(user=membership.user, actor=access.user, origin=origin, cluster=access.cluster)

@@ -29,7 +29,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from levy.accounts.models import User
+from levy.accounts.models import SignInState, User
 from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, BillSchedule
@@ -88,6 +88,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "notifications": rows(Notification, "event_key", "read_at"),
         "audit_events": rows(AuditEvent, "action"),
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
+        "sign_in_states": rows(SignInState, "failures", "locked_until"),
     }
 
 
@@ -132,6 +133,7 @@ ROUTES = estate_routes()
 
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
+RECEIPT_TX = "receipt_transaction"
 SCHEDULE = "schedule"
 
 
@@ -158,6 +160,7 @@ RECIPES: dict[str, Recipe] = {
         multipart=True,
     ),
     "management-member": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"patch": {"active": False}}),
+    "management-member-unlock-sign-in": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {}}),
     "management-bills": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"title": "Rogue levy", "category": "other", "amount": "999.00", "due_date": _due()}},
@@ -199,6 +202,12 @@ RECIPES: dict[str, Recipe] = {
     "member-wallet": Recipe({"cluster_id": CLUSTER}),
     "member-wallet-transactions": Recipe({"cluster_id": CLUSTER}),
     "member-transaction-retry": Recipe({"cluster_id": CLUSTER, "transaction_id": FAILED_TX}),
+    "member-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "member-wallet-statement-pdf": Recipe({"cluster_id": CLUSTER}),
+    "member-wallet-statement-csv": Recipe({"cluster_id": CLUSTER}),
+    "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
 }
 
 
@@ -213,6 +222,7 @@ class World:
     other_bill: Bill  # estate-wide, in A; acknowledged and failed to pay by the dual member
     dispute: BillDispute  # open, in A, by the dual member
     failed: Transaction  # failed payment in A, by the dual member
+    deposit: Transaction  # completed top-up in A, of the dual member (it has a receipt)
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
     schedule: BillSchedule  # a paused estate-wide schedule of A
@@ -224,6 +234,7 @@ class World:
             MEMBER: self.a.residents[0].user_id,
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
+            RECEIPT_TX: self.deposit.pk,
             SCHEDULE: self.schedule.pk,
         }[kind]
 
@@ -254,6 +265,7 @@ def build_world() -> World:
             estate.fund(member, "50000.00")
     b.fund(b.admin, "50000.00")
     b.wide_bill(title="B's own bill")
+    deposit = Transaction.objects.get(cluster=a.cluster, payer=dual_in_a.user, type="deposit")
     schedule = schedule_create(access=access(a.admin), data=schedule_input())
     # Paused, so that resuming it would change it too.
     BillSchedule.objects.filter(pk=schedule.pk).update(paused_at=timezone.now())
@@ -264,6 +276,7 @@ def build_world() -> World:
         other_bill=other_bill,
         dispute=dispute,
         failed=failed,
+        deposit=deposit,
         dual=dual,
         former=former,
         schedule=schedule,

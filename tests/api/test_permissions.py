@@ -27,6 +27,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute, BillSchedule
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
@@ -69,6 +70,7 @@ class World:
     fresh_bill: Bill  # nobody has touched it
     dispute: BillDispute  # open, by another resident, on ``bill``
     failed: Transaction  # the resident's failed payment of ``bill``
+    deposit: Transaction  # the resident's top-up (it has a receipt)
     operator: Any
     schedule: BillSchedule  # a running monthly schedule
     paused_schedule: BillSchedule
@@ -96,6 +98,7 @@ class World:
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
             "failed": self.failed.pk,
+            "receipt": self.deposit.pk,
             "schedule": self.schedule.pk,
             "paused_schedule": self.paused_schedule.pk,
         }
@@ -110,15 +113,19 @@ def build_world() -> World:
     with pytest.raises(InsufficientFundsError):
         bill_pay(access=access(resident), bill=bill, idempotency_key=new_key("pay"))
     failed = Transaction.objects.get(payer=resident.user, status=TransactionStatus.FAILED)
-    estate.fund(resident, "50000.00")
+    deposit = estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
+    # The member whose sign-in an admin may unlock: locked after wrong passwords.
+    SignInState.objects.create(
+        user=estate.residents[2].user, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=15)
+    )
     operator = UserFactory(is_superuser=True, is_staff=True)
     schedules = [
         schedule_create(access=access(estate.admin), data=schedule_input(title=title))
         for title in ("Service charge", "Gate levy")
     ]
     BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
-    return World(estate, bill, fresh_bill, dispute, failed, operator, *schedules)
+    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules)
 
 
 def _due() -> str:
@@ -165,6 +172,7 @@ ENDPOINTS = [
     ),
     Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 200, _csv, multipart=True),
     Endpoint("member-change", "patch", f"{M}/members/{{member}}/", MANAGE_MEMBERS, 200, {"role": "auditor"}),
+    Endpoint("member-unlock-sign-in", "post", f"{M}/members/{{member}}/unlock-sign-in/", MANAGE_MEMBERS),
     Endpoint("bills-list", "get", f"{M}/bills/", VIEW_PAYMENTS),
     Endpoint(
         "bills-create",
@@ -197,6 +205,9 @@ ENDPOINTS = [
         201,
         {"amount": "10000.00", "note": "bank transfer"},
     ),
+    Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
+    Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
+    Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
     Endpoint("schedules-list", "get", f"{M}/schedules/", VIEW_PAYMENTS),
     Endpoint(
         "schedules-create",
@@ -235,6 +246,10 @@ ENDPOINTS = [
     Endpoint("wallet", "get", f"{C}/wallet/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("wallet-transactions", "get", f"{C}/wallet/transactions/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("retry", "post", f"{C}/transactions/{{failed}}/retry/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
+    # only the payer (the resident) has this receipt
+    Endpoint("my-receipt", "get", f"{C}/transactions/{{receipt}}/receipt/", BILLED_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-pdf", "get", f"{C}/wallet/statement.pdf", ANY_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-csv", "get", f"{C}/wallet/statement.csv", ANY_MEMBER, refusal=NOT_FOUND),
 ]
 
 
@@ -270,7 +285,8 @@ def test_permission_matrix(endpoint: Endpoint, role: str) -> None:
     status, code = endpoint.expected(role)
     before = db_snapshot()
     response = call(endpoint, world, role)
-    body = response.json()
+    # Files (receipts, statements) are not JSON; their errors are.
+    body = response.json() if response["Content-Type"] == "application/json" else {}
     assert response.status_code == status, (endpoint.id, role, response.status_code, body)
     if code is not None:
         assert body["error"]["code"] == code, body

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from levy.api.management.views import paginate
+from levy.api.pagination import listing_response
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import MoneyField
 from levy.api.views import EstateAPIView
@@ -21,18 +21,16 @@ from levy.billing.models import BillCategory, BillSchedule, ScheduleFrequency
 from levy.billing.schedules import (
     MAX_ISSUE_DAYS_BEFORE,
     ScheduleInput,
-    access_schedule,
-    estate_schedules,
     period_due_date,
     schedule_create,
     schedule_end,
     schedule_pause,
     schedule_resume,
 )
+from levy.billing.selectors import SCHEDULE_STATUSES, ScheduleFilters, access_schedule, schedule_list
 from levy.estates.permissions import PaymentsPermissions
 
 ERRORS = errors()
-SCHEDULE_STATUSES = ("active", "paused", "ended")
 
 
 class ScheduleSerializer(serializers.Serializer):
@@ -102,15 +100,8 @@ class ScheduleListView(EstateAPIView):
     def get(self, request: Request, cluster_id: str) -> Response:
         filters = ScheduleFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        schedules = estate_schedules(self.access).select_related("cluster")
-        status = filters.validated_data.get("status")
-        if status == "ended":
-            schedules = schedules.filter(ended_at__isnull=False)
-        elif status == "paused":
-            schedules = schedules.filter(ended_at__isnull=True, paused_at__isnull=False)
-        elif status == "active":
-            schedules = schedules.filter(ended_at__isnull=True, paused_at__isnull=True)
-        return paginate(self, schedules, ScheduleSerializer)
+        listing = schedule_list(access=self.access, filters=ScheduleFilters(**filters.validated_data))
+        return listing_response(self, listing, ScheduleSerializer)
 
     @extend_schema(
         request=ScheduleCreateSerializer,
