@@ -9,12 +9,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from levy.billing import rules
+from levy.billing.status import DisputeStatus
 from levy.common.models import UUIDModel
 from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
     from levy.billing.status import BillStatus
+
+__all__ = ["Bill", "BillAcknowledgement", "BillCategory", "BillCounter", "BillDispute", "DisputeStatus"]
 
 
 class BillCategory(models.TextChoices):
@@ -181,36 +185,22 @@ class Bill(UUIDModel):
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
 
-    # --- helpers the rest of the code uses ------------------------------------------
+    # --- one member's view of the bill, for a page that shows one bill (levy.billing.rules)
 
     def is_cluster_wide(self) -> bool:
         return self.user_id is None
 
-    def is_cancelled(self) -> bool:
-        return self.cancelled_at is not None
-
-    def is_past_due(self, today: datetime.date | None = None) -> bool:
-        return (today or timezone.localdate()) > self.due_date
-
     def applies_to(self, user: User) -> bool:
-        from levy.billing.selectors import bill_applies_to
-
-        return bill_applies_to(bill=self, user=user)
+        return rules.read_member_facts(bill=self, user=user).applies
 
     def can_be_acknowledged_by(self, user: User) -> bool:
-        from levy.billing.selectors import bill_acknowledge_refusal
-
-        return bill_acknowledge_refusal(bill=self, user=user) is None
+        return rules.acknowledge_refusal(self, rules.read_member_facts(bill=self, user=user)) is None
 
     def can_be_paid_by(self, user: User, today: datetime.date | None = None) -> bool:
-        from levy.billing.selectors import bill_payment_refusal
-
-        return bill_payment_refusal(bill=self, user=user, today=today) is None
+        return rules.payment_refusal(self, rules.read_member_facts(bill=self, user=user), today) is None
 
     def status_for(self, user: User, today: datetime.date | None = None) -> BillStatus:
-        from levy.billing.selectors import bill_status_for
-
-        return bill_status_for(bill=self, user=user, today=today)
+        return rules.read_member_facts(bill=self, user=user).status(self, today)
 
     def clean(self) -> None:
         """Refuse invalid configurations. The services check the same rules (with
@@ -251,12 +241,6 @@ class BillAcknowledgement(UUIDModel):
 
     def __str__(self) -> str:
         return f"{self.user} acknowledged {self.bill}"
-
-
-class DisputeStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    UPHELD = "upheld", "Upheld"
-    REJECTED = "rejected", "Rejected"
 
 
 class BillDispute(UUIDModel):

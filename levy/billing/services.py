@@ -1,4 +1,4 @@
-"""Writes for billing: the BillManager of the product contract.
+"""Writes for billing: this module is the plan's bill manager (engineering.md).
 
 Each service checks the caller's permission, runs in one transaction, records an
 audit event and stores the notifications the event calls for, all in that same
@@ -8,24 +8,20 @@ transaction: either everything happens or nothing does.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing import rules
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
-from levy.billing.selectors import (
-    BillStats,
-    bill_audience,
-    estate_today,
-    read_member_facts,
-)
-from levy.billing.status import BillStatus, MemberBillFacts, derive_status
+from levy.billing.selectors import BillStats, bill_audience, estate_today
+from levy.billing.status import BillStatus, derive_status
 from levy.common.db import insert_row, insert_unless_exists, lock_row_for_share, refresh_for_share
-from levy.common.errors import NotFoundError, RuleViolation, ValidationError
+from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -209,17 +205,6 @@ def bill_create_user_specific(
 # --- acknowledgement --------------------------------------------------------------------
 
 
-def _facts_unless_refused(bill: Bill, user: Any) -> dict[str, bool]:
-    """The member's facts of ``bill`` (one statement), after the refusals acknowledging
-    and disputing share: the bill must apply to them (else 404) and not be cancelled."""
-    read = read_member_facts(bill=bill, user=user)
-    if not read["applies"]:
-        raise NotFoundError()
-    if bill.cancelled_at is not None:
-        raise RuleViolation("This bill has been cancelled.", code="bill_cancelled")
-    return read
-
-
 def bill_acknowledge(
     *, access: EstateAccess, bill: Bill, origin: Origin = Origin()
 ) -> tuple[BillAcknowledgement, bool]:
@@ -238,19 +223,15 @@ def bill_acknowledge_with_status(
     with transaction.atomic():
         refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        read = _facts_unless_refused(bill, access.user)
-        facts = MemberBillFacts(
-            cancelled=False,
-            paid=read["paid"],
-            waived=read["waived"],
-            disputed=read["disputed"],
-            past_due=estate_today() > bill.due_date,
-            acknowledged=True,
-        )
+        read = rules.read_member_facts(bill=bill, user=access.user)
+        refusal = rules.acknowledge_refusal(bill, read)
+        if refusal is not None:
+            raise refusal
+        facts = replace(read, acknowledged=True).on(bill)
         ack = BillAcknowledgement(
             bill=bill, user_id=membership.user_id, ip_address=origin.ip, user_agent=origin.user_agent[:1000]
         )
-        created = not read["acknowledged"] and insert_unless_exists(ack, "bill", "user")
+        created = not read.acknowledged and insert_unless_exists(ack, "bill", "user")
         if not created:
             return (
                 BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id),
@@ -291,13 +272,9 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
         wallet_lock(cluster=access.cluster, user=access.user)
-        facts = _facts_unless_refused(bill, access.user)
-        if facts["paid"]:
-            raise RuleViolation("You have already paid this bill.", code="bill_already_paid")
-        if facts["waived"]:
-            raise RuleViolation("This bill was already waived for you.", code="bill_waived")
-        if facts["disputed"]:
-            raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open")
+        refusal = rules.dispute_refusal(bill, rules.read_member_facts(bill=bill, user=access.user))
+        if refusal is not None:
+            raise refusal
         try:
             with transaction.atomic():
                 dispute = BillDispute.objects.create(
@@ -481,15 +458,3 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if v is not None and not isinstance(v, (bool, int, str)) else v) for k, v in values.items()}
-
-
-class BillManager:
-    """The billing services under the names of the original plan."""
-
-    create_cluster_wide_bill = staticmethod(bill_create_cluster_wide)
-    create_user_specific_bill = staticmethod(bill_create_user_specific)
-    acknowledge_bill = staticmethod(bill_acknowledge)
-    dispute_bill = staticmethod(bill_dispute)
-    resolve_dispute = staticmethod(dispute_resolve)
-    cancel_bill = staticmethod(bill_cancel)
-    update_bill = staticmethod(bill_update)

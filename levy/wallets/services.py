@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, connection, transaction
 
 from levy.audit.services import audit_record
+from levy.billing import rules
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
-from levy.billing.selectors import bill_payment_refusal
 from levy.common.db import insert_row, refresh_for_share, select_one
 from levy.common.errors import (
     IdempotencyKeyReusedError,
@@ -231,7 +231,7 @@ def bill_pay(
         )
         if replayed is not None:
             return _raise_if_failed(replayed)
-        refusal = bill_payment_refusal(bill=bill, user=user)
+        refusal = rules.payment_refusal(bill, rules.read_member_facts(bill=bill, user=user))
         if refusal is not None:
             metrics.count_payment(metrics.PAYMENT_REFUSED, refusal.code)
             raise refusal

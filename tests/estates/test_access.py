@@ -7,10 +7,11 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from levy.access import access_membership
 from levy.accounts.models import User
 from levy.audit.models import AuditEvent
 from levy.common.errors import NotFoundError, PermissionDeniedError, ValidationError
-from levy.estates.access import access_cluster, access_membership, has_permission, require_permission
+from levy.estates.access import access_cluster, has_permission, require_permission
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import (
     MembersPermissions,

@@ -18,6 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_staff, access_dispute, access_membership
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import listing_response
 from levy.api.parsers import SafeJSONParser
@@ -37,8 +38,6 @@ from levy.billing.selectors import (
     BillStats,
     DisputeFilters,
     MemberFilters,
-    access_bill_as_staff,
-    access_dispute,
     bill_detail,
     bill_list,
     bill_member_list,
@@ -56,7 +55,6 @@ from levy.billing.services import (
 )
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
-from levy.estates.access import access_membership
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
 from levy.estates.services import member_add, member_sign_in_unlock, member_update

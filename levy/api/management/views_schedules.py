@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_schedule
 from levy.api.pagination import listing_response
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import MoneyField
@@ -27,7 +28,7 @@ from levy.billing.schedules import (
     schedule_pause,
     schedule_resume,
 )
-from levy.billing.selectors import SCHEDULE_STATUSES, ScheduleFilters, access_schedule, schedule_list
+from levy.billing.selectors import SCHEDULE_STATUSES, ScheduleFilters, schedule_list
 from levy.estates.permissions import PaymentsPermissions
 
 ERRORS = errors()

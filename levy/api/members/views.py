@@ -9,16 +9,17 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_member, access_own_transaction
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import listing_response
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
-from levy.billing.selectors import MemberBillFilters, access_bill_as_member, member_bill, member_bill_list
+from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
-from levy.wallets.selectors import access_own_transaction, member_transaction_list
+from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import bill_pay, member_wallet, transaction_retry
 
 ERRORS = errors()

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db.models import Q
 
+from levy.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.models import Bill
-from levy.billing.selectors.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.facts import (
     bill_member_statuses,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from levy.billing.models import BillSchedule
-from levy.common.errors import NotFoundError
 from levy.common.listing import Listing
-from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.access import EstateAccess
 
 SCHEDULE_STATUSES = ("active", "paused", "ended")
 
@@ -28,14 +27,3 @@ def schedule_list(*, access: EstateAccess, filters: ScheduleFilters = ScheduleFi
     elif filters.status == "active":
         schedules = schedules.filter(ended_at__isnull=True, paused_at__isnull=True)
     return Listing(schedules)
-
-
-def access_schedule(access: EstateAccess, schedule_id: object) -> BillSchedule:
-    """A schedule of the caller's estate (``NotFoundError`` otherwise), for staff who
-    read finances."""
-    access.require_read_finances()
-    schedule = BillSchedule.objects.filter(cluster_id=access.cluster.pk, pk=parse_uuid(schedule_id)).first()
-    if schedule is None:
-        raise NotFoundError()
-    schedule.cluster = access.cluster
-    return schedule
