@@ -113,6 +113,12 @@ def production_problems() -> list[str]:
         problems.append("DJANGO_ALLOWED_HOSTS is not set (the comma-separated host names Levy answers to)")
     if env_bool("DJANGO_DEBUG", False):
         problems.append("DJANGO_DEBUG is on: production never runs with DEBUG")
+    if not env("LEVY_METRICS_TOKEN") and not env_bool("LEVY_METRICS_PRIVATE", False):
+        problems.append(
+            "LEVY_METRICS_TOKEN is not set (a random string Prometheus sends as a Bearer token); "
+            "or set LEVY_METRICS_PRIVATE=1 if /metrics and the workers' metrics ports are reachable "
+            "only from a private network"
+        )
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
     return problems
@@ -157,13 +163,15 @@ MIDDLEWARE = [
     # The request id first, so every log line of the request carries it; then the
     # request metrics, so their time covers the rest of the stack.
     "levy.common.request_id.RequestIdMiddleware",
+    # Under /api/, an error page produced anywhere below becomes the JSON error shape.
+    "levy.api.outside.ApiJsonErrorsMiddleware",
     "levy.monitoring.middleware.RequestMetricsMiddleware",
     "levy.common.server_timing.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (collected, compressed, hashed) straight from the web process.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "levy.api.outside.LevyCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -323,7 +331,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": API_RENDERERS,
     "DEFAULT_PARSER_CLASSES": [
         "levy.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
+        "levy.api.parsers.FormParserRefusingJSON",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -458,7 +466,10 @@ if LOG_FORMAT not in {"json", "text"}:
 # on in production. runserver prints its own.
 LEVY_REQUEST_LOG = env_bool("LEVY_REQUEST_LOG", IS_PRODUCTION)
 # If set, /metrics (and a worker's metrics port) answers only "Authorization: Bearer <token>".
+# Production refuses to start without it unless LEVY_METRICS_PRIVATE=1 says that the
+# metrics are served on a private address only (production_problems above).
 LEVY_METRICS_TOKEN = env("LEVY_METRICS_TOKEN")
+LEVY_METRICS_PRIVATE = env_bool("LEVY_METRICS_PRIVATE", False)
 # If set, each Celery worker serves its own metrics on this port (see docs/operations.md).
 if env("LEVY_WORKER_METRICS_PORT") and not env("LEVY_WORKER_METRICS_PORT").isdigit():
     raise ImproperlyConfigured("LEVY_WORKER_METRICS_PORT must be a port number")
@@ -468,13 +479,20 @@ LEVY_WORKER_METRICS_ADDR = env("LEVY_WORKER_METRICS_ADDR", "0.0.0.0")  # noqa: S
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "levy.common.logs.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "levy.common.logs.RequestContextFilter"},
+        "client_error_traceback": {"()": "levy.common.logs.ClientErrorTracebackFilter"},
+    },
     "formatters": {
         "json": {"()": "levy.common.logs.JsonFormatter"},
         "text": {"()": "levy.common.logs.TextFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": LOG_FORMAT}
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_context", "client_error_traceback"],
+            "formatter": LOG_FORMAT,
+        }
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     # In-process tasks (the demo) would log a line per task in the web server's output.

@@ -101,7 +101,8 @@ def schedule_create(
                 amount=data.amount,
                 due_date=data.first_due_date,
                 allow_payment_after_due=data.allow_payment_after_due,
-            )
+            ),
+            currency=access.cluster.currency,
         )
     except ValidationError as exc:
         errors.update(exc.fields)

@@ -61,7 +61,19 @@ def _clean_text(value: Any, field: str, *, required: bool, max_length: int, erro
     return text
 
 
-def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict[str, Any]:
+# How far ahead a due date may be: a typo such as 9999-12-31 is refused, not stored.
+MAX_DUE_YEARS = 5
+
+
+def latest_due_date() -> datetime.date:
+    today = estate_today()
+    try:
+        return today.replace(year=today.year + MAX_DUE_YEARS)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + MAX_DUE_YEARS, day=28)
+
+
+def _validated(data: BillInput, *, currency: str, due_date_must_be_future: bool = True) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     title = _clean_text(data.title, "title", required=True, max_length=200, errors=errors)
     description = _clean_text(data.description, "description", required=False, max_length=MAX_TEXT, errors=errors)
@@ -69,13 +81,15 @@ def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict
         errors["category"] = [f"Choose one of: {', '.join(BillCategory.values)}."]
     amount = None
     try:
-        amount = parse_amount(data.amount)
+        amount = parse_amount(data.amount, currency=currency)
     except ValidationError as exc:
         errors.update(exc.fields)
     if not isinstance(data.due_date, datetime.date) or isinstance(data.due_date, datetime.datetime):
         errors["due_date"] = ["Enter a date (YYYY-MM-DD)."]
     elif due_date_must_be_future and data.due_date < estate_today():
         errors["due_date"] = ["The due date cannot be in the past."]
+    elif data.due_date > latest_due_date():
+        errors["due_date"] = [f"The due date must be within {MAX_DUE_YEARS} years from today."]
     if errors:
         raise ValidationError(fields=errors)
     return {
@@ -122,7 +136,7 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
 
 def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
     access.require(PaymentsPermissions.ManageBill)
-    values = _validated(data)
+    values = _validated(data, currency=access.cluster.currency)
     with transaction.atomic():
         return bill_issue(
             cluster=access.cluster,
@@ -426,7 +440,11 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
             allow_payment_after_due=changes.get("allow_payment_after_due", locked.allow_payment_after_due),
         )
         # An unchanged due date that has since passed is not an error.
-        values = _validated(current, due_date_must_be_future=current.due_date != locked.due_date)
+        values = _validated(
+            current,
+            currency=access.cluster.currency,
+            due_date_must_be_future=current.due_date != locked.due_date,
+        )
         new_user_id = changes.get("user_id", locked.user_id)
         values["user_id"] = new_user_id
         diff = {name: value for name, value in values.items() if getattr(locked, name) != value}

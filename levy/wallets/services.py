@@ -150,7 +150,7 @@ def wallet_credit(
     """A treasurer records money the estate received for a member (cash, transfer)."""
     access.require(PaymentsPermissions.ManageWallet)
     key = validate_idempotency_key(idempotency_key)
-    value = parse_amount(amount)
+    value = parse_amount(amount, currency=access.cluster.currency)
     note = (note or "").strip() if isinstance(note, str) or note is None else ""
     if len(note) > 2000:
         raise ValidationError(fields={"note": ["Use at most 2000 characters."]})

@@ -70,7 +70,7 @@ ERRORS = errors()
 
 class MemberInputSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=200)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.RESIDENT)
     is_resident = serializers.BooleanField(required=False, allow_null=True, default=None)
     password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=128, min_length=8)
