@@ -354,7 +354,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # Named here because two choice sets share the field name "status" (the bill's name
+    # as before, the schedule's its own).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "levy.billing.status.BillStatus",
+        "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
+    },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -399,6 +404,13 @@ CELERY_BEAT_SCHEDULE = {
     "payment-reminders": {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
+    },
+    # Recurring bills: each run issues what has come due (and what an outage missed).
+    # A run that could not start before the next one is dropped (expires), not queued.
+    "issue-scheduled-bills": {
+        "task": "levy.billing.tasks.issue_scheduled_bills",
+        "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
 }
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 from django.db import connection
 from django.db.models import Model, QuerySet
 
-from levy.billing.models import Bill, BillDispute
+from levy.billing.models import Bill, BillDispute, BillSchedule
 from levy.common.db import column, db_value, fetch_one, model_columns, model_from_row, table
 from levy.common.errors import NotFoundError
 from levy.estates.access import EstateAccess, access_cluster, parse_uuid
@@ -36,6 +36,7 @@ __all__ = [
     "access_dispute",
     "access_membership",
     "access_own_transaction",
+    "access_schedule",
     "access_transaction",
 ]
 
@@ -108,6 +109,14 @@ def access_dispute(access: EstateAccess, dispute_id: object) -> BillDispute:
         cluster_id=access.cluster.pk, pk=parse_uuid(dispute_id)
     )
     return _one(rows)
+
+
+def access_schedule(access: EstateAccess, schedule_id: object) -> BillSchedule:
+    """A recurring bill of the caller's estate, for a caller who may read its finances."""
+    access.require_read_finances()
+    schedule = _one(BillSchedule.objects.filter(cluster_id=access.cluster.pk, pk=parse_uuid(schedule_id)))
+    schedule.cluster = access.cluster
+    return schedule
 
 
 # --- ledger entries ---------------------------------------------------------------------

@@ -2,6 +2,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from levy.api import auth_views
 from levy.api.management import views as management
+from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
 from levy.reports import views as reports
 
@@ -40,6 +41,14 @@ management_patterns: list[URLPattern | URLResolver] = [
         reports.ManagementStatementCsvView.as_view(),
         name="management-member-statement-csv",
     ),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="management-schedules"),
+    path("schedules/<str:schedule_id>/pause/", schedules.SchedulePauseView.as_view(), name="management-schedule-pause"),
+    path(
+        "schedules/<str:schedule_id>/resume/",
+        schedules.ScheduleResumeView.as_view(),
+        name="management-schedule-resume",
+    ),
+    path("schedules/<str:schedule_id>/end/", schedules.ScheduleEndView.as_view(), name="management-schedule-end"),
 ]
 
 cluster_patterns: list[URLPattern | URLResolver] = [

@@ -136,40 +136,69 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
 
 def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
     access.require(PaymentsPermissions.ManageBill)
-    cluster = access.cluster
-    values = _validated(data, currency=cluster.currency)
+    values = _validated(data, currency=access.cluster.currency)
     with transaction.atomic():
-        if user_id is not None:
-            _require_billable_member(cluster, user_id)
-        number, billable = _take_bill_number(cluster)
-        issued_at = timezone.now()
-        bill = insert_row(
-            Bill(
-                cluster=cluster,
-                reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
-                user_id=user_id,
-                created_by=access.user,
-                created_at=issued_at,
-                **values,
-            )
-        )
-        bill.cluster = cluster
-        BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
-        audit_record(
-            action="bill.create",
-            target=bill,
+        return bill_issue(
+            cluster=access.cluster,
+            created_by_id=access.user.pk,
             actor=access.user,
-            cluster=cluster,
+            values=values,
+            user_id=user_id,
             origin=origin,
-            data={**values, "user_id": str(user_id) if user_id else None, "reference": bill.reference},
         )
-        notify(
-            event=NotificationEvents.PAYMENT_DUE,
+
+
+def bill_issue(
+    *,
+    cluster: Cluster,
+    created_by_id: Any,
+    actor: Any,
+    values: dict[str, Any],
+    user_id: Any,
+    origin: Origin = Origin(),
+    extra: dict[str, Any] | None = None,
+) -> Bill:
+    """Issue one bill from validated ``values``: number it, open its counters, audit it
+    and record its ``PAYMENT_DUE``. Call it inside a transaction, after the caller's
+    checks (a manager's permission, or a schedule's). ``extra`` holds further Bill
+    fields (a schedule and its period); ``actor`` is None when the system issues it."""
+    if user_id is not None:
+        _require_billable_member(cluster, user_id)
+    number, billable = _take_bill_number(cluster)
+    issued_at = timezone.now()
+    bill = insert_row(
+        Bill(
             cluster=cluster,
-            recipients=Recipients.bill_audience(bill),
-            context=bill_context(bill),
-            event_key=f"PAYMENT_DUE:bill:{bill.pk}",
+            reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
+            user_id=user_id,
+            created_by_id=created_by_id,
+            created_at=issued_at,
+            **values,
+            **(extra or {}),
         )
+    )
+    bill.cluster = cluster
+    BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
+    audit_record(
+        action="bill.create",
+        target=bill,
+        actor=actor,
+        cluster=cluster,
+        origin=origin,
+        data={
+            **values,
+            "user_id": str(user_id) if user_id else None,
+            "reference": bill.reference,
+            **{name: str(value) for name, value in (extra or {}).items()},
+        },
+    )
+    notify(
+        event=NotificationEvents.PAYMENT_DUE,
+        cluster=cluster,
+        recipients=Recipients.bill_audience(bill),
+        context=bill_context(bill),
+        event_key=f"PAYMENT_DUE:bill:{bill.pk}",
+    )
     return bill
 
 

@@ -296,6 +296,8 @@ class ManagedBillSerializer(BillBaseSerializer):
     user_id = serializers.UUIDField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
     cancellation_reason = serializers.CharField()
+    schedule_id = serializers.UUIDField(allow_null=True)
+    schedule_period = serializers.IntegerField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -331,6 +333,7 @@ class BillFilterSerializer(serializers.Serializer):
     due_after = serializers.DateField(required=False)
     cancelled = serializers.BooleanField(required=False, allow_null=True, default=None)
     search = serializers.CharField(required=False, max_length=200)
+    schedule_id = serializers.UUIDField(required=False)
 
 
 class BillListView(EstateAPIView):

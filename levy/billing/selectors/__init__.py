@@ -7,7 +7,8 @@ here (``from levy.billing.selectors import bill_list``).
 - ``stats``: counts per bill (from the counters; recomputed, as their reference);
 - ``members``: per-member bill summaries and the member list;
 - ``bills`` / ``disputes``: the lists and details the API and the pages show;
-- ``dashboard``: the estate at a glance.
+- ``dashboard``: the estate at a glance;
+- ``schedules``: the estate's recurring bills.
 
 What a member may do with a bill (the refusals) is decided in ``levy.billing.rules``.
 
@@ -51,11 +52,13 @@ from levy.billing.selectors.members import (
     members_filtered_by_overdue,
     members_with_bill_summary,
 )
+from levy.billing.selectors.schedules import SCHEDULE_STATUSES, ScheduleFilters, schedule_list
 from levy.billing.selectors.stats import BillStats, bills_with_stats, bills_with_stats_recomputed
 
 __all__ = [
     "MEMBER_SUMMARY_FIELDS",
     "MONEY",
+    "SCHEDULE_STATUSES",
     "ZERO",
     "BillFilters",
     "BillMemberFilters",
@@ -64,6 +67,7 @@ __all__ = [
     "DisputeFilters",
     "MemberBillFilters",
     "MemberFilters",
+    "ScheduleFilters",
     "acknowledged_fact",
     "attach_member_summaries",
     "bill_applies_to",
@@ -93,4 +97,5 @@ __all__ = [
     "members_with_bill_summary",
     "paid_fact",
     "read_member_facts",
+    "schedule_list",
 ]
