@@ -19,7 +19,6 @@ from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
     MemberFilters,
-    access_bill_as_staff,
     bill_list,
     bill_member_list,
     member_list,
@@ -77,6 +76,8 @@ BILL_HEADER = [
     "user_id",
     "cancelled_at",
     "created_at",
+    "schedule_id",
+    "schedule_period",
     "eligible",
     "acknowledged",
     "paid",
@@ -106,6 +107,8 @@ def bills_export(*, access: EstateAccess, filters: BillFilters) -> Export:
             _id(bill.user_id),
             _when(bill.cancelled_at),
             _when(bill.created_at),
+            _id(bill.schedule_id),
+            _id(bill.schedule_period),
             str(bill.stat_eligible),
             str(bill.stat_acknowledged),
             str(bill.stat_paid),
@@ -124,9 +127,9 @@ def bills_export(*, access: EstateAccess, filters: BillFilters) -> Export:
 BILL_MEMBER_HEADER = ["user_id", "name", "email", "status", "acknowledged_at", "paid_at", "dispute_id"]
 
 
-def bill_members_export(*, access: EstateAccess, bill_id: object, filters: BillMemberFilters) -> Export:
-    """Each member of one bill's audience with their status, as the bill's member list."""
-    bill: Bill = access_bill_as_staff(access, bill_id)
+def bill_members_export(*, bill: Bill, filters: BillMemberFilters) -> Export:
+    """Each member of one bill's audience (a bill from ``access_bill_as_staff``) with
+    their status, as the bill's member list."""
 
     def cells(membership: Any) -> list[str]:
         return [

@@ -17,6 +17,7 @@ from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
+from levy.access import access_bill_as_staff, access_membership, access_own_transaction, access_transaction
 from levy.api.management.views import (
     BillFilterSerializer,
     BillMemberFilterSerializer,
@@ -26,7 +27,6 @@ from levy.api.management.views import (
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
-from levy.estates.access import access_membership
 from levy.estates.models import Membership
 from levy.reports.csvfiles import STATEMENT_HEADER, csv_chunks, csv_lines, statement_rows
 from levy.reports.exports import (
@@ -37,7 +37,7 @@ from levy.reports.exports import (
     transactions_export,
 )
 from levy.reports.pdf import render_receipt, render_statement
-from levy.reports.selectors import Statement, member_statement, receipt_for_payer, receipt_for_staff
+from levy.reports.selectors import Statement, member_statement, receipt_of
 from levy.wallets.selectors import TransactionFilters
 
 ERRORS = errors()
@@ -83,7 +83,7 @@ class MemberReceiptView(FileAPIView):
         operation_id="member_transaction_receipt",
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
-        receipt = receipt_for_payer(self.access, transaction_id)
+        receipt = receipt_of(access_own_transaction(self.access, transaction_id), access=self.access)
         return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
 
 
@@ -94,7 +94,7 @@ class ManagementReceiptView(FileAPIView):
         operation_id="management_transaction_receipt",
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
-        receipt = receipt_for_staff(self.access, transaction_id)
+        receipt = receipt_of(access_transaction(self.access, transaction_id), access=self.access)
         return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
 
 
@@ -240,7 +240,8 @@ class BillMembersExportView(FileAPIView):
     )
     def get(self, request: Request, cluster_id: str, bill_id: str) -> StreamingHttpResponse:
         filters = BillMemberFilters(**_filters(BillMemberFilterSerializer, request))
-        return export_response(bill_members_export(access=self.access, bill_id=bill_id, filters=filters))
+        bill = access_bill_as_staff(self.access, bill_id)
+        return export_response(bill_members_export(bill=bill, filters=filters))
 
 
 class MembersExportView(FileAPIView):
