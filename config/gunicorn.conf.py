@@ -58,6 +58,14 @@ def on_starting(server: Any) -> None:
             os.remove(os.path.join(directory, name))
 
 
+def post_worker_init(worker: Any) -> None:
+    """Let long streamed responses (CSV exports) report progress to the arbiter, so the
+    timeout kills a hung request but not one still sending (levy/common/liveness.py)."""
+    from levy.common import liveness
+
+    liveness.register(worker.notify)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Forget a finished worker's memory gauge; its counters stay in the totals."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

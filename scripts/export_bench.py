@@ -172,22 +172,28 @@ def download(port: int, path: str, token: str, worker: int) -> dict[str, Any]:
     first = response.read1(65536)
     first_byte_s = time.perf_counter() - started
     received, newlines, tail = len(first), first.count(b"\n"), first[-1:]
-    while chunk := response.read1(65536):
-        received += len(chunk)
-        newlines += chunk.count(b"\n")
-        tail = chunk[-1:]
-        timeline.append((time.perf_counter() - started, process.memory_info().rss))
+    error = ""
+    try:
+        while chunk := response.read1(65536):
+            received += len(chunk)
+            newlines += chunk.count(b"\n")
+            tail = chunk[-1:]
+            timeline.append((time.perf_counter() - started, process.memory_info().rss))
+    except (OSError, http.client.HTTPException) as exc:
+        # The server ended the response early: a worker killed by gunicorn's timeout.
+        error = f"{type(exc).__name__}: {exc}"
     total_s = time.perf_counter() - started
     sampler.finish()
     conn.close()
-    after = process.memory_info().rss
+    after = process.memory_info().rss if process.is_running() else 0
     # The worker's memory once the first rows have left (the first 10% of the time is
     # imports and first-use caches): flat means its spread stays small whatever the rows.
     steady = [rss for t, rss in timeline if t >= total_s * 0.1] or [after]
     return {
         "status": response.status,
         "rows": newlines - 1,  # the header is one line
-        "complete": tail == b"\n",
+        "complete": tail == b"\n" and not error,
+        "error": error,
         "bytes": received,
         "first_byte_ms": first_byte_s * 1000,
         "total_s": total_s,
@@ -210,12 +216,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database", default="levy_bench_export", help="the work database (recreated)")
     parser.add_argument("--port", type=int, default=8470)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument(
+        "--reuse-database", action="store_true", help="measure the work database as it is (no copy, no migrate)"
+    )
     args = parser.parse_args(argv)
     config = config_from(args)
     logs = config.results / "export-bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     print(f"==> work database {config.database} from {config.template}", flush=True)
-    prepare(config, logs)
+    if not args.reuse_database:
+        prepare(config, logs)
     targets, token = targets_and_token(config)
     print(f"==> gunicorn with one worker on port {config.port}", flush=True)
     try:
@@ -227,7 +237,11 @@ def main(argv: list[str]) -> int:
         for target in targets:
             outcome = download(config.port, target.path, token, worker)
             outcome["expected_rows"] = target.expected_rows
+            time.sleep(1)  # a killed worker is replaced within a second
             outcome["same_worker"] = worker_pid(web.pid) == worker
+            if not outcome["same_worker"]:
+                worker = worker_pid(web.pid)
+                download(config.port, targets[-1].path, token, worker)  # warm the new worker
             results[target.key] = {"label": target.label, **outcome}
             print(
                 f"{target.label:48} {outcome['rows']:>7,} rows ({target.expected_rows:,} expected) "

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from levy.common.liveness import still_working
 from levy.reports.selectors import Statement
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -50,7 +51,8 @@ BLOCK_BYTES = 64 * 1024
 
 def csv_chunks(header: list[str], rows: Iterable[list[str]], *, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
     """The header at once (the first bytes of the response leave before the first row
-    is read), then the rows in blocks of about ``block_bytes``, UTF-8 encoded."""
+    is read), then the rows in blocks of about ``block_bytes``, UTF-8 encoded. Each
+    block tells gunicorn the worker is making progress (``levy.common.liveness``)."""
     lines = csv_lines(header, rows)
     yield next(lines).encode()
     block: list[str] = []
@@ -59,6 +61,7 @@ def csv_chunks(header: list[str], rows: Iterable[list[str]], *, block_bytes: int
         block.append(line)
         size += len(line)
         if size >= block_bytes:
+            still_working()
             yield "".join(block).encode()
             block, size = [], 0
     if block:

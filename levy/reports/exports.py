@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection, transaction
+
 from levy.billing.models import Bill
 from levy.billing.selectors import (
     BillFilters,
@@ -33,11 +35,26 @@ CHUNK_SIZE = 1000
 
 
 def listing_rows(listing: Listing[Any], *, chunk_size: int | None = None) -> Iterator[Any]:
-    """Every row of a list selector, in its ordering, decorated chunk by chunk."""
+    """Every row of a list selector, in its ordering, decorated chunk by chunk.
+
+    Inside a (read-only) transaction: there the server-side cursor hands rows over as
+    PostgreSQL finds them. Outside one, Django declares it WITH HOLD, and PostgreSQL
+    runs the whole query before the first row — at data set L the deposits (50,000 of
+    the estate's 6 million entries) took over 30 s to arrive and gunicorn killed the
+    worker. A client that goes away closes the generator, which ends the transaction.
+
+    ``cursor_tuple_fraction = 1``: PostgreSQL plans a cursor for its first 10% of rows
+    by default, and chose to walk the estate's 6 million entries in time order (over
+    30 s) to find the deposits that a scan and a sort return in 2 s. An export reads
+    every row, so it is planned for every row."""
     size = chunk_size or CHUNK_SIZE
-    rows = listing.rows.order_by(*listing.ordering).iterator(chunk_size=size)
-    while chunk := list(itertools.islice(rows, size)):
-        yield from listing.page(chunk)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        rows = listing.rows.order_by(*listing.ordering).iterator(chunk_size=size)
+        while chunk := list(itertools.islice(rows, size)):
+            yield from listing.page(chunk)
 
 
 def _when(value: Any) -> str:

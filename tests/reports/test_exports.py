@@ -155,16 +155,19 @@ def test_exports_are_read_in_chunks_each_decorated_once(estate: Estate, monkeypa
     assert chunked - one_chunk == 2  # three chunks of two instead of one: two more summary reads
 
 
+# Each count includes the export's read transaction — a savepoint and its release here,
+# where the test already runs in a transaction (BEGIN and COMMIT in production) — and
+# the SET LOCAL that plans its cursor for every row.
 @pytest.mark.parametrize(
     ("suffix", "caller_role", "expected"),
     [
         # the user (token), the caller's membership with its estate, the rows
-        ("bills/export.csv", "auditor", 3),
+        ("bills/export.csv", "auditor", 3 + 3),
         # ... and the bill, and the chunk's facts
-        ("bills/{bill}/members/export.csv", "auditor", 5),
+        ("bills/{bill}/members/export.csv", "auditor", 5 + 3),
         # ... the rows, and the chunk's summaries
-        ("members/export.csv", "admin", 4),
-        ("transactions/export.csv", "treasurer", 3),
+        ("members/export.csv", "admin", 4 + 3),
+        ("transactions/export.csv", "treasurer", 3 + 3),
     ],
 )
 def test_an_export_costs_the_same_queries_for_one_row_and_for_many(
@@ -218,3 +221,17 @@ def test_an_export_needs_a_financial_permission_and_its_own_estate(estate: Estat
         assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
     bad = api_as(estate.admin).client.get(f"{m}/bills/export.csv", {"due_before": "soon"})
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "validation_error")
+
+
+def test_each_block_tells_gunicorn_the_worker_is_still_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without it gunicorn's sync worker timeout (30 s) killed a 50,000-row export
+    mid-file at data set L (docs/performance.md, "CSV exports")."""
+    from levy.common import liveness
+
+    beats: list[float] = []
+    monkeypatch.setattr(liveness, "_notify", lambda: beats.append(1))
+    rows = ([str(i), "x" * 100] for i in range(2000))
+    blocks = list(csv_chunks(["n", "text"], rows, block_bytes=64 * 1024))
+    assert len(beats) == len(blocks) - 2  # every full block; not the header nor the last, partial one
+    monkeypatch.setattr(liveness, "_notify", None)
+    liveness.still_working()  # outside gunicorn: nothing registered, nothing happens
