@@ -9,6 +9,11 @@ from levy.reports import views as reports
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
+    path(
+        "members/imports/<str:import_id>/",
+        management.MemberImportStatusView.as_view(),
+        name="management-members-import-status",
+    ),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
     path(
         "members/<str:user_id>/unlock-sign-in/",
