@@ -111,10 +111,11 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterato
 
 
 def estate_routes() -> list[Route]:
-    """Every URL pattern whose route is scoped to one estate."""
+    """Every API URL pattern whose route is scoped to one estate (the pages have their
+    own test, tests/web/test_page_isolation.py)."""
     found = []
     for route, pattern in _walk(get_resolver().url_patterns):
-        if ESTATE_PARAM not in route:
+        if ESTATE_PARAM not in route or not route.startswith("api/"):
             continue
         callback = pattern.callback
         view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
