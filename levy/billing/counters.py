@@ -33,14 +33,8 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Q, QuerySet
 
 from levy.billing.models import Bill, BillCounter, DisputeStatus
-from levy.billing.selectors import (
-    _acknowledged,
-    _dispute,
-    _paid,
-    bill_audience,
-    bills_with_stats,
-    bills_with_stats_recomputed,
-)
+from levy.billing.selectors import bill_audience, bills_with_stats, bills_with_stats_recomputed
+from levy.billing.selectors.facts import _acknowledged, _dispute, _paid
 from levy.estates.models import Cluster
 
 # Rows per bill that concurrent writers spread over (by member).

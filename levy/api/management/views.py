@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -21,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from levy.api.idempotency import HEADER, run_idempotent
-from levy.api.pagination import LevyCursorPagination
+from levy.api.pagination import listing_response
 from levy.api.parsers import SafeJSONParser
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import (
@@ -32,18 +30,21 @@ from levy.api.serializers import (
     TransactionSerializer,
 )
 from levy.api.views import EstateAPIView
-from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
+from levy.billing.models import BillCategory, DisputeStatus
 from levy.billing.selectors import (
+    BillFilters,
+    BillMemberFilters,
     BillStats,
+    DisputeFilters,
+    MemberFilters,
     access_bill_as_staff,
     access_dispute,
-    attach_member_summaries,
-    bill_audience,
-    bill_member_statuses,
-    bills_with_stats,
+    bill_detail,
+    bill_list,
+    bill_member_list,
     cluster_dashboard,
-    decorate_bill_members,
-    members_filtered_by_overdue,
+    dispute_list,
+    member_list,
 )
 from levy.billing.services import (
     BillInput,
@@ -60,24 +61,10 @@ from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
 from levy.estates.services import member_add, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
-from levy.wallets.services import cluster_transactions, wallet_credit
+from levy.wallets.selectors import TransactionFilters, transaction_list
+from levy.wallets.services import wallet_credit
 
 ERRORS = errors()
-
-
-def paginate(
-    view: EstateAPIView,
-    queryset: QuerySet[Any],
-    serializer: Any,
-    ordering: tuple[str, str] | None = None,
-    decorate: Callable[[list[Any]], object] | None = None,
-    **context: Any,
-) -> Response:
-    paginator = LevyCursorPagination(ordering=ordering)
-    page = paginator.paginate_queryset(queryset, view.request, view=view)
-    if decorate is not None:
-        decorate(page)
-    return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
 
 
 # --- members --------------------------------------------------------------------------------
@@ -131,25 +118,8 @@ class MemberListView(EstateAPIView):
         self.access.require_read_finances()
         filters = MemberFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        members = Membership.objects.filter(cluster=self.access.cluster).select_related("user")
-        if f.get("role"):
-            members = members.filter(role=f["role"])
-        if f.get("active") is not None:
-            members = members.filter(active=f["active"])
-        if f.get("search"):
-            term = f["search"].strip()
-            members = members.filter(Q(user__email__icontains=term) | Q(user__name__icontains=term))
-        if f.get("has_overdue") is not None:
-            members = members_filtered_by_overdue(members, has_overdue=f["has_overdue"])
-        # The page's summaries in one query, after the page is chosen.
-        return paginate(
-            self,
-            members,
-            MemberWithSummarySerializer,
-            ordering=("-joined_at", "-id"),
-            decorate=attach_member_summaries,
-        )
+        listing = member_list(access=self.access, filters=MemberFilters(**filters.validated_data))
+        return listing_response(self, listing, MemberWithSummarySerializer)
 
     @extend_schema(request=MemberInputSerializer, responses={201: MemberSerializer, **ERRORS}, summary="Add a member")
     def post(self, request: Request, cluster_id: str) -> Response:
@@ -343,11 +313,6 @@ class BillFilterSerializer(serializers.Serializer):
     search = serializers.CharField(required=False, max_length=200)
 
 
-def _managed_bill(view: EstateAPIView, bill_id: Any) -> Any:
-    bill = access_bill_as_staff(view.access, bill_id)
-    return bills_with_stats(Bill.objects.filter(pk=bill.pk).select_related("cluster")).get()
-
-
 class BillListView(EstateAPIView):
     @extend_schema(
         parameters=[BillFilterSerializer, *PAGE_PARAMETERS],
@@ -359,26 +324,8 @@ class BillListView(EstateAPIView):
         self.access.require_read_finances()
         filters = BillFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        bills = Bill.objects.filter(cluster=self.access.cluster).select_related("cluster")
-        if f.get("scope") == "cluster":
-            bills = bills.filter(user__isnull=True)
-        elif f.get("scope") == "user":
-            bills = bills.filter(user__isnull=False)
-        if f.get("user_id"):
-            bills = bills.filter(user_id=f["user_id"])
-        if f.get("category"):
-            bills = bills.filter(category=f["category"])
-        if f.get("due_before"):
-            bills = bills.filter(due_date__lte=f["due_before"])
-        if f.get("due_after"):
-            bills = bills.filter(due_date__gte=f["due_after"])
-        if f.get("cancelled") is not None:
-            bills = bills.filter(cancelled_at__isnull=not f["cancelled"])
-        if f.get("search"):
-            term = f["search"].strip()
-            bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
-        return paginate(self, bills_with_stats(bills), ManagedBillSerializer)
+        listing = bill_list(access=self.access, filters=BillFilters(**filters.validated_data))
+        return listing_response(self, listing, ManagedBillSerializer)
 
     @extend_schema(
         request=BillCreateSerializer,
@@ -404,7 +351,7 @@ class BillListView(EstateAPIView):
 class BillDetailView(EstateAPIView):
     @extend_schema(responses={200: ManagedBillSerializer, **ERRORS}, summary="One bill with its counts")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(ManagedBillSerializer(_managed_bill(self, bill_id)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill_id)).data)
 
     @extend_schema(
         request=BillUpdateSerializer,
@@ -421,7 +368,7 @@ class BillDetailView(EstateAPIView):
         data = BillUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         bill_update(access=self.access, bill=bill, changes=dict(data.validated_data), origin=self.origin)
-        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
 
 
 class CancelInputSerializer(serializers.Serializer):
@@ -440,7 +387,7 @@ class BillCancelView(EstateAPIView):
         data = CancelInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         bill_cancel(access=self.access, bill=bill, reason=data.validated_data["reason"], origin=self.origin)
-        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
 
 
 class BillMemberSerializer(serializers.Serializer):
@@ -467,20 +414,8 @@ class BillMembersView(EstateAPIView):
         bill = access_bill_as_staff(self.access, bill_id)
         filters = BillMemberFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        ordering = ("joined_at", "id")
-        if filters.validated_data.get("status"):
-            # The status is derived in SQL to filter on it before paginating.
-            rows = bill_member_statuses(bill=bill).filter(status=filters.validated_data["status"])
-            return paginate(self, rows, BillMemberSerializer, ordering=ordering)
-        # Paginate the audience itself, then read the page's facts for this bill.
-        audience = bill_audience(bill).select_related("user").order_by(*ordering)
-        return paginate(
-            self,
-            audience,
-            BillMemberSerializer,
-            ordering=ordering,
-            decorate=lambda page: decorate_bill_members(page, bill=bill),
-        )
+        listing = bill_member_list(bill=bill, filters=BillMemberFilters(**filters.validated_data))
+        return listing_response(self, listing, BillMemberSerializer)
 
 
 # --- dashboard ------------------------------------------------------------------------------
@@ -545,10 +480,8 @@ class DisputeListView(EstateAPIView):
         self.access.require_read_finances()
         filters = DisputeFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        disputes = BillDispute.objects.filter(cluster=self.access.cluster)
-        if filters.validated_data.get("status"):
-            disputes = disputes.filter(status=filters.validated_data["status"])
-        return paginate(self, disputes, DisputeSerializer)
+        listing = dispute_list(access=self.access, filters=DisputeFilters(**filters.validated_data))
+        return listing_response(self, listing, DisputeSerializer)
 
 
 class ResolveInputSerializer(serializers.Serializer):
@@ -591,14 +524,8 @@ class TransactionListView(EstateAPIView):
         self.access.require_read_finances()
         filters = TransactionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        lookups = {
-            name: f[key]
-            for key, name in (("user_id", "payer_id"), ("type", "type"), ("status", "status"), ("bill_id", "bill_id"))
-            if key in f
-        }
-        txs = cluster_transactions(self.access, **lookups)
-        return paginate(self, txs, TransactionSerializer, currency=self.access.cluster.currency)
+        listing = transaction_list(access=self.access, filters=TransactionFilters(**filters.validated_data))
+        return listing_response(self, listing, TransactionSerializer, currency=self.access.cluster.currency)
 
 
 class CreditInputSerializer(serializers.Serializer):
