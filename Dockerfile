@@ -21,6 +21,12 @@ RUN groupadd --system --gid 10001 levy \
 
 WORKDIR /app
 
+# DejaVu Sans for receipts and statements (it has the accents of Yoruba, Igbo and Hausa
+# names); without it the PDFs use the font inside ReportLab (levy/reports/pdf.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so that this layer is rebuilt only when the lock file changes.
 COPY requirements.lock ./
 RUN python -m venv /opt/venv && pip install -r requirements.lock

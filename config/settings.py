@@ -149,6 +149,7 @@ INSTALLED_APPS = [
     "levy.audit",
     "levy.api",
     "levy.monitoring",
+    "levy.reports",
     "levy.web",
 ]
 
@@ -453,6 +454,9 @@ LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0
 if not LEVY_PUBLIC_URL.endswith("/"):
     LEVY_PUBLIC_URL += "/"
 LEVY_SITE_URL = LEVY_PUBLIC_URL
+# Receipts and statements use DejaVu Sans from here when it is installed (Debian's
+# fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
+LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")

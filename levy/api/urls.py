@@ -3,6 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from levy.api import auth_views
 from levy.api.management import views as management
 from levy.api.members import views as members
+from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
@@ -19,6 +20,21 @@ management_patterns: list[URLPattern | URLResolver] = [
     ),
     path("transactions/", management.TransactionListView.as_view(), name="management-transactions"),
     path("wallets/<str:user_id>/credit/", management.WalletCreditView.as_view(), name="management-wallet-credit"),
+    path(
+        "transactions/<str:transaction_id>/receipt/",
+        reports.ManagementReceiptView.as_view(),
+        name="management-transaction-receipt",
+    ),
+    path(
+        "members/<str:user_id>/statement.pdf",
+        reports.ManagementStatementPdfView.as_view(),
+        name="management-member-statement-pdf",
+    ),
+    path(
+        "members/<str:user_id>/statement.csv",
+        reports.ManagementStatementCsvView.as_view(),
+        name="management-member-statement-csv",
+    ),
 ]
 
 cluster_patterns: list[URLPattern | URLResolver] = [
@@ -31,6 +47,13 @@ cluster_patterns: list[URLPattern | URLResolver] = [
     path("wallet/", members.WalletView.as_view(), name="member-wallet"),
     path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
     path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
+    path(
+        "transactions/<str:transaction_id>/receipt/",
+        reports.MemberReceiptView.as_view(),
+        name="member-transaction-receipt",
+    ),
+    path("wallet/statement.pdf", reports.MemberStatementPdfView.as_view(), name="member-wallet-statement-pdf"),
+    path("wallet/statement.csv", reports.MemberStatementCsvView.as_view(), name="member-wallet-statement-csv"),
 ]
 
 urlpatterns = [

@@ -131,6 +131,7 @@ ROUTES = estate_routes()
 
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
+RECEIPT_TX = "receipt_transaction"
 
 
 def _due() -> str:
@@ -182,6 +183,12 @@ RECIPES: dict[str, Recipe] = {
     "member-wallet": Recipe({"cluster_id": CLUSTER}),
     "member-wallet-transactions": Recipe({"cluster_id": CLUSTER}),
     "member-transaction-retry": Recipe({"cluster_id": CLUSTER, "transaction_id": FAILED_TX}),
+    "member-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "member-wallet-statement-pdf": Recipe({"cluster_id": CLUSTER}),
+    "member-wallet-statement-csv": Recipe({"cluster_id": CLUSTER}),
+    "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
 }
 
 
@@ -196,6 +203,7 @@ class World:
     other_bill: Bill  # estate-wide, in A; acknowledged and failed to pay by the dual member
     dispute: BillDispute  # open, in A, by the dual member
     failed: Transaction  # failed payment in A, by the dual member
+    deposit: Transaction  # completed top-up in A, of the dual member (it has a receipt)
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
 
@@ -206,6 +214,7 @@ class World:
             MEMBER: self.a.residents[0].user_id,
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
+            RECEIPT_TX: self.deposit.pk,
         }[kind]
 
 
@@ -235,7 +244,18 @@ def build_world() -> World:
             estate.fund(member, "50000.00")
     b.fund(b.admin, "50000.00")
     b.wide_bill(title="B's own bill")
-    return World(a=a, b=b, bill=bill, other_bill=other_bill, dispute=dispute, failed=failed, dual=dual, former=former)
+    deposit = Transaction.objects.get(cluster=a.cluster, payer=dual_in_a.user, type="deposit")
+    return World(
+        a=a,
+        b=b,
+        bill=bill,
+        other_bill=other_bill,
+        dispute=dispute,
+        failed=failed,
+        deposit=deposit,
+        dual=dual,
+        former=former,
+    )
 
 
 def fill(route: Route, world: World, cluster: Cluster) -> str:

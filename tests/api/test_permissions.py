@@ -67,6 +67,7 @@ class World:
     fresh_bill: Bill  # nobody has touched it
     dispute: BillDispute  # open, by another resident, on ``bill``
     failed: Transaction  # the resident's failed payment of ``bill``
+    deposit: Transaction  # the resident's top-up (it has a receipt)
     operator: Any
 
     @property
@@ -92,6 +93,7 @@ class World:
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
             "failed": self.failed.pk,
+            "receipt": self.deposit.pk,
         }
 
 
@@ -104,10 +106,10 @@ def build_world() -> World:
     with pytest.raises(InsufficientFundsError):
         bill_pay(access=access(resident), bill=bill, idempotency_key=new_key("pay"))
     failed = Transaction.objects.get(payer=resident.user, status=TransactionStatus.FAILED)
-    estate.fund(resident, "50000.00")
+    deposit = estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
     operator = UserFactory(is_superuser=True, is_staff=True)
-    return World(estate, bill, fresh_bill, dispute, failed, operator)
+    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator)
 
 
 def _due() -> str:
@@ -186,6 +188,9 @@ ENDPOINTS = [
         201,
         {"amount": "10000.00", "note": "bank transfer"},
     ),
+    Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
+    Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
+    Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),
@@ -206,6 +211,10 @@ ENDPOINTS = [
     Endpoint("wallet", "get", f"{C}/wallet/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("wallet-transactions", "get", f"{C}/wallet/transactions/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("retry", "post", f"{C}/transactions/{{failed}}/retry/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
+    # only the payer (the resident) has this receipt
+    Endpoint("my-receipt", "get", f"{C}/transactions/{{receipt}}/receipt/", BILLED_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-pdf", "get", f"{C}/wallet/statement.pdf", ANY_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-csv", "get", f"{C}/wallet/statement.csv", ANY_MEMBER, refusal=NOT_FOUND),
 ]
 
 
@@ -241,7 +250,8 @@ def test_permission_matrix(endpoint: Endpoint, role: str) -> None:
     status, code = endpoint.expected(role)
     before = db_snapshot()
     response = call(endpoint, world, role)
-    body = response.json()
+    # Files (receipts, statements) are not JSON; their errors are.
+    body = response.json() if response["Content-Type"] == "application/json" else {}
     assert response.status_code == status, (endpoint.id, role, response.status_code, body)
     if code is not None:
         assert body["error"]["code"] == code, body
