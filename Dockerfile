@@ -43,6 +43,7 @@ RUN DJANGO_ENV=production \
     DATABASE_URL=postgres://build@localhost:5432/build \
     REDIS_URL=redis://localhost:6379/0 \
     DJANGO_ALLOWED_HOSTS=localhost \
+    LEVY_METRICS_PRIVATE=1 \
     python manage.py collectstatic --noinput \
     && mkdir -p /var/lib/levy \
     && chown levy:levy /var/lib/levy

@@ -20,3 +20,9 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("", include("levy.web.urls")),
 ]
+
+# Under /api/, errors raised outside the views answer in the API's JSON shape.
+handler400 = "levy.api.outside.bad_request"
+handler403 = "levy.api.outside.permission_denied"
+handler404 = "levy.api.outside.page_not_found"
+handler500 = "levy.api.outside.server_error"

@@ -2,6 +2,7 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from levy.api import auth_views
 from levy.api.management import views as management
+from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
 from levy.reports import views as reports
 
@@ -9,6 +10,11 @@ management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
+    path(
+        "members/<str:user_id>/unlock-sign-in/",
+        management.MemberSignInUnlockView.as_view(),
+        name="management-member-unlock-sign-in",
+    ),
     path("bills/", management.BillListView.as_view(), name="management-bills"),
     path("bills/<str:bill_id>/", management.BillDetailView.as_view(), name="management-bill"),
     path("bills/<str:bill_id>/cancel/", management.BillCancelView.as_view(), name="management-bill-cancel"),
@@ -35,6 +41,14 @@ management_patterns: list[URLPattern | URLResolver] = [
         reports.ManagementStatementCsvView.as_view(),
         name="management-member-statement-csv",
     ),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="management-schedules"),
+    path("schedules/<str:schedule_id>/pause/", schedules.SchedulePauseView.as_view(), name="management-schedule-pause"),
+    path(
+        "schedules/<str:schedule_id>/resume/",
+        schedules.ScheduleResumeView.as_view(),
+        name="management-schedule-resume",
+    ),
+    path("schedules/<str:schedule_id>/end/", schedules.ScheduleEndView.as_view(), name="management-schedule-end"),
 ]
 
 cluster_patterns: list[URLPattern | URLResolver] = [
@@ -45,6 +59,7 @@ cluster_patterns: list[URLPattern | URLResolver] = [
     path("bills/<str:bill_id>/dispute/", members.DisputeView.as_view(), name="member-bill-dispute"),
     path("bills/<str:bill_id>/pay/", members.PayView.as_view(), name="member-bill-pay"),
     path("wallet/", members.WalletView.as_view(), name="member-wallet"),
+    path("leave/", members.LeaveView.as_view(), name="member-leave"),
     path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
     path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
     path(

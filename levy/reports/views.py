@@ -17,9 +17,9 @@ from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
+from levy.access import access_membership
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
-from levy.estates.access import access_membership
 from levy.estates.models import Membership
 from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
 from levy.reports.pdf import render_receipt, render_statement

@@ -4,6 +4,7 @@ guard (``levy.accounts.signin_guard``) before its password is checked."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,9 @@ from django.urls import reverse_lazy
 
 from levy.accounts.invitations import public_url
 from levy.accounts.models import User
-from levy.accounts.signin_guard import signin_failed, signin_refusal, signin_succeeded
-from levy.common.origin import client_ip
+from levy.accounts.signin_guard import sign_in_check, sign_in_failed, sign_in_succeeded
+from levy.common.errors import AccountLockedError, NotAuthenticatedError, TooManyAttemptsError
+from levy.common.origin import origin_of
 
 
 class SignInForm(AuthenticationForm):
@@ -39,19 +41,35 @@ class SignInForm(AuthenticationForm):
         password = self.cleaned_data.get("password")
         if not email or not password:
             return self.cleaned_data
-        ip = client_ip(self.request)
-        refusal = signin_refusal(email=email, ip=ip)
-        if refusal is not None:
-            raise forms.ValidationError(refusal.message, code=refusal.code)
-        self.user_cache = authenticate(self.request, username=email, password=password)
-        if self.user_cache is None:
-            refusal = signin_failed(email=email, ip=ip)
-            if refusal is not None:
-                raise forms.ValidationError(refusal.message, code=refusal.code)
-            raise self.get_invalid_login_error()
+        origin = origin_of(self.request)
+        # The API's token endpoint runs the same sequence (levy/accounts/signin_guard.py).
+        try:
+            state = sign_in_check(email=email, ip=origin.ip)
+            self.user_cache = authenticate(self.request, username=email, password=password)
+            if self.user_cache is None:
+                sign_in_failed(email=email, origin=origin)
+        except AccountLockedError as locked:
+            raise forms.ValidationError(
+                f"Too many wrong passwords for this account: it is locked for {_minutes(locked.retry_after)}. "
+                "Reset your password by email, or ask an estate admin to unlock it.",
+                code=locked.code,
+            ) from None
+        except TooManyAttemptsError as limited:
+            raise forms.ValidationError(
+                f"Too many failed sign-ins from your network. Try again in {_minutes(limited.retry_after)}.",
+                code=limited.code,
+            ) from None
+        except NotAuthenticatedError:
+            raise self.get_invalid_login_error() from None
+        assert self.user_cache is not None
         self.confirm_login_allowed(self.user_cache)
-        signin_succeeded(email=email)
+        sign_in_succeeded(user=self.user_cache, state=state)
         return self.cleaned_data
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} more minute{'s' if minutes != 1 else ''}"
 
 
 class SignInView(auth_views.LoginView):
