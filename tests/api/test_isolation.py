@@ -210,6 +210,10 @@ RECIPES: dict[str, Recipe] = {
     "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
     "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
     "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-bills-export": Recipe({"cluster_id": CLUSTER}),
+    "management-bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "management-members-export": Recipe({"cluster_id": CLUSTER}),
+    "management-transactions-export": Recipe({"cluster_id": CLUSTER}),
 }
 
 
