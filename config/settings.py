@@ -200,7 +200,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "levy.web.context.layout",
             ],
-            "builtins": ["levy.web.templatetags.levy"],
+            "builtins": ["levy.web.templatetags.levy", "template_partials.templatetags.partials"],
         },
     },
 ]
