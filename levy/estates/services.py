@@ -122,6 +122,8 @@ def member_add(
             origin=origin,
             data={"email": email, "role": role, "is_resident": resident},
         )
+        if user.is_active and not user.has_usable_password():
+            _invite_after_commit(user, cluster, access.user)
         notify_added(
             cluster=cluster,
             user_ids=[membership.user_id],
@@ -130,6 +132,15 @@ def member_add(
         )
     membership.user = user
     return membership
+
+
+def _invite_after_commit(user: User, cluster: Cluster, inviter: User) -> None:
+    """Someone added without a password gets an email to choose one (levy.accounts.invitations),
+    once the membership is committed."""
+    from levy.accounts.tasks import send_invitation
+
+    args = (str(user.pk), cluster.name, inviter.get_full_name() if inviter.pk else "Levy")
+    transaction.on_commit(lambda: send_invitation.delay(*args), robust=True)
 
 
 def notify_added(*, cluster: Cluster, user_ids: list[Any], role: str | None, event_key: str) -> None:
