@@ -412,7 +412,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
         "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
+    "issue-late-fees": {
+        "task": "levy.billing.tasks.issue_late_fees",
+        "schedule": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900"))},
+    },
 }
+# A late fee is due this many days after it is charged (it can be paid after that too).
+LEVY_LATE_FEE_PAY_DAYS = int(env("LEVY_LATE_FEE_PAY_DAYS", "14"))
 
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]
