@@ -41,6 +41,7 @@ from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
+from levy.wallets.rules import require_not_own_wallet
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -156,6 +157,7 @@ def wallet_credit(
         raise ValidationError(fields={"note": ["Use at most 2000 characters."]})
     if membership.cluster_id != access.cluster.pk:
         raise NotFoundError()
+    require_not_own_wallet(access=access, member_user_id=membership.user_id, action="credit")
     if not membership.active:
         raise ValidationError(fields={"user_id": ["This person is no longer an active member of the estate."]})
     with transaction.atomic():
@@ -357,6 +359,7 @@ def bill_payment_refund(
         or payment.bill_id is None
     ):
         raise RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    require_not_own_wallet(access=access, member_user_id=payment.payer_id, action="refund")
     with transaction.atomic():
         bill = Bill.objects.select_for_update().get(pk=payment.bill_id)
         if bill.cancelled_at is None:

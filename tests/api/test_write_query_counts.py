@@ -132,6 +132,24 @@ def _retry(estate: Estate, bill: Any) -> Request:
     return lambda: client.post(f"{base(estate)}/transactions/{failed.pk}/retry/", headers={"Idempotency-Key": "r-1"})
 
 
+def _leave(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.residents[-1]).client
+    return lambda: client.post(f"{base(estate)}/leave/")
+
+
+def _unlock_sign_in(estate: Estate, bill: Any) -> Request:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from levy.accounts.models import SignInState
+
+    member = estate.residents[-1]
+    SignInState.objects.create(user=member.user, failures=10, locked_until=timezone.now() + dt.timedelta(minutes=5))
+    client = api_as(estate.admin).client
+    return lambda: client.post(f"{base(estate)}/management/members/{member.user_id}/unlock-sign-in/")
+
+
 def _schedule(estate: Estate, *, paused: bool = False) -> Any:
     schedule = schedule_create(access=access(estate.admin), data=schedule_input())
     if paused:
@@ -170,9 +188,11 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     "resolve dispute": (_resolve, 200, 15),
     "edit bill": (_edit_bill, 200, 10),
     "change member": (_change_member, 200, 11),
-    "add member": (_add_member, 201, 17),
+    "add member": (_add_member, 201, 18),
     "retry payment": (_retry, 201, 17),
     "read all notifications": (_read_all, 200, 2),
+    "leave the estate": (_leave, 200, 10),
+    "unlock a member's sign-in": (_unlock_sign_in, 200, 8),
     "create schedule": (_create_schedule, 201, 6),
     "pause schedule": (_change_schedule("pause"), 200, 8),
     "resume schedule": (_change_schedule("resume"), 200, 8),

@@ -125,7 +125,11 @@ class MemberListView(EstateAPIView):
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = member_add(access=self.access, origin=self.origin, **data.validated_data)
-        return Response(MemberSerializer(membership).data, status=201)
+        # Only what the caller typed: adding an existing account must not reveal the name
+        # that person chose (they are told they were added, and may leave).
+        body = MemberSerializer(membership).data
+        body["name"] = data.validated_data["name"].strip()
+        return Response(body, status=201)
 
 
 class MemberUpdateSerializer(serializers.Serializer):
