@@ -346,6 +346,10 @@ LEVY_RATE_LIMITS = {
     "pay": env("LEVY_RATE_PAY", "30/min"),
     "credit": env("LEVY_RATE_CREDIT", "120/min"),
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+    # "Forgot your password?" emails: per client address, and per email address asked for
+    # (so nobody can flood someone's inbox with reset links).
+    "password_reset": env("LEVY_RATE_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": env("LEVY_RATE_PASSWORD_RESET_EMAIL", "5/hour"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
 # Per account, in the database: this many wrong passwords in a row (each within the
