@@ -346,6 +346,10 @@ LEVY_RATE_LIMITS = {
     "pay": env("LEVY_RATE_PAY", "30/min"),
     "credit": env("LEVY_RATE_CREDIT", "120/min"),
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+    # "Forgot your password?" emails: per client address, and per email address asked for
+    # (so nobody can flood someone's inbox with reset links).
+    "password_reset": env("LEVY_RATE_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": env("LEVY_RATE_PASSWORD_RESET_EMAIL", "5/hour"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
 # Per account, in the database: this many wrong passwords in a row (each within the
@@ -454,7 +458,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
         "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
+    "issue-late-fees": {
+        "task": "levy.billing.tasks.issue_late_fees",
+        "schedule": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900"))},
+    },
 }
+# A late fee is due this many days after it is charged (it can be paid after that too).
+LEVY_LATE_FEE_PAY_DAYS = int(env("LEVY_LATE_FEE_PAY_DAYS", "14"))
 
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]

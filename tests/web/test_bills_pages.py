@@ -253,3 +253,13 @@ def test_each_bill_page_costs_the_same_queries_with_1_or_many_rows() -> None:
         ]
         seen[name] = counts
     assert seen == {name: [n, n] for name, n in EXPECTED.items()}
+
+
+def test_issuing_bills_shares_the_apis_limit(estate: Estate, settings: object) -> None:
+    settings.LEVY_RATE_LIMITS = {**settings.LEVY_RATE_LIMITS, "bill_create": "1/min"}  # type: ignore[attr-defined]
+    browser = browser_as(estate.admin)
+    assert browser.post(estate_url(estate, "bills/new/"), _new_bill(title="First")).status_code == 302
+    refused = browser.post(estate_url(estate, "bills/new/"), _new_bill(title="Second"))
+    assert refused.status_code == 400
+    assert "You have issued many bills in the last minute." in refused.content.decode()
+    assert list(Bill.objects.filter(cluster=estate.cluster).values_list("title", flat=True)) == ["First"]

@@ -28,7 +28,7 @@ from levy.api.serializers import (
     TransactionSerializer,
 )
 from levy.api.views import EstateAPIView
-from levy.billing.models import BillCategory, DisputeStatus
+from levy.billing.models import BillCategory, DisputeStatus, LateFeeKind
 from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
@@ -257,6 +257,10 @@ class ManagedBillSerializer(BillBaseSerializer):
     cancellation_reason = serializers.CharField()
     schedule_id = serializers.UUIDField(allow_null=True)
     schedule_period = serializers.IntegerField(allow_null=True)
+    late_fee_kind = serializers.CharField(help_text='"" (no late fee), "fixed" or "percent".')
+    late_fee_value = MoneyField(allow_null=True, help_text="The fixed amount, or the percentage of the amount.")
+    late_fee_grace_days = serializers.IntegerField(allow_null=True)
+    late_fees_issued_at = serializers.DateTimeField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -272,6 +276,28 @@ class BillCreateSerializer(serializers.Serializer):
     due_date = serializers.DateField()
     allow_payment_after_due = serializers.BooleanField(required=False, default=False)
     user_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+    late_fee_kind = serializers.ChoiceField(
+        choices=LateFeeKind.choices,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Leave out for no late fee.",
+    )
+    late_fee_value = MoneyField(
+        min_value=None,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='The fixed amount ("500.00") or the percentage of the amount ("2.5", at most 100).',
+    )
+    late_fee_grace_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=366,
+        help_text="Days after the due date before the fee is charged.",
+    )
 
 
 class BillUpdateSerializer(serializers.Serializer):

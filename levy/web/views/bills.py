@@ -3,6 +3,7 @@ cancel, edit). Every read is a billing selector, every write a billing service."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django import forms
@@ -12,6 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from levy.access import access_bill_as_staff
+from levy.api import throttles
 from levy.billing.models import BillCategory
 from levy.billing.selectors import (
     BillFilters,
@@ -172,7 +174,14 @@ class NewBillPage(EstatePage):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         form = NewBillForm(request.POST)
-        if form.is_valid():
+        # The API's limit on issuing bills, counted on the same counter.
+        wait = throttles.check_scope(request, "bill_create")
+        if wait is not None:
+            form.is_valid()
+            form.add_error(
+                None, f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
+            )
+        elif form.is_valid():
             data = form.cleaned_data
             bill_input = BillInput(
                 title=data["title"],
