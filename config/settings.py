@@ -501,6 +501,9 @@ LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0
 if not LEVY_PUBLIC_URL.endswith("/"):
     LEVY_PUBLIC_URL += "/"
 LEVY_SITE_URL = LEVY_PUBLIC_URL
+# A members import whose run has not finished after this long (its worker died) is
+# taken over by the next delivery of its task (levy/estates/imports.py).
+LEVY_IMPORT_STALE_SECONDS = int(env("LEVY_IMPORT_STALE_SECONDS", "900"))
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")

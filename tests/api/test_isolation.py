@@ -37,7 +37,7 @@ from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
-from levy.estates.models import Cluster, Membership
+from levy.estates.models import Cluster, MemberImport, Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
@@ -89,6 +89,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "audit_events": rows(AuditEvent, "action"),
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
         "sign_in_states": rows(SignInState, "failures", "locked_until"),
+        "member_imports": rows(MemberImport, "status", "created_count"),
     }
 
 
@@ -136,6 +137,7 @@ ROUTES = estate_routes()
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
 RECEIPT_TX = "receipt_transaction"
 SCHEDULE = "schedule"
+MEMBER_IMPORT = "member_import"
 
 
 def _due() -> str:
@@ -155,6 +157,7 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER},
         {"post": {"email": "intruder@example.test", "name": "Intruder", "role": Role.ADMIN}},
     ),
+    "management-members-import-status": Recipe({"cluster_id": CLUSTER, "import_id": MEMBER_IMPORT}),
     "management-members-import": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"file": SimpleUploadedFile("m.csv", b"email,name,role,is_resident\nx@e.test,X,admin,no\n")}},
@@ -232,6 +235,7 @@ class World:
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
     schedule: BillSchedule  # a paused estate-wide schedule of A
+    member_import: MemberImport  # a finished members import of A
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
         return {
@@ -242,6 +246,7 @@ class World:
             FAILED_TX: self.failed.pk,
             RECEIPT_TX: self.deposit.pk,
             SCHEDULE: self.schedule.pk,
+            MEMBER_IMPORT: self.member_import.pk,
         }[kind]
 
 
@@ -286,6 +291,9 @@ def build_world() -> World:
         dual=dual,
         former=former,
         schedule=schedule,
+        member_import=MemberImport.objects.create(
+            cluster=a.cluster, created_by=a.admin.user, status=MemberImport.Status.SUCCEEDED
+        ),
     )
 
 
