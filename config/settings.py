@@ -115,6 +115,10 @@ def production_problems() -> list[str]:
         problems.append("DJANGO_DEBUG is on: production never runs with DEBUG")
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
+    from levy.payments.secrets import key_problem  # the provider secrets' key: one rule, in its module
+
+    if provider_key_problem := key_problem(env("LEVY_PROVIDER_SECRETS_KEY")):
+        problems.append(provider_key_problem)
     return problems
 
 
@@ -142,6 +146,7 @@ INSTALLED_APPS = [
     "levy.estates",
     "levy.billing",
     "levy.wallets",
+    "levy.payments",
     "levy.notifications",
     "levy.audit",
     "levy.api",
@@ -289,6 +294,9 @@ LEVY_RATE_LIMITS = {
     "pay": env("LEVY_RATE_PAY", "30/min"),
     "credit": env("LEVY_RATE_CREDIT", "120/min"),
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+    "top_up": env("LEVY_RATE_TOP_UP", "20/min"),
+    "top_up_return": env("LEVY_RATE_TOP_UP_RETURN", "60/min"),
+    "webhook": env("LEVY_RATE_WEBHOOK", "600/min"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
 # Addresses of the reverse proxies in front of the web processes (comma-separated). A
@@ -333,7 +341,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "BillStatusEnum": "levy.billing.status.BillStatus",
+        "TopUpStatusEnum": "levy.payments.models.TopUpStatus",
+    },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -375,11 +386,28 @@ CELERY_BEAT_SCHEDULE = {
         "task": "levy.notifications.tasks.sweep_undelivered",
         "schedule": float(env("LEVY_SWEEP_EVERY_SECONDS", "60")),
     },
+    "sweep-top-ups": {
+        "task": "levy.payments.tasks.sweep_top_ups",
+        "schedule": float(env("LEVY_TOPUP_SWEEP_EVERY_SECONDS", "300")),
+    },
     "payment-reminders": {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
     },
 }
+
+# --- payment providers (docs/operations.md) ---------------------------------------------------
+# Fernet key(s) sealing the estates' provider secrets; the first seals, all open. Required
+# in production; development and tests use a key derived from a fixed string.
+LEVY_PROVIDER_SECRETS_KEY = env("LEVY_PROVIDER_SECRETS_KEY")
+LEVY_PAYSTACK_BASE_URL = env("LEVY_PAYSTACK_BASE_URL", "https://api.paystack.co")
+LEVY_FLUTTERWAVE_BASE_URL = env("LEVY_FLUTTERWAVE_BASE_URL", "https://api.flutterwave.com")
+LEVY_PROVIDER_TIMEOUT_SECONDS = float(env("LEVY_PROVIDER_TIMEOUT_SECONDS", "5"))
+LEVY_PROVIDER_RETRIES = int(env("LEVY_PROVIDER_RETRIES", "1"))
+LEVY_TOPUP_EXPIRE_MINUTES = int(env("LEVY_TOPUP_EXPIRE_MINUTES", "60"))
+LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS = int(env("LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS", "120"))
+# Where the provider sends the resident back after checkout (default: the API's return endpoint).
+LEVY_TOPUP_RETURN_URL = env("LEVY_TOPUP_RETURN_URL")
 
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]

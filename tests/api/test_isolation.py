@@ -39,6 +39,8 @@ from levy.common.errors import InsufficientFundsError
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
+from levy.payments.models import ProviderAccount, TopUp
+from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
 from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as
@@ -86,6 +88,8 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "notifications": rows(Notification, "event_key", "read_at"),
         "audit_events": rows(AuditEvent, "action"),
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
+        "provider_accounts": rows(ProviderAccount, "provider", "active", "secret_key_sealed", "updated_at"),
+        "top_ups": rows(TopUp, "status", "amount", "transaction_id", "bill_outcome"),
     }
 
 
@@ -130,6 +134,7 @@ ROUTES = estate_routes()
 
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
+TOP_UP = "top_up"
 
 
 def _due() -> str:
@@ -181,6 +186,14 @@ RECIPES: dict[str, Recipe] = {
     "member-wallet": Recipe({"cluster_id": CLUSTER}),
     "member-wallet-transactions": Recipe({"cluster_id": CLUSTER}),
     "member-transaction-retry": Recipe({"cluster_id": CLUSTER, "transaction_id": FAILED_TX}),
+    "management-payment-providers": Recipe(
+        {"cluster_id": CLUSTER}, {"put": {"provider": "paystack", "secret_key": "sk_test_intruder", "active": True}}
+    ),
+    "management-top-ups": Recipe({"cluster_id": CLUSTER}),
+    "management-payment-anomalies": Recipe({"cluster_id": CLUSTER}),
+    "member-top-ups": Recipe({"cluster_id": CLUSTER}, {"post": {"amount": "1000.00"}}),
+    "member-top-up": Recipe({"cluster_id": CLUSTER, "top_up_id": TOP_UP}),
+    "member-bill-pay-by-card": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
 }
 
 
@@ -197,6 +210,7 @@ class World:
     failed: Transaction  # failed payment in A, by the dual member
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
+    top_up: TopUp  # a pending top-up in A, by the dual member
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
         return {
@@ -205,6 +219,7 @@ class World:
             MEMBER: self.a.residents[0].user_id,
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
+            TOP_UP: self.top_up.pk,
         }[kind]
 
 
@@ -234,7 +249,21 @@ def build_world() -> World:
             estate.fund(member, "50000.00")
     b.fund(b.admin, "50000.00")
     b.wide_bill(title="B's own bill")
-    return World(a=a, b=b, bill=bill, other_bill=other_bill, dispute=dispute, failed=failed, dual=dual, former=former)
+    # Both estates take payments by card; the dual member has a top-up pending in A.
+    for estate in (a, b):
+        provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
+    top_up = topup_start(access=access(dual_in_a), amount="3000.00", idempotency_key=new_key("topup"))
+    return World(
+        a=a,
+        b=b,
+        bill=bill,
+        other_bill=other_bill,
+        dispute=dispute,
+        failed=failed,
+        dual=dual,
+        former=former,
+        top_up=top_up,
+    )
 
 
 def fill(route: Route, world: World, cluster: Cluster) -> str:

@@ -31,6 +31,8 @@ from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
 from levy.estates.models import Membership
+from levy.payments.models import TopUp
+from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
@@ -48,6 +50,7 @@ VIEW_PAYMENTS = frozenset({"auditor", "treasurer", "admin"})
 MANAGE_BILL = frozenset({"treasurer", "admin"})
 MANAGE_WALLET = frozenset({"treasurer", "admin"})
 MANAGE_MEMBERS = frozenset({"admin", "operator"})
+MANAGE_PROVIDERS = frozenset({"admin"})
 PLATFORM_OPERATOR = frozenset({"operator"})
 # The member endpoints are for any active member. A bill that does not apply to the
 # caller (staff do not live in the estate, so estate-wide bills are not theirs) is
@@ -68,6 +71,8 @@ class World:
     dispute: BillDispute  # open, by another resident, on ``bill``
     failed: Transaction  # the resident's failed payment of ``bill``
     operator: Any
+    big_bill: Bill  # acknowledged by the resident; more than their wallet holds (pay by card)
+    top_up: TopUp  # the resident's pending top-up
 
     @property
     def resident(self) -> Membership:
@@ -92,6 +97,8 @@ class World:
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
             "failed": self.failed.pk,
+            "big_bill": self.big_bill.pk,
+            "top_up": self.top_up.pk,
         }
 
 
@@ -107,7 +114,11 @@ def build_world() -> World:
     estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
     operator = UserFactory(is_superuser=True, is_staff=True)
-    return World(estate, bill, fresh_bill, dispute, failed, operator)
+    big_bill = estate.wide_bill(title="Borehole repair", amount=Decimal("80000.00"))
+    bill_acknowledge(access=access(resident), bill=big_bill)
+    provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
+    top_up = topup_start(access=access(resident), amount="1000.00", idempotency_key=new_key("topup"))
+    return World(estate, bill, fresh_bill, dispute, failed, operator, big_bill, top_up)
 
 
 def _due() -> str:
@@ -186,6 +197,17 @@ ENDPOINTS = [
         201,
         {"amount": "10000.00", "note": "bank transfer"},
     ),
+    Endpoint("payment-providers", "get", f"{M}/payment-providers/", VIEW_PAYMENTS),
+    Endpoint(
+        "payment-providers-set",
+        "put",
+        f"{M}/payment-providers/",
+        MANAGE_PROVIDERS,
+        200,
+        {"provider": "flutterwave", "secret_key": "FLWSECK_TEST-perm", "webhook_secret": "hash"},
+    ),
+    Endpoint("top-ups-list", "get", f"{M}/top-ups/", VIEW_PAYMENTS),
+    Endpoint("payment-anomalies", "get", f"{M}/payment-anomalies/", VIEW_PAYMENTS),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),
@@ -206,6 +228,10 @@ ENDPOINTS = [
     Endpoint("wallet", "get", f"{C}/wallet/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("wallet-transactions", "get", f"{C}/wallet/transactions/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("retry", "post", f"{C}/transactions/{{failed}}/retry/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
+    Endpoint("my-top-ups", "get", f"{C}/top-ups/", ANY_MEMBER, refusal=NOT_FOUND),
+    Endpoint("top-up", "post", f"{C}/top-ups/", ANY_MEMBER, 201, {"amount": "1000.00"}, refusal=NOT_FOUND),
+    Endpoint("my-top-up", "get", f"{C}/top-ups/{{top_up}}/", BILLED_MEMBER, refusal=NOT_FOUND),
+    Endpoint("pay-by-card", "post", f"{C}/bills/{{big_bill}}/pay-by-card/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
 ]
 
 
