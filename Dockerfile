@@ -15,6 +15,12 @@ RUN groupadd --system --gid 10001 levy \
 
 WORKDIR /app
 
+# DejaVu Sans for receipts and statements (it has the accents of Yoruba, Igbo and Hausa
+# names); without it the PDFs use the font inside ReportLab (levy/reports/pdf.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so that this layer is rebuilt only when the lock file changes.
 COPY requirements.lock ./
 RUN python -m venv /opt/venv && pip install -r requirements.lock
@@ -30,6 +36,7 @@ RUN DJANGO_ENV=production \
     DATABASE_URL=postgres://build@localhost:5432/build \
     REDIS_URL=redis://localhost:6379/0 \
     DJANGO_ALLOWED_HOSTS=localhost \
+    LEVY_METRICS_PRIVATE=1 \
     python manage.py collectstatic --noinput \
     && mkdir -p /var/lib/levy \
     && chown levy:levy /var/lib/levy

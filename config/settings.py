@@ -113,6 +113,12 @@ def production_problems() -> list[str]:
         problems.append("DJANGO_ALLOWED_HOSTS is not set (the comma-separated host names Levy answers to)")
     if env_bool("DJANGO_DEBUG", False):
         problems.append("DJANGO_DEBUG is on: production never runs with DEBUG")
+    if not env("LEVY_METRICS_TOKEN") and not env_bool("LEVY_METRICS_PRIVATE", False):
+        problems.append(
+            "LEVY_METRICS_TOKEN is not set (a random string Prometheus sends as a Bearer token); "
+            "or set LEVY_METRICS_PRIVATE=1 if /metrics and the workers' metrics ports are reachable "
+            "only from a private network"
+        )
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
     from levy.payments.secrets import key_problem  # the provider secrets' key: one rule, in its module
@@ -151,6 +157,7 @@ INSTALLED_APPS = [
     "levy.audit",
     "levy.api",
     "levy.monitoring",
+    "levy.reports",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -161,13 +168,15 @@ MIDDLEWARE = [
     # The request id first, so every log line of the request carries it; then the
     # request metrics, so their time covers the rest of the stack.
     "levy.common.request_id.RequestIdMiddleware",
+    # Under /api/, an error page produced anywhere below becomes the JSON error shape.
+    "levy.api.outside.ApiJsonErrorsMiddleware",
     "levy.monitoring.middleware.RequestMetricsMiddleware",
     "levy.common.server_timing.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (collected, compressed, hashed) straight from the web process.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "levy.api.outside.LevyCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -288,7 +297,13 @@ else:
 LEVY_RATE_LIMITS = {
     "user": env("LEVY_RATE_USER", "600/min"),
     "estate": env("LEVY_RATE_ESTATE", "20000/min"),
-    "sign_in": env("LEVY_RATE_SIGN_IN", "10/min"),
+    # Sign-in and token refresh (levy/accounts/signin_guard.py, decision 0017): failed
+    # sign-ins and failed refreshes per client address — successful ones are never
+    # counted, so a shared gateway's honest traffic stays far below — and refreshes
+    # per person.
+    "sign_in_failures": env("LEVY_RATE_SIGN_IN_FAILURES", "200/min"),
+    "token_refresh_failures": env("LEVY_RATE_TOKEN_REFRESH_FAILURES", "200/min"),
+    "token_refresh": env("LEVY_RATE_TOKEN_REFRESH", "30/min"),
     "acknowledge": env("LEVY_RATE_ACKNOWLEDGE", "60/min"),
     "dispute": env("LEVY_RATE_DISPUTE", "10/min"),
     "pay": env("LEVY_RATE_PAY", "30/min"),
@@ -299,6 +314,12 @@ LEVY_RATE_LIMITS = {
     "webhook": env("LEVY_RATE_WEBHOOK", "600/min"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
+# Per account, in the database: this many wrong passwords in a row (each within the
+# memory of the one before) lock the account for the lockout; the right password does
+# not open a locked account. An admin can unlock it sooner.
+LEVY_SIGN_IN_LOCKOUT_FAILURES = int(env("LEVY_SIGN_IN_LOCKOUT_FAILURES", "10"))
+LEVY_SIGN_IN_LOCKOUT_MINUTES = int(env("LEVY_SIGN_IN_LOCKOUT_MINUTES", "15"))
+LEVY_SIGN_IN_FAILURE_MEMORY_MINUTES = int(env("LEVY_SIGN_IN_FAILURE_MEMORY_MINUTES", "60"))
 # Addresses of the reverse proxies in front of the web processes (comma-separated). A
 # request from one of them is attributed to the address it forwarded (X-Forwarded-For)
 # for rate limits and the audit trail; from anyone else, to REMOTE_ADDR.
@@ -318,7 +339,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": API_RENDERERS,
     "DEFAULT_PARSER_CLASSES": [
         "levy.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
+        "levy.api.parsers.FormParserRefusingJSON",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -341,8 +362,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Named here because two choice sets share the field name "status" (the bill's name
+    # as before, the schedule's its own).
     "ENUM_NAME_OVERRIDES": {
-        "BillStatusEnum": "levy.billing.status.BillStatus",
+        "StatusEnum": "levy.billing.status.BillStatus",
+        "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
         "TopUpStatusEnum": "levy.payments.models.TopUpStatus",
     },
     # The docs page's scripts are served by Levy itself (no CDN).
@@ -394,6 +418,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
     },
+    # Recurring bills: each run issues what has come due (and what an outage missed).
+    # A run that could not start before the next one is dropped (expires), not queued.
+    "issue-scheduled-bills": {
+        "task": "levy.billing.tasks.issue_scheduled_bills",
+        "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
+    },
 }
 
 # --- payment providers (docs/operations.md) ---------------------------------------------------
@@ -417,6 +448,17 @@ LEVY_FANOUT_CHUNK = int(env("LEVY_FANOUT_CHUNK", "5000"))
 LEVY_DELIVERY_INLINE_MAX = int(env("LEVY_DELIVERY_INLINE_MAX", "50"))
 # Optional pause between fan-out chunks, to spread the write load of a huge estate.
 LEVY_FANOUT_CHUNK_PAUSE_SECONDS = float(env("LEVY_FANOUT_CHUNK_PAUSE_SECONDS", "0"))
+# Intents with few recipients (a receipt, the managers told of an acknowledgement) are
+# delivered many per task: a commit sets a flag in the cache and sends one
+# deliver_pending task only if the flag was not set; the task waits this long for more
+# intents, clears the flag and delivers up to LEVY_NOTIFY_BATCH_MAX of them in one
+# transaction (docs/decisions/0005). LEVY_NOTIFY_BATCH=0: one task per intent, as before.
+LEVY_NOTIFY_BATCH = env_bool("LEVY_NOTIFY_BATCH", True)
+LEVY_NOTIFY_BATCH_WAIT_MS = int(env("LEVY_NOTIFY_BATCH_WAIT_MS", "50"))
+LEVY_NOTIFY_BATCH_MAX = int(env("LEVY_NOTIFY_BATCH_MAX", "100"))
+# How long a flag outlives a wake-up task that never ran (a lost message): after it, the
+# next commit sends another; the sweep delivers what such a loss left behind.
+LEVY_NOTIFY_WAKE_TTL_SECONDS = int(env("LEVY_NOTIFY_WAKE_TTL_SECONDS", "10"))
 LEVY_SWEEP_GRACE_SECONDS = int(env("LEVY_SWEEP_GRACE_SECONDS", "30"))
 LEVY_SWEEP_REDISPATCH_SECONDS = int(env("LEVY_SWEEP_REDISPATCH_SECONDS", "300"))
 # An intent whose fan-out failed this many times is left for a person (see last_error).
@@ -427,6 +469,9 @@ LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
 LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# Receipts and statements use DejaVu Sans from here when it is installed (Debian's
+# fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
+LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
@@ -447,7 +492,10 @@ if LOG_FORMAT not in {"json", "text"}:
 # on in production. runserver prints its own.
 LEVY_REQUEST_LOG = env_bool("LEVY_REQUEST_LOG", IS_PRODUCTION)
 # If set, /metrics (and a worker's metrics port) answers only "Authorization: Bearer <token>".
+# Production refuses to start without it unless LEVY_METRICS_PRIVATE=1 says that the
+# metrics are served on a private address only (production_problems above).
 LEVY_METRICS_TOKEN = env("LEVY_METRICS_TOKEN")
+LEVY_METRICS_PRIVATE = env_bool("LEVY_METRICS_PRIVATE", False)
 # If set, each Celery worker serves its own metrics on this port (see docs/operations.md).
 if env("LEVY_WORKER_METRICS_PORT") and not env("LEVY_WORKER_METRICS_PORT").isdigit():
     raise ImproperlyConfigured("LEVY_WORKER_METRICS_PORT must be a port number")
@@ -457,13 +505,20 @@ LEVY_WORKER_METRICS_ADDR = env("LEVY_WORKER_METRICS_ADDR", "0.0.0.0")  # noqa: S
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "levy.common.logs.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "levy.common.logs.RequestContextFilter"},
+        "client_error_traceback": {"()": "levy.common.logs.ClientErrorTracebackFilter"},
+    },
     "formatters": {
         "json": {"()": "levy.common.logs.JsonFormatter"},
         "text": {"()": "levy.common.logs.TextFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": LOG_FORMAT}
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_context", "client_error_traceback"],
+            "formatter": LOG_FORMAT,
+        }
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     # In-process tasks (the demo) would log a line per task in the web server's output.

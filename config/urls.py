@@ -17,3 +17,9 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
 ]
+
+# Under /api/, errors raised outside the views answer in the API's JSON shape.
+handler400 = "levy.api.outside.bad_request"
+handler403 = "levy.api.outside.permission_denied"
+handler404 = "levy.api.outside.page_not_found"
+handler500 = "levy.api.outside.server_error"

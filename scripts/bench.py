@@ -68,7 +68,18 @@ ADMIN_EMAIL = "admin@estate0.bench.levy.test"
 BENCH_PASSWORD = "levy-bench-password"  # noqa: S105 - the data generator's fixture password
 # Every rate limit stays on (each request still counts in Redis) but is raised far
 # above what the benchmark sends: all its residents and the admin hit one estate.
-RATE_SCOPES = ("USER", "ESTATE", "SIGN_IN", "ACKNOWLEDGE", "DISPUTE", "PAY", "CREDIT", "BILL_CREATE")
+RATE_SCOPES = (
+    "USER",
+    "ESTATE",
+    "SIGN_IN_FAILURES",
+    "TOKEN_REFRESH",
+    "TOKEN_REFRESH_FAILURES",
+    "ACKNOWLEDGE",
+    "DISPUTE",
+    "PAY",
+    "CREDIT",
+    "BILL_CREATE",
+)
 RAISED_RATE = "100000000/min"
 SCRATCH_SCHEMA = "levy_bench_scratch"
 
@@ -499,6 +510,8 @@ class Config:
             {
                 "DJANGO_ENV": "production",
                 "LEVY_BIND": f"127.0.0.1:{port}",
+                # gunicorn listens on 127.0.0.1 only: its metrics are private.
+                "LEVY_METRICS_PRIVATE": "1",
                 "WEB_CONCURRENCY": str(workers),
                 "GUNICORN_MAX_REQUESTS": "0",
                 "PYTHONUNBUFFERED": "1",

@@ -14,6 +14,7 @@ from django.test import TestCase
 
 from config.celery import app as celery_app
 from levy.billing.models import Bill
+from levy.billing.schedules import ScheduleInput
 from levy.billing.selectors import estate_today
 from levy.billing.services import BillInput, bill_create_cluster_wide, bill_create_user_specific
 from levy.estates.access import EstateAccess, access_cluster
@@ -60,6 +61,26 @@ def _providers_are_local_fakes(fake_provider_server: FakeProviderServer, setting
     fake_provider_server.fake.reset()
 
 
+@pytest.fixture(autouse=True)
+def _no_wake_flag_left_over(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The flags that say a batch delivery task is on its way live in the cache, which
+    outlives a test: a flag left by one test (a worker stopped before it cleared it)
+    would keep the next test's commits from waking its worker. Each test that uses a
+    real broker starts and ends without them."""
+    if "real_broker" not in request.fixturenames:
+        yield
+        return
+    from django.core.cache import cache
+
+    from levy.notifications.events import Priority
+    from levy.notifications.services import wake_key
+
+    keys = [wake_key(priority) for priority in Priority.values]
+    cache.delete_many(keys)
+    yield
+    cache.delete_many(keys)
+
+
 def committed() -> Any:
     """Run what the enclosed code schedules with ``transaction.on_commit`` as if its
     transaction had committed — as a request does when it returns. Tests run inside
@@ -90,6 +111,22 @@ def bill_input(**overrides: Any) -> BillInput:
     }
     values.update(overrides)
     return BillInput(**values)
+
+
+def schedule_input(**overrides: Any) -> ScheduleInput:
+    """A monthly service charge, first due in 30 days, issued 14 days before each due date."""
+    values: dict[str, Any] = {
+        "title": "Service charge",
+        "description": "Monthly service charge",
+        "category": "service_charge",
+        "amount": Decimal("15000.00"),
+        "allow_payment_after_due": False,
+        "frequency": "monthly",
+        "first_due_date": estate_today() + datetime.timedelta(days=30),
+        "issue_days_before": 14,
+    }
+    values.update(overrides)
+    return ScheduleInput(**values)
 
 
 @dataclass

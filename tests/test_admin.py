@@ -188,6 +188,31 @@ def test_user_page_lists_memberships(operator_client: Client) -> None:
     assert "Resident" in page
 
 
+def test_the_operator_unlocks_a_locked_sign_in(operator_client: Client, operator: User) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from levy.accounts.models import SignInState
+
+    locked = User.objects.get(email="admin@palmgrove.test")
+    SignInState.objects.create(user=locked, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=9))
+    untouched = Membership.objects.filter(role="resident").select_related("user").first()
+    assert untouched is not None
+    response = operator_client.post(
+        url(User, "changelist"),
+        {"action": "unlock_sign_in", "_selected_action": [str(locked.pk), str(untouched.user_id)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Unlocked 1 account(s)" in response.content.decode()
+    state = SignInState.objects.get(user=locked)
+    assert (state.failures, state.locked_until) == (0, None)
+    assert not SignInState.objects.filter(user=untouched.user).exists()
+    event = AuditEvent.objects.get(action="account.unlock")
+    assert (event.actor_id, event.target_id, event.cluster_id) == (operator.pk, str(locked.pk), None)
+
+
 def test_adding_an_estate_goes_through_the_service(operator_client: Client, operator: User) -> None:
     response = operator_client.post(url(Cluster, "add"), {"name": "Cedar Court", "currency": "ghs"})
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -38,7 +38,7 @@ from collections import Counter
 from levy.billing.models import Bill
 from levy.billing.selectors import bill_member_statuses
 from levy.wallets.models import Wallet
-from levy.wallets.services import ledger_balance
+from levy.wallets.selectors import ledger_balance
 
 bills = Bill.objects.filter(cluster__name={ESTATE!r}).select_related("cluster")
 statuses, mismatches = Counter(), []

@@ -15,7 +15,7 @@ from levy.common.management.commands.generate_dataset import STEPS
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
-from levy.wallets.services import ledger_balance
+from levy.wallets.selectors import ledger_balance
 
 pytestmark = pytest.mark.django_db
 

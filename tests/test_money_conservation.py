@@ -60,14 +60,8 @@ from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.estates.services import member_update
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
-from levy.wallets.services import (
-    bill_pay,
-    bill_payment_refund,
-    cluster_money_received,
-    cluster_revenue,
-    ledger_balance,
-    wallet_credit,
-)
+from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
+from levy.wallets.services import bill_pay, bill_payment_refund, wallet_credit
 from tests.conftest import access, make_estate, new_key
 from tests.factories import MembershipFactory
 

@@ -81,6 +81,19 @@ class UserAdmin(DjangoUserAdmin):
     filter_horizontal = ("groups", "user_permissions")
     inlines = (MembershipInline,)
 
+    actions = ("unlock_sign_in",)
+
+    @admin.action(description="Unlock sign-in (after too many wrong passwords)")
+    def unlock_sign_in(self, request: HttpRequest, queryset: Any) -> None:
+        from levy.accounts.signin_guard import account_unlock
+        from levy.common.origin import origin_of
+
+        unlocked = sum(
+            account_unlock(user=user, actor=request.user, origin=origin_of(request))  # type: ignore[arg-type]
+            for user in queryset
+        )
+        self.message_user(request, f"Unlocked {unlocked} account(s); the others had no lock.")
+
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         # A person being added has no memberships yet.
         return self.inlines if obj is not None else ()

@@ -66,3 +66,21 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email
+
+
+class SignInState(models.Model):
+    """Wrong passwords in a row for one account, and the lock they led to.
+
+    A row exists only for accounts that have had a failed sign-in; a successful one
+    clears the count. ``locked_until`` in the future refuses every sign-in of the
+    account, the right password included (levy/accounts/signin_guard.py).
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="sign_in_state")
+    failures = models.PositiveIntegerField(default=0)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lock_count = models.PositiveIntegerField(default=0, help_text="How many times the account has been locked.")
+
+    def __str__(self) -> str:
+        return f"sign-in state of {self.user_id}"

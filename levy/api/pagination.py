@@ -6,6 +6,10 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from levy.common.listing import Listing
 
 INVALID_CURSOR = {"cursor": ["Invalid cursor: use the next and previous links as they are."]}
 
@@ -48,3 +52,11 @@ class LevyCursorPagination(CursorPagination):
         except (TypeError, ValueError):
             return self.page_size
         return max(1, min(size, self.max_page_size))
+
+
+def listing_response(view: APIView, listing: Listing[Any], serializer: Any, **context: Any) -> Response:
+    """One page of a list selector's rows in its ordering, decorated, serialized."""
+    paginator = LevyCursorPagination(ordering=listing.ordering)
+    page = paginator.paginate_queryset(listing.rows, view.request, view=view)
+    listing.page(page)
+    return paginator.get_paginated_response(serializer(page, many=True, context=context).data)

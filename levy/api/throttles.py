@@ -52,7 +52,7 @@ def rate_for(scope: str) -> Rate | None:
     return Rate.parse(text) if text else None
 
 
-def _incr(keys: list[tuple[str, int]]) -> list[int]:
+def incr_counters(keys: list[tuple[str, int]]) -> list[int]:
     """Atomically add one to each key (creating it with its TTL) and return the counts:
     one round trip to Redis whatever the number of keys."""
     try:
@@ -96,7 +96,7 @@ def hit_all(hits: list[tuple[str, str]], now: float | None = None) -> float | No
     if not counted:
         return None
     try:
-        counts = _incr([(key, rate.period + 1) for rate, key in counted])
+        counts = incr_counters([(key, rate.period + 1) for rate, key in counted])
     except Exception:  # any cache failure: serve the request, say so in the logs
         logger.warning("rate limiter unavailable; request allowed", exc_info=True)
         return None

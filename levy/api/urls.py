@@ -3,13 +3,20 @@ from django.urls import URLPattern, URLResolver, include, path
 from levy.api import auth_views, payments_views
 from levy.api.management import views as management
 from levy.api.management import views_payments as management_payments
+from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
 from levy.api.members import views_payments as member_payments
+from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
+    path(
+        "members/<str:user_id>/unlock-sign-in/",
+        management.MemberSignInUnlockView.as_view(),
+        name="management-member-unlock-sign-in",
+    ),
     path("bills/", management.BillListView.as_view(), name="management-bills"),
     path("bills/<str:bill_id>/", management.BillDetailView.as_view(), name="management-bill"),
     path("bills/<str:bill_id>/cancel/", management.BillCancelView.as_view(), name="management-bill-cancel"),
@@ -32,6 +39,29 @@ management_patterns: list[URLPattern | URLResolver] = [
         management_payments.PaymentAnomalyListView.as_view(),
         name="management-payment-anomalies",
     ),
+    path(
+        "transactions/<str:transaction_id>/receipt/",
+        reports.ManagementReceiptView.as_view(),
+        name="management-transaction-receipt",
+    ),
+    path(
+        "members/<str:user_id>/statement.pdf",
+        reports.ManagementStatementPdfView.as_view(),
+        name="management-member-statement-pdf",
+    ),
+    path(
+        "members/<str:user_id>/statement.csv",
+        reports.ManagementStatementCsvView.as_view(),
+        name="management-member-statement-csv",
+    ),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="management-schedules"),
+    path("schedules/<str:schedule_id>/pause/", schedules.SchedulePauseView.as_view(), name="management-schedule-pause"),
+    path(
+        "schedules/<str:schedule_id>/resume/",
+        schedules.ScheduleResumeView.as_view(),
+        name="management-schedule-resume",
+    ),
+    path("schedules/<str:schedule_id>/end/", schedules.ScheduleEndView.as_view(), name="management-schedule-end"),
 ]
 
 cluster_patterns: list[URLPattern | URLResolver] = [
@@ -42,11 +72,19 @@ cluster_patterns: list[URLPattern | URLResolver] = [
     path("bills/<str:bill_id>/dispute/", members.DisputeView.as_view(), name="member-bill-dispute"),
     path("bills/<str:bill_id>/pay/", members.PayView.as_view(), name="member-bill-pay"),
     path("wallet/", members.WalletView.as_view(), name="member-wallet"),
+    path("leave/", members.LeaveView.as_view(), name="member-leave"),
     path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
     path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
     path("top-ups/", member_payments.TopUpListView.as_view(), name="member-top-ups"),
     path("top-ups/<str:top_up_id>/", member_payments.TopUpDetailView.as_view(), name="member-top-up"),
     path("bills/<str:bill_id>/pay-by-card/", member_payments.PayByCardView.as_view(), name="member-bill-pay-by-card"),
+    path(
+        "transactions/<str:transaction_id>/receipt/",
+        reports.MemberReceiptView.as_view(),
+        name="member-transaction-receipt",
+    ),
+    path("wallet/statement.pdf", reports.MemberStatementPdfView.as_view(), name="member-wallet-statement-pdf"),
+    path("wallet/statement.csv", reports.MemberStatementCsvView.as_view(), name="member-wallet-statement-csv"),
 ]
 
 urlpatterns = [

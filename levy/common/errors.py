@@ -6,6 +6,7 @@ from a view, a Celery task or a management command.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -83,3 +84,31 @@ class UpstreamError(ApplicationError):
 
     code = "upstream_unavailable"
     default_message = "A service Levy depends on is unavailable. Try again in a few minutes."
+
+
+class NotAuthenticatedError(ApplicationError):
+    """Wrong or missing credentials (HTTP 401)."""
+
+    code = "not_authenticated"
+    default_message = "No active account found with the given credentials"
+
+
+class TooManyAttemptsError(ApplicationError):
+    """Refused for a while (HTTP 429 with ``Retry-After``): ``retry_after`` whole seconds."""
+
+    code = "rate_limited"
+    default_message = "Too many requests. Try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: float, code: str | None = None):
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, code=code, details={"retry_after": self.retry_after})
+
+
+class AccountLockedError(TooManyAttemptsError):
+    """Too many wrong passwords for one account: sign-in is refused, whatever the
+    password, until the lock ends or an admin lifts it."""
+
+    code = "account_locked"
+    default_message = (
+        "This account is locked after too many wrong passwords. Try again later, or ask an estate admin to unlock it."
+    )

@@ -10,7 +10,9 @@ from typing import Any, ClassVar, Protocol
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
 
+from levy.notifications.events import NotificationEvents
 from levy.notifications.models import Delivery
 
 
@@ -54,6 +56,7 @@ class EmailChannel:
             "recipient_name": recipient.name or recipient.email,
             "context": notification.context,
             "site_url": settings.LEVY_SITE_URL,
+            "receipt_url": receipt_url(notification.event, notification.context),
         }
         text = render_to_string("notifications/email.txt", context)
         html = render_to_string("notifications/email.html", context)
@@ -67,6 +70,20 @@ class EmailChannel:
         )
         message.attach_alternative(html, "text/html")
         return message
+
+
+def receipt_url(event: str, context: dict[str, Any]) -> str:
+    """The receipt of a successful payment, as a full URL ("" for other events)."""
+    if event != NotificationEvents.PAYMENT_SUCCESSFUL or not context.get("transaction_id"):
+        return ""
+    try:
+        path = reverse(
+            "member-transaction-receipt",
+            kwargs={"cluster_id": context["cluster_id"], "transaction_id": context["transaction_id"]},
+        )
+    except (KeyError, NoReverseMatch):
+        return ""
+    return str(settings.LEVY_SITE_URL).rstrip("/") + path
 
 
 CHANNELS: dict[str, type[Any]] = {EmailChannel.name: EmailChannel}

@@ -19,6 +19,7 @@ class NotificationEvents(models.TextChoices):
     TOP_UP_CREDITED = "TOP_UP_CREDITED", "Wallet topped up"
     TOP_UP_MISMATCH = "TOP_UP_MISMATCH", "Top-up not credited: mismatch"
     PAYMENT_REFUNDED = "PAYMENT_REFUNDED", "Payment refunded"
+    MEMBERSHIP_ADDED = "MEMBERSHIP_ADDED", "Added to an estate"
 
 
 class Priority(models.TextChoices):
@@ -93,6 +94,12 @@ EVENT_SPECS: dict[str, EventSpec] = {
         "Refund: {bill_title}",
         "Your payment of {currency} {amount} for {bill_reference} was refunded to your wallet: {reason}. "
         "Wallet balance {currency} {wallet_balance}.",
+    ),
+    NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
+        Priority.HIGH,
+        "You were added to {cluster_name}",
+        "An admin of {cluster_name} added you to the estate as {role}. If you do not belong to this estate, "
+        "leave it: POST /api/v1/clusters/{cluster_id}/leave/ (or ask its admin to remove you).",
     ),
 }
 

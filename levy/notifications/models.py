@@ -65,10 +65,20 @@ class NotificationIntent(UUIDModel):
     delivered_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    batched = models.BooleanField(
+        default=False,
+        db_default=False,  # a process still running the previous release inserts without it
+        help_text="Few recipients: delivered together with other such intents by one deliver_pending task.",
+    )
 
     class Meta:
         indexes = [
             models.Index(fields=["created_at"], name="intent_undelivered_idx", condition=Q(delivered_at__isnull=True)),
+            models.Index(
+                fields=["priority", "created_at"],
+                name="intent_batch_pending_idx",
+                condition=Q(delivered_at__isnull=True, batched=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 from levy.estates.models import Membership
 
 KINDS = frozenset({"users", "bill_audience", "bill_unpaid", "bill_owing_undisputed", "permission_holders"})
+# A list of at most this many people counts as few recipients (see ``is_few``).
+FEW_USERS = 50
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,33 @@ class Recipients:
 
     # --- resolution -----------------------------------------------------------------
 
+    def is_few(self) -> bool:
+        """Whether the recipients are a handful of people whatever the estate's size — a
+        list of a few users, or the staff holding a permission — so that the intent can
+        be delivered together with others (``deliver_pending``) rather than fanned out on
+        its own. Bill audiences grow with the estate and are never few."""
+        if self.kind == "permission_holders":
+            return True
+        return self.kind == "users" and len(self.user_ids) <= FEW_USERS
+
+    def few_targets(self) -> tuple[list[str], list[str]]:
+        """For few recipients, what ``memberships`` filters on as data: (user ids, roles).
+        The members of the intent's estate with one of those user ids, and its active
+        members with one of those roles — the set-based delivery of many intents at once
+        restates ``memberships`` with these (tests compare the two)."""
+        from levy.estates.permissions import PaymentsPermissions, roles_with
+
+        if self.kind == "users":
+            return list(self.user_ids), []
+        if self.kind == "permission_holders":
+            return [], [str(role) for role in roles_with(PaymentsPermissions(str(self.permission)))]
+        raise ValueError(f"not a kind of few recipients: {self.kind}")
+
     def memberships(self, cluster_id: Any) -> QuerySet[Membership]:
         """The recipients as a queryset of memberships (resolved now, in the database)."""
         from levy.billing.models import Bill, BillDispute, DisputeStatus
-        from levy.billing.selectors import bill_audience
+        from levy.billing.selectors import bill_audience, paid_fact
         from levy.estates.permissions import PaymentsPermissions, roles_with
-        from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
         if self.kind not in KINDS:
             raise ValueError(f"unknown recipients kind: {self.kind}")
@@ -85,14 +108,7 @@ class Recipients:
         audience = bill_audience(bill)
         if self.kind == "bill_audience":
             return audience
-        paid = Exists(
-            Transaction.objects.filter(
-                bill_id=bill.pk,
-                payer_id=OuterRef("user_id"),
-                type=TransactionType.BILL_PAYMENT,
-                status=TransactionStatus.COMPLETED,
-            )
-        )
+        paid = paid_fact(bill.pk, OuterRef("user_id"))
         if self.kind == "bill_unpaid":
             return audience.exclude(paid)
         # bill_owing_undisputed

@@ -12,6 +12,7 @@ halfway, ``intents_sweep`` re-dispatches what was not delivered; the unique keys
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -23,6 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -102,7 +104,9 @@ def notify(
     Call it inside the transaction that makes the change. Nothing is delivered unless
     that transaction commits; the request never waits for the fan-out."""
     spec = EVENT_SPECS[event]
+    batched = bool(settings.LEVY_NOTIFY_BATCH) and recipients.is_few()
     intent = NotificationIntent(
+        batched=batched,
         cluster=cluster,
         event=event,
         event_key=event_key,
@@ -118,9 +122,60 @@ def notify(
     created = insert_unless_exists(intent, "event_key")
     if not created:
         intent = NotificationIntent.objects.get(event_key=event_key)
+    elif batched and not _tasks_in_process():
+        transaction.on_commit(partial(intent_wake, intent.pk, intent.priority), robust=True)
     else:
         transaction.on_commit(partial(intent_dispatch, intent.pk, intent.priority, marked=True), robust=True)
     return intent, created
+
+
+def _tasks_in_process() -> bool:
+    """Tasks run in the caller's process (the demo, the unit tests): no broker round
+    trip to save, and no worker to wake; the intent is delivered on its own at once."""
+    from levy.notifications.tasks import deliver_pending
+
+    return bool(deliver_pending.app.conf.task_always_eager)
+
+
+def wake_key(priority: str) -> str:
+    """The cache key whose presence means a ``deliver_pending`` task for ``priority``
+    is on its way and has not started collecting yet."""
+    return f"levy:notifications:wake:{priority}"
+
+
+def intent_wake(intent_id: Any, priority: str) -> None:
+    """After the commit of an intent with few recipients: make sure a ``deliver_pending``
+    task will collect it. A refusal clears the intent's dispatch mark, so that the
+    sweep delivers it after the short grace, as for ``intent_dispatch``."""
+    if not batch_wake(priority):
+        update_row(NotificationIntent, intent_id, dispatched_at=None)
+
+
+def batch_wake(priority: str, *, wait: bool = True) -> bool:
+    """Send one ``deliver_pending`` task unless the flag says one is already coming.
+
+    The flag is set with ``cache.add`` (SET NX, expiring after
+    LEVY_NOTIFY_WAKE_TTL_SECONDS), so of many commits in a row only the first sends a
+    message; the task clears the flag before it collects, so a commit after that sends
+    the next one. Returns False if the broker refused the message."""
+    from levy.notifications.tasks import deliver_pending
+
+    key = wake_key(priority)
+    try:
+        fresh = cache.add(key, 1, timeout=settings.LEVY_NOTIFY_WAKE_TTL_SECONDS)
+    except Exception:
+        logger.warning("cache unavailable: waking the batch delivery without its flag", exc_info=True)
+        fresh = True
+    if not fresh:
+        return True
+    try:
+        deliver_pending.apply_async(kwargs={"priority": priority, "wait": wait}, queue=queue_for(priority), retry=False)
+    except Exception:
+        logger.warning("broker unavailable: %s notifications left for the sweep", priority, exc_info=True)
+        with contextlib.suppress(Exception):
+            cache.delete(key)
+        return False
+    return True
 
 
 def intent_dispatch(intent_id: Any, priority: str, *, marked: bool = False) -> bool:
@@ -188,6 +243,182 @@ def intent_deliver(intent_id: Any) -> int:
     return written
 
 
+def intents_deliver_pending(*, priority: str, wait: bool = True) -> int:
+    """Deliver the intents with few recipients that are waiting, many in one go: the
+    work of ``deliver_pending``, woken by ``batch_wake``.
+
+    Waits LEVY_NOTIFY_BATCH_WAIT_MS (``wait``) so that the commits of that moment join
+    the batch, clears the wake flag (a commit from now on sends the next task), then
+    claims up to LEVY_NOTIFY_BATCH_MAX waiting intents and writes their inbox rows,
+    queues their emails and marks them delivered in one transaction; then sends the
+    emails. A full batch wakes the next task first, so that another worker can take
+    the rest. Returns the number of intents delivered."""
+    if wait and settings.LEVY_NOTIFY_BATCH_WAIT_MS > 0:
+        time.sleep(settings.LEVY_NOTIFY_BATCH_WAIT_MS / 1000)
+    with contextlib.suppress(Exception):  # an unreachable cache: its flag expires by itself
+        cache.delete(wake_key(priority))
+    limit = max(int(settings.LEVY_NOTIFY_BATCH_MAX), 1)
+    if connection.vendor != "postgresql":
+        return _deliver_pending_one_by_one(priority=priority, limit=limit)
+    claimed, delivered = _deliver_batch(priority=priority, limit=limit)
+    if claimed >= limit:
+        batch_wake(priority, wait=False)
+    if delivered and settings.LEVY_NOTIFICATION_CHANNELS:
+        try:
+            deliveries_send_due(intent_ids=delivered)
+        except Exception:
+            logger.warning("sending the emails of %s intents failed: left for the sweep", len(delivered), exc_info=True)
+    return len(delivered)
+
+
+@functools.cache
+def _claim_pending_sql(vendor: str) -> str:
+    """Claim waiting intents with few recipients: row locks (``SKIP LOCKED``: another
+    worker's batch is left alone) held until the batch's transaction ends, one attempt
+    more. An intent whose delivery failed (``last_error``) is left to the sweep, which
+    delivers it on its own."""
+    t = table(NotificationIntent)
+
+    def c(name: str) -> str:
+        return column(NotificationIntent, name)
+
+    return f"""
+        UPDATE {t} SET {c("attempts")} = {c("attempts")} + 1
+        WHERE {c("id")} IN (
+            SELECT {c("id")} FROM {t}
+            WHERE {c("delivered_at")} IS NULL AND {c("batched")} AND {c("priority")} = %(priority)s
+                AND {c("last_error")} = '' AND {c("attempts")} < %(max_attempts)s
+            ORDER BY {c("created_at")} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+        RETURNING {model_columns(NotificationIntent, t)}
+    """  # noqa: S608 - identifiers from the model; every value is a parameter
+
+
+@functools.cache
+def _insert_batch_sql(vendor: str) -> str:
+    """Every inbox row of a batch of intents in one statement. The recipients restate
+    ``Recipients.memberships`` for few recipients (``Recipients.few_targets``): members
+    of the intent's estate among its user ids, and its active members holding one of
+    its roles."""
+    from levy.estates.models import Membership
+
+    m = table(Membership)
+
+    def mc(name: str) -> str:
+        return column(Membership, name)
+
+    return f"""
+        WITH v AS (
+            SELECT * FROM unnest(
+                %(intent)s::uuid[], %(cluster)s::uuid[], %(event)s::text[], %(event_key)s::text[],
+                %(priority)s::text[], %(title)s::text[], %(body)s::text[], %(context)s::text[],
+                %(created_at)s::timestamptz[]
+            ) WITH ORDINALITY AS v(intent_id, cluster_id, event, event_key, priority, title, body, context,
+                                   created_at, i)
+        ), targets AS (
+            SELECT v.i, m.{mc("user")} AS user_id
+            FROM unnest(%(user_i)s::bigint[], %(user_id)s::uuid[]) AS u(i, user_id)
+            JOIN v ON v.i = u.i
+            JOIN {m} m ON m.{mc("cluster")} = v.cluster_id AND m.{mc("user")} = u.user_id
+            UNION
+            SELECT v.i, m.{mc("user")}
+            FROM unnest(%(role_i)s::bigint[], %(role)s::text[]) AS r(i, role)
+            JOIN v ON v.i = r.i
+            JOIN {m} m ON m.{mc("cluster")} = v.cluster_id AND m.{mc("active")} AND m.{mc("role")} = r.role
+        )
+        INSERT INTO {table(Notification)}
+            (id, recipient_id, intent_id, cluster_id, event, event_key, priority, title, body, context,
+             created_at, read_at)
+        SELECT gen_random_uuid(), t.user_id, v.intent_id, v.cluster_id, v.event, v.event_key, v.priority,
+               v.title, v.body, v.context::jsonb, v.created_at, NULL
+        FROM targets t JOIN v ON v.i = t.i
+        ON CONFLICT (recipient_id, event_key) DO NOTHING
+        RETURNING intent_id
+    """  # noqa: S608 - identifiers from the models; every value is a parameter
+
+
+def _deliver_batch(*, priority: str, limit: int) -> tuple[int, list[Any]]:
+    """One transaction: claim, write every inbox row, queue the deliveries, mark
+    delivered. A worker killed halfway leaves nothing (the transaction rolls back, the
+    locks go) and the intents wait for the next batch or the sweep. Returns (intents
+    claimed, ids of the intents delivered)."""
+    params: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "intent", "cluster", "event", "event_key", "priority", "title", "body", "context", "created_at",
+            "user_i", "user_id", "role_i", "role",
+        )
+    }  # fmt: skip
+    failed: dict[Any, str] = {}
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _claim_pending_sql(connection.vendor),
+                {"priority": priority, "max_attempts": settings.LEVY_INTENT_MAX_ATTEMPTS, "limit": limit},
+            )
+            rows = cursor.fetchall()
+        intents = [model_from_row(NotificationIntent, row)[0] for row in rows]
+        ready = []
+        for intent in intents:
+            try:
+                title, body = render(intent.event, intent.context)
+                user_ids, roles = Recipients.from_json(intent.recipients).few_targets()
+            except Exception as exc:  # this intent only: the sweep delivers it on its own
+                failed[intent.pk] = f"{type(exc).__name__}: {exc}"[:2000]
+                continue
+            ready.append(intent)
+            i = len(ready)  # WITH ORDINALITY counts from 1
+            for key, value in (
+                ("intent", intent.pk),
+                ("cluster", intent.cluster_id),
+                ("event", intent.event),
+                ("event_key", intent.event_key),
+                ("priority", intent.priority),
+                ("title", title),
+                ("body", body),
+                ("context", json.dumps(intent.context, cls=DjangoJSONEncoder)),
+                ("created_at", intent.created_at),
+            ):
+                params[key].append(value)
+            params["user_i"].extend([i] * len(user_ids))
+            params["user_id"].extend(user_ids)
+            params["role_i"].extend([i] * len(roles))
+            params["role"].extend(roles)
+        written: dict[Any, int] = {}
+        if ready:
+            with connection.cursor() as cursor:
+                cursor.execute(_insert_batch_sql(connection.vendor), params)
+                for (intent_id,) in cursor.fetchall():
+                    written[intent_id] = written.get(intent_id, 0) + 1
+            ids = [intent.pk for intent in ready]
+            for channel in settings.LEVY_NOTIFICATION_CHANNELS:
+                _queue_deliveries_of(ids, channel)
+            with connection.cursor() as cursor:
+                cursor.execute(_intent_delivered_sql(connection.vendor), [timezone.now(), ids])
+        for intent_id, error in failed.items():
+            NotificationIntent.objects.filter(pk=intent_id).update(last_error=error)
+    for intent in ready:
+        count_fan_out(intent.event, written=written.get(intent.pk, 0))
+    if failed:
+        logger.warning("%s intents failed in a batch: left for the sweep (%s)", len(failed), list(failed.values()))
+    return len(intents), [intent.pk for intent in ready]
+
+
+def _deliver_pending_one_by_one(*, priority: str, limit: int) -> int:
+    """The portable batch (SQLite, the demo): each waiting intent delivered on its own."""
+    ids = list(
+        NotificationIntent.objects.filter(delivered_at__isnull=True, batched=True, priority=priority, last_error="")
+        .filter(attempts__lt=settings.LEVY_INTENT_MAX_ATTEMPTS)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for intent_id in ids:
+        try:
+            intent_deliver(intent_id)
+        except Exception as exc:
+            intent_failed(intent_id, exc)
+    return len(ids)
+
+
 @functools.cache
 def _intent_attempt_sql(vendor: str) -> str:
     attempts, delivered = column(NotificationIntent, "attempts"), column(NotificationIntent, "delivered_at")
@@ -209,19 +440,22 @@ def _intent_attempt(intent_id: Any) -> NotificationIntent | None:
 
 @functools.cache
 def _intent_delivered_sql(vendor: str) -> str:
-    intent_table = table(NotificationIntent)
+    """Mark intents delivered, each with the count of its inbox rows; one statement."""
+    t = table(NotificationIntent)
     return (
-        f"UPDATE {intent_table} SET {column(NotificationIntent, 'delivered_at')} = %s, "  # noqa: S608 - identifiers from the models
-        f"{column(NotificationIntent, 'delivered_count')} = (SELECT count(*) FROM {table(Notification)} "
-        f"WHERE {column(Notification, 'intent')} = %s), {column(NotificationIntent, 'last_error')} = '' "
-        f"WHERE {column(NotificationIntent, 'id')} = %s RETURNING {column(NotificationIntent, 'delivered_count')}"
+        f"UPDATE {t} SET {column(NotificationIntent, 'delivered_at')} = %s, "  # noqa: S608 - identifiers from the models
+        f"{column(NotificationIntent, 'delivered_count')} = (SELECT count(*) FROM {table(Notification)} n "
+        f"WHERE n.{column(Notification, 'intent')} = {t}.{column(NotificationIntent, 'id')}), "
+        f"{column(NotificationIntent, 'last_error')} = '' "
+        f"WHERE {column(NotificationIntent, 'id')} = ANY(%s::uuid[]) "
+        f"RETURNING {column(NotificationIntent, 'delivered_count')}"
     )
 
 
 def _intent_delivered(intent_id: Any) -> int:
     """Mark the intent delivered with the count of its inbox rows; one statement."""
     pk = db_value(NotificationIntent, "id", intent_id)
-    row = fetch_one(_intent_delivered_sql(connection.vendor), [timezone.now(), pk, pk])
+    row = fetch_one(_intent_delivered_sql(connection.vendor), [timezone.now(), [pk]])
     return int(row[0]) if row else 0
 
 
@@ -305,17 +539,7 @@ def _queue_deliveries(intent: NotificationIntent, channel: str) -> None:
     """One pending delivery per inbox row of the intent, for ``channel``; idempotent."""
     now = timezone.now()
     if connection.vendor == "postgresql":
-        sql = f"""
-            INSERT INTO {Delivery._meta.db_table}
-                (id, notification_id, intent_id, channel, status, attempts, next_attempt_at, last_error,
-                 sent_at, updated_at)
-            SELECT gen_random_uuid(), n.id, n.intent_id, %s, 'pending', 0, %s, '', NULL, %s
-            FROM {Notification._meta.db_table} n
-            WHERE n.intent_id = %s
-            ON CONFLICT (notification_id, channel) DO NOTHING
-        """  # noqa: S608 - table names are ours; values are parameters
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [channel, now, now, intent.pk])
+        _queue_deliveries_of([intent.pk], channel)
         return
     have = set(Delivery.objects.filter(intent=intent, channel=channel).values_list("notification_id", flat=True))
     Delivery.objects.bulk_create(
@@ -328,7 +552,25 @@ def _queue_deliveries(intent: NotificationIntent, channel: str) -> None:
     )
 
 
-def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_batches: int = 50) -> dict[str, int]:
+def _queue_deliveries_of(intent_ids: list[Any], channel: str) -> None:
+    """One pending delivery per inbox row of each intent, for ``channel``; one statement."""
+    now = timezone.now()
+    sql = f"""
+        INSERT INTO {Delivery._meta.db_table}
+            (id, notification_id, intent_id, channel, status, attempts, next_attempt_at, last_error,
+             sent_at, updated_at)
+        SELECT gen_random_uuid(), n.id, n.intent_id, %s, 'pending', 0, %s, '', NULL, %s
+        FROM {Notification._meta.db_table} n
+        WHERE n.intent_id = ANY(%s::uuid[])
+        ON CONFLICT (notification_id, channel) DO NOTHING
+    """  # noqa: S608 - table names are ours; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [channel, now, now, intent_ids])
+
+
+def deliveries_send_due(
+    *, intent_id: Any = None, intent_ids: list[Any] | None = None, batch_size: int = 200, max_batches: int = 50
+) -> dict[str, int]:
     """Send due deliveries, channel by channel, in batches. Each delivery is claimed
     (``sending``) under ``SKIP LOCKED`` so two workers never send the same one; a
     failure is recorded and retried later with exponential backoff, up to
@@ -339,7 +581,7 @@ def deliveries_send_due(*, intent_id: Any = None, batch_size: int = 200, max_bat
     for name in settings.LEVY_NOTIFICATION_CHANNELS:
         channel = channel_named(name)
         for _ in range(max_batches):
-            claimed = _claim(channel=name, intent_id=intent_id, batch_size=batch_size)
+            claimed = _claim(channel=name, intent_id=intent_id, intent_ids=intent_ids, batch_size=batch_size)
             if not claimed:
                 break
             failures = channel.send(claimed)
@@ -403,7 +645,7 @@ def _claim_sql(vendor: str, for_intent: bool) -> str:
         f"AND {c('next_attempt_at')} <= %(now)s AND {c('attempts')} < %(max_attempts)s"
     )
     if for_intent:
-        due += f" AND {c('intent')} = %(intent)s"
+        due += f" AND {c('intent')} = ANY(%(intents)s::uuid[])"
     return f"""
         WITH claimed AS (
             UPDATE {d} SET {c("status")} = %(sending)s, {c("attempts")} = {c("attempts")} + 1,
@@ -420,16 +662,18 @@ def _claim_sql(vendor: str, for_intent: bool) -> str:
     """  # noqa: S608 - identifiers from the models; every value is a parameter
 
 
-def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
-    """Claim (``sending``, one attempt more) up to ``batch_size`` due deliveries, each
-    with its notification and recipient loaded. ``updated_at`` marks the claim: the
-    sweep treats a claim older than LEVY_DELIVERY_STUCK_SECONDS as abandoned by a dead
-    worker."""
+def _claim(*, channel: str, intent_id: Any, batch_size: int, intent_ids: list[Any] | None = None) -> list[Delivery]:
+    """Claim (``sending``, one attempt more) up to ``batch_size`` due deliveries (of
+    one intent, of several, or any), each with its notification and recipient loaded.
+    ``updated_at`` marks the claim: the sweep treats a claim older than
+    LEVY_DELIVERY_STUCK_SECONDS as abandoned by a dead worker."""
     now = timezone.now()
+    if intent_id is not None:
+        intent_ids = [intent_id]
     if connection.vendor == "postgresql":
         from levy.accounts.models import User
 
-        params = {
+        params: dict[str, Any] = {
             "channel": channel,
             "pending": DeliveryStatus.PENDING,
             "failed": DeliveryStatus.FAILED,
@@ -437,10 +681,10 @@ def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
             "now": now,
             "max_attempts": settings.LEVY_DELIVERY_MAX_ATTEMPTS,
             "batch": batch_size,
-            "intent": None if intent_id is None else db_value(Delivery, "intent", intent_id),
+            "intents": None if intent_ids is None else [db_value(Delivery, "intent", i) for i in intent_ids],
         }
         with connection.cursor() as cursor:
-            cursor.execute(_claim_sql(connection.vendor, intent_id is not None), params)
+            cursor.execute(_claim_sql(connection.vendor, intent_ids is not None), params)
             rows = cursor.fetchall()
         claimed = []
         for row in rows:
@@ -450,10 +694,17 @@ def _claim(*, channel: str, intent_id: Any, batch_size: int) -> list[Delivery]:
             delivery.notification = notification
             claimed.append(delivery)
         return claimed
-    return _claim_orm(channel=channel, intent_id=intent_id, batch_size=batch_size, now=now)
+    return _claim_orm(channel=channel, intent_ids=intent_ids, batch_size=batch_size, now=now)
 
 
-def _claim_orm(*, channel: str, intent_id: Any, batch_size: int, now: datetime.datetime) -> list[Delivery]:
+def _claim_orm(
+    *,
+    channel: str,
+    batch_size: int,
+    now: datetime.datetime,
+    intent_id: Any = None,
+    intent_ids: list[Any] | None = None,
+) -> list[Delivery]:
     """The portable claim (SQLite, the demo), and the reference the statement is tested against."""
     due = Q(
         channel=channel,
@@ -462,7 +713,9 @@ def _claim_orm(*, channel: str, intent_id: Any, batch_size: int, now: datetime.d
         attempts__lt=settings.LEVY_DELIVERY_MAX_ATTEMPTS,
     )
     if intent_id is not None:
-        due &= Q(intent_id=intent_id)
+        intent_ids = [intent_id]
+    if intent_ids is not None:
+        due &= Q(intent_id__in=intent_ids)
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True)

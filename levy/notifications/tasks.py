@@ -21,6 +21,15 @@ def deliver_intent(intent_id: str) -> int:
         raise
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+def deliver_pending(priority: str = "normal", wait: bool = True) -> int:
+    """Deliver the waiting intents with few recipients (a receipt, the managers told of
+    an acknowledgement), many per task; sent by ``batch_wake`` when a commit finds no
+    task on its way. Safe to run any number of times: each intent is claimed under a
+    row lock, and an intent already delivered is not claimed."""
+    return services.intents_deliver_pending(priority=priority, wait=wait)
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def send_deliveries(intent_id: str | None = None) -> dict[str, int]:
     """Send due emails (of one intent, or all that are due)."""

@@ -29,7 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from levy.audit.services import audit_record
-from levy.billing.selectors import bill_payment_refusal
+from levy.billing import rules
 from levy.common.db import refresh_for_share
 from levy.common.errors import (
     ApplicationError,
@@ -291,7 +291,7 @@ def bill_pay_by_card_start(
         if existing.bill_id != bill.pk:
             raise IdempotencyKeyReusedError()
         return existing
-    refusal = bill_payment_refusal(bill=bill, user=access.user)
+    refusal = rules.payment_refusal(bill, rules.read_member_facts(bill=bill, user=access.user))
     if refusal is not None:
         raise refusal
     balance = Wallet.objects.filter(cluster_id=access.cluster.pk, user_id=membership.user_id).values_list(

@@ -18,13 +18,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
 
 from levy.audit.services import audit_record
+from levy.billing import rules
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
-from levy.billing.selectors import bill_payment_refusal
 from levy.common.db import insert_row, refresh_for_share, select_one
 from levy.common.errors import (
     IdempotencyKeyReusedError,
@@ -35,7 +33,7 @@ from levy.common.errors import (
 )
 from levy.common.money import MAX_AMOUNT, parse_amount
 from levy.common.origin import Origin
-from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.access import EstateAccess
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import PaymentsPermissions
 from levy.monitoring import metrics
@@ -43,6 +41,7 @@ from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
+from levy.wallets.rules import require_not_own_wallet
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -72,6 +71,15 @@ def validate_idempotency_key(key: Any) -> str:
 
 def wallet_ensure(*, cluster: Cluster, user: User) -> Wallet:
     wallet, _ = Wallet.objects.get_or_create(cluster=cluster, user=user)
+    return wallet
+
+
+def member_wallet(*, access: EstateAccess) -> Wallet:
+    """The caller's wallet in the estate, created (empty) on first use."""
+    membership = access.require_member()
+    wallet = Wallet.objects.filter(cluster=access.cluster, user_id=membership.user_id).first()
+    if wallet is None:
+        wallet = wallet_ensure(cluster=access.cluster, user=access.user)
     return wallet
 
 
@@ -143,12 +151,13 @@ def wallet_credit(
     """A treasurer records money the estate received for a member (cash, transfer)."""
     access.require(PaymentsPermissions.ManageWallet)
     key = validate_idempotency_key(idempotency_key)
-    value = parse_amount(amount)
+    value = parse_amount(amount, currency=access.cluster.currency)
     note = (note or "").strip() if isinstance(note, str) or note is None else ""
     if len(note) > 2000:
         raise ValidationError(fields={"note": ["Use at most 2000 characters."]})
     if membership.cluster_id != access.cluster.pk:
         raise NotFoundError()
+    require_not_own_wallet(access=access, member_user_id=membership.user_id, action="credit")
     if not membership.active:
         raise ValidationError(fields={"user_id": ["This person is no longer an active member of the estate."]})
     with transaction.atomic():
@@ -251,7 +260,7 @@ def bill_pay(
         )
         if replayed is not None:
             return _raise_if_failed(replayed)
-        refusal = bill_payment_refusal(bill=bill, user=user)
+        refusal = rules.payment_refusal(bill, rules.read_member_facts(bill=bill, user=user))
         if refusal is not None:
             metrics.count_payment(metrics.PAYMENT_REFUSED, refusal.code)
             raise refusal
@@ -343,30 +352,6 @@ def bill_pay(
     return _raise_if_failed(tx)
 
 
-def access_own_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
-    membership = access.require_member()
-    tx = (
-        Transaction.objects.select_related("bill")
-        .filter(cluster_id=access.cluster.pk, payer_id=membership.user_id, pk=parse_uuid(transaction_id))
-        .first()
-    )
-    if tx is None:
-        raise NotFoundError()
-    return tx
-
-
-def access_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
-    access.require_read_finances()
-    tx = (
-        Transaction.objects.select_related("bill")
-        .filter(cluster_id=access.cluster.pk, pk=parse_uuid(transaction_id))
-        .first()
-    )
-    if tx is None:
-        raise NotFoundError()
-    return tx
-
-
 def transaction_retry(
     *, access: EstateAccess, failed: Transaction, idempotency_key: str, origin: Origin = Origin()
 ) -> Transaction:
@@ -401,6 +386,7 @@ def bill_payment_refund(
         or payment.bill_id is None
     ):
         raise RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    require_not_own_wallet(access=access, member_user_id=payment.payer_id, action="refund")
     with transaction.atomic():
         bill = Bill.objects.select_for_update().get(pk=payment.bill_id)
         if bill.cancelled_at is None:
@@ -448,47 +434,3 @@ def bill_payment_refund(
             data={"payment_id": str(payment.pk), "amount": f"{amount:.2f}", "bill_id": str(bill.pk)},
         )
     return tx
-
-
-# --- ledger reads -----------------------------------------------------------------------
-
-
-def ledger_balance(wallet: Wallet) -> Decimal:
-    """The sum of the wallet's completed entries: what ``wallet.balance`` must equal."""
-    total = Transaction.objects.filter(wallet=wallet, status=TransactionStatus.COMPLETED).aggregate(
-        total=Coalesce(Sum("amount"), ZERO)
-    )["total"]
-    return Decimal(total)
-
-
-def cluster_revenue(cluster: Cluster) -> Decimal:
-    """The estate's revenue, derived from the ledger: bill payments net of refunds."""
-    total = Transaction.objects.filter(
-        cluster=cluster,
-        status=TransactionStatus.COMPLETED,
-        type__in=[TransactionType.BILL_PAYMENT, TransactionType.REFUND],
-    ).aggregate(total=Coalesce(Sum("amount"), ZERO))["total"]
-    return -Decimal(total)
-
-
-def cluster_money_received(cluster: Cluster) -> Decimal:
-    """Money that entered the estate's wallets from outside (deposits, adjustments)."""
-    total = Transaction.objects.filter(
-        cluster=cluster,
-        status=TransactionStatus.COMPLETED,
-        type__in=[TransactionType.DEPOSIT, TransactionType.ADJUSTMENT],
-    ).aggregate(total=Coalesce(Sum("amount"), ZERO))["total"]
-    return Decimal(total)
-
-
-def member_transactions(access: EstateAccess) -> QuerySet[Transaction]:
-    membership = access.require_member()
-    return Transaction.objects.filter(cluster_id=access.cluster.pk, payer_id=membership.user_id).order_by(
-        "-created_at", "-id"
-    )
-
-
-def cluster_transactions(access: EstateAccess, **filters: Any) -> QuerySet[Transaction]:
-    access.require_read_finances()
-    q = Q(cluster_id=access.cluster.pk)
-    return Transaction.objects.filter(q, **filters).order_by("-created_at", "-id")

@@ -29,10 +29,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from levy.accounts.models import User
+from levy.accounts.models import SignInState, User
 from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
-from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute, BillSchedule
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
@@ -44,7 +45,7 @@ from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
 from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +84,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         ),
         "acknowledgements": rows(BillAcknowledgement, "bill_id", "user_id", "acknowledged_at"),
         "disputes": rows(BillDispute, "status", "resolved_at", "resolution_note"),
+        "schedules": rows(BillSchedule, "title", "amount", "next_period", "paused_at", "ended_at", "end_reason"),
         "transactions": rows(Transaction, "type", "status", "amount", "balance_after", "bill_id"),
         "wallet_balances": rows(Wallet, "balance"),
         "notifications": rows(Notification, "event_key", "read_at"),
@@ -90,6 +92,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
         "provider_accounts": rows(ProviderAccount, "provider", "active", "secret_key_sealed", "updated_at"),
         "top_ups": rows(TopUp, "status", "amount", "transaction_id", "bill_outcome"),
+        "sign_in_states": rows(SignInState, "failures", "locked_until"),
     }
 
 
@@ -135,6 +138,8 @@ ROUTES = estate_routes()
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
 TOP_UP = "top_up"
+RECEIPT_TX = "receipt_transaction"
+SCHEDULE = "schedule"
 
 
 def _due() -> str:
@@ -160,6 +165,8 @@ RECIPES: dict[str, Recipe] = {
         multipart=True,
     ),
     "management-member": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"patch": {"active": False}}),
+    "management-member-unlock-sign-in": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {}}),
+    "member-leave": Recipe({"cluster_id": CLUSTER}, {"post": {}}),
     "management-bills": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"title": "Rogue levy", "category": "other", "amount": "999.00", "due_date": _due()}},
@@ -178,6 +185,21 @@ RECIPES: dict[str, Recipe] = {
     "management-wallet-credit": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {"amount": "100000.00", "note": "free money"}}
     ),
+    "management-schedules": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": lambda: {
+                "title": "Rogue levy",
+                "category": "other",
+                "amount": "999.00",
+                "frequency": "monthly",
+                "first_due_date": _due(),
+            }
+        },
+    ),
+    "management-schedule-pause": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}),
+    "management-schedule-resume": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}),
+    "management-schedule-end": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"reason": "Mine"}}),
     "member-bills": Recipe({"cluster_id": CLUSTER}),
     "member-bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "member-bill-acknowledge": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
@@ -194,6 +216,12 @@ RECIPES: dict[str, Recipe] = {
     "member-top-ups": Recipe({"cluster_id": CLUSTER}, {"post": {"amount": "1000.00"}}),
     "member-top-up": Recipe({"cluster_id": CLUSTER, "top_up_id": TOP_UP}),
     "member-bill-pay-by-card": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "member-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "member-wallet-statement-pdf": Recipe({"cluster_id": CLUSTER}),
+    "member-wallet-statement-csv": Recipe({"cluster_id": CLUSTER}),
+    "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
+    "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
 }
 
 
@@ -208,8 +236,10 @@ class World:
     other_bill: Bill  # estate-wide, in A; acknowledged and failed to pay by the dual member
     dispute: BillDispute  # open, in A, by the dual member
     failed: Transaction  # failed payment in A, by the dual member
+    deposit: Transaction  # completed top-up in A, of the dual member (it has a receipt)
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
+    schedule: BillSchedule  # a paused estate-wide schedule of A
     top_up: TopUp  # a pending top-up in A, by the dual member
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
@@ -220,6 +250,8 @@ class World:
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
             TOP_UP: self.top_up.pk,
+            RECEIPT_TX: self.deposit.pk,
+            SCHEDULE: self.schedule.pk,
         }[kind]
 
 
@@ -253,6 +285,10 @@ def build_world() -> World:
     for estate in (a, b):
         provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
     top_up = topup_start(access=access(dual_in_a), amount="3000.00", idempotency_key=new_key("topup"))
+    deposit = Transaction.objects.get(cluster=a.cluster, payer=dual_in_a.user, type="deposit")
+    schedule = schedule_create(access=access(a.admin), data=schedule_input())
+    # Paused, so that resuming it would change it too.
+    BillSchedule.objects.filter(pk=schedule.pk).update(paused_at=timezone.now())
     return World(
         a=a,
         b=b,
@@ -260,8 +296,10 @@ def build_world() -> World:
         other_bill=other_bill,
         dispute=dispute,
         failed=failed,
+        deposit=deposit,
         dual=dual,
         former=former,
+        schedule=schedule,
         top_up=top_up,
     )
 

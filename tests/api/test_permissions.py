@@ -25,8 +25,11 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
-from levy.billing.models import Bill, BillDispute
+from levy.accounts.models import SignInState
+from levy.billing.models import Bill, BillDispute, BillSchedule
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
@@ -37,7 +40,7 @@ from levy.wallets.models import Transaction, TransactionStatus
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +73,10 @@ class World:
     fresh_bill: Bill  # nobody has touched it
     dispute: BillDispute  # open, by another resident, on ``bill``
     failed: Transaction  # the resident's failed payment of ``bill``
+    deposit: Transaction  # the resident's top-up (it has a receipt)
     operator: Any
+    schedule: BillSchedule  # a running monthly schedule
+    paused_schedule: BillSchedule
     big_bill: Bill  # acknowledged by the resident; more than their wallet holds (pay by card)
     top_up: TopUp  # the resident's pending top-up
 
@@ -99,6 +105,9 @@ class World:
             "failed": self.failed.pk,
             "big_bill": self.big_bill.pk,
             "top_up": self.top_up.pk,
+            "receipt": self.deposit.pk,
+            "schedule": self.schedule.pk,
+            "paused_schedule": self.paused_schedule.pk,
         }
 
 
@@ -111,14 +120,23 @@ def build_world() -> World:
     with pytest.raises(InsufficientFundsError):
         bill_pay(access=access(resident), bill=bill, idempotency_key=new_key("pay"))
     failed = Transaction.objects.get(payer=resident.user, status=TransactionStatus.FAILED)
-    estate.fund(resident, "50000.00")
+    deposit = estate.fund(resident, "50000.00")
     dispute = bill_dispute(access=access(estate.residents[1]), bill=bill, reason="I moved out in October")
+    # The member whose sign-in an admin may unlock: locked after wrong passwords.
+    SignInState.objects.create(
+        user=estate.residents[2].user, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=15)
+    )
     operator = UserFactory(is_superuser=True, is_staff=True)
     big_bill = estate.wide_bill(title="Borehole repair", amount=Decimal("80000.00"))
     bill_acknowledge(access=access(resident), bill=big_bill)
     provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
     top_up = topup_start(access=access(resident), amount="1000.00", idempotency_key=new_key("topup"))
-    return World(estate, bill, fresh_bill, dispute, failed, operator, big_bill, top_up)
+    schedules = [
+        schedule_create(access=access(estate.admin), data=schedule_input(title=title))
+        for title in ("Service charge", "Gate levy")
+    ]
+    BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
+    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules, big_bill, top_up)
 
 
 def _due() -> str:
@@ -165,6 +183,7 @@ ENDPOINTS = [
     ),
     Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 200, _csv, multipart=True),
     Endpoint("member-change", "patch", f"{M}/members/{{member}}/", MANAGE_MEMBERS, 200, {"role": "auditor"}),
+    Endpoint("member-unlock-sign-in", "post", f"{M}/members/{{member}}/unlock-sign-in/", MANAGE_MEMBERS),
     Endpoint("bills-list", "get", f"{M}/bills/", VIEW_PAYMENTS),
     Endpoint(
         "bills-create",
@@ -208,6 +227,27 @@ ENDPOINTS = [
     ),
     Endpoint("top-ups-list", "get", f"{M}/top-ups/", VIEW_PAYMENTS),
     Endpoint("payment-anomalies", "get", f"{M}/payment-anomalies/", VIEW_PAYMENTS),
+    Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
+    Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
+    Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
+    Endpoint("schedules-list", "get", f"{M}/schedules/", VIEW_PAYMENTS),
+    Endpoint(
+        "schedules-create",
+        "post",
+        f"{M}/schedules/",
+        MANAGE_BILL,
+        201,
+        lambda: {
+            "title": "Water",
+            "category": "water",
+            "amount": "2500.00",
+            "frequency": "quarterly",
+            "first_due_date": _due(),
+        },
+    ),
+    Endpoint("schedule-pause", "post", f"{M}/schedules/{{schedule}}/pause/", MANAGE_BILL),
+    Endpoint("schedule-resume", "post", f"{M}/schedules/{{paused_schedule}}/resume/", MANAGE_BILL),
+    Endpoint("schedule-end", "post", f"{M}/schedules/{{schedule}}/end/", MANAGE_BILL, 200, {"reason": "Replaced"}),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),
@@ -232,6 +272,10 @@ ENDPOINTS = [
     Endpoint("top-up", "post", f"{C}/top-ups/", ANY_MEMBER, 201, {"amount": "1000.00"}, refusal=NOT_FOUND),
     Endpoint("my-top-up", "get", f"{C}/top-ups/{{top_up}}/", BILLED_MEMBER, refusal=NOT_FOUND),
     Endpoint("pay-by-card", "post", f"{C}/bills/{{big_bill}}/pay-by-card/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
+    # only the payer (the resident) has this receipt
+    Endpoint("my-receipt", "get", f"{C}/transactions/{{receipt}}/receipt/", BILLED_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-pdf", "get", f"{C}/wallet/statement.pdf", ANY_MEMBER, refusal=NOT_FOUND),
+    Endpoint("my-statement-csv", "get", f"{C}/wallet/statement.csv", ANY_MEMBER, refusal=NOT_FOUND),
 ]
 
 
@@ -267,7 +311,8 @@ def test_permission_matrix(endpoint: Endpoint, role: str) -> None:
     status, code = endpoint.expected(role)
     before = db_snapshot()
     response = call(endpoint, world, role)
-    body = response.json()
+    # Files (receipts, statements) are not JSON; their errors are.
+    body = response.json() if response["Content-Type"] == "application/json" else {}
     assert response.status_code == status, (endpoint.id, role, response.status_code, body)
     if code is not None:
         assert body["error"]["code"] == code, body

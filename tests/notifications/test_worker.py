@@ -543,3 +543,124 @@ def test_a_fan_out_killed_halfway_is_completed_exactly_once(real_broker: RedisSe
     assert intent.attempts >= 2  # the killed run and the one that completed
     wait_for(partial(emails_settled, intent), what="2,000 emails", interval=0.2, log=fresh.log)
     assert_emailed_once(intent, LARGE_ESTATE)
+
+
+# --- intents with few recipients: many per task ------------------------------------------------
+
+
+def received_by_task(worker: Worker, name: str) -> int:
+    return sum(
+        1
+        for line in worker.log_path.read_text(errors="replace").splitlines()
+        if f"levy.notifications.tasks.{name}[" in line and "received" in line
+    )
+
+
+def assert_delivered_once(intents: Any, per_intent: int) -> None:
+    """Each intent delivered by one claim, its inbox rows and emails once each."""
+    assert sorted(set(intents.values_list("attempts", "delivered_count", "last_error"))) == [(1, per_intent, "")]
+    assert not intents.filter(delivered_at__isnull=True).exists()
+    rows = Notification.objects.filter(intent__in=intents)
+    assert rows.count() == intents.count() * per_intent
+    assert not rows.values("recipient", "event_key").annotate(n=Count("id")).filter(n__gt=1).exists()
+    deliveries = Delivery.objects.filter(intent__in=intents)
+    assert deliveries.count() == rows.count()
+    assert list(deliveries.values_list("status", "attempts").distinct()) == [(DeliveryStatus.SENT, 1)]
+
+
+def all_settled(intents: Any, count: int) -> bool:
+    return (
+        intents.count() == count
+        and not intents.filter(delivered_at__isnull=True).exists()
+        and not Delivery.objects.filter(intent__in=intents).exclude(status=DeliveryStatus.SENT).exists()
+        and Delivery.objects.filter(intent__in=intents).count()
+        == Notification.objects.filter(intent__in=intents).count()
+    )
+
+
+def test_many_small_notifications_are_delivered_by_few_tasks(real_broker: RedisServer, start_worker) -> None:
+    estate = make_estate(residents=30)
+    worker = start_worker(LEVY_NOTIFY_BATCH_WAIT_MS="1500")
+    bill = bill_create_cluster_wide(access=access(estate.admin), data=bill_input())
+    for member in estate.residents:  # 30 commits, each telling the managers
+        bill_acknowledge(access=access(member), bill=bill)
+    acknowledged = NotificationIntent.objects.filter(event="BILL_ACKNOWLEDGED")
+    assert list(acknowledged.values_list("batched", flat=True).distinct()) == [True]
+    wait_for(lambda: all_settled(acknowledged, 30), what="30 acknowledgements delivered", log=worker.log)
+
+    assert_delivered_once(acknowledged, 2)
+    managers = {estate.admin.user_id, estate.treasurer.user_id}
+    assert set(Notification.objects.filter(intent__in=acknowledged).values_list("recipient_id", flat=True)) == managers
+    batches = received_by_task(worker, "deliver_pending")
+    print(f"\n30 acknowledgements delivered by {batches} deliver_pending task(s)")
+    assert 1 <= batches <= 5  # one wake-up per 1.5 s of commits, against 30 tasks one by one
+    assert received_by_task(worker, "deliver_intent") == 1  # the bill's own fan-out
+
+
+def test_a_lost_wake_up_is_delivered_by_the_sweep_or_the_next_commit(
+    real_broker: RedisServer, start_worker, settings
+) -> None:
+    from django.core.cache import cache
+
+    from levy.notifications.services import wake_key
+
+    estate = make_estate(residents=2)
+    first, second = estate.residents
+    worker = start_worker(LEVY_NOTIFY_BATCH_WAIT_MS="0")
+    bill = bill_create_cluster_wide(access=access(estate.admin), data=bill_input())
+    # a flag whose task was lost (a process died between the flag and the broker)
+    assert cache.add(wake_key("normal"), 1, timeout=60)
+    bill_acknowledge(access=access(first), bill=bill)
+    lost = NotificationIntent.objects.get(event="BILL_ACKNOWLEDGED")
+    assert lost.dispatched_at is not None  # as far as this commit knew, a task was coming
+    time.sleep(1.5)
+    assert not delivered(lost)
+    assert received_by_task(worker, "deliver_pending") == 0
+
+    settings.LEVY_SWEEP_REDISPATCH_SECONDS = 0
+    assert intents_sweep(older_than_seconds=0)["dispatched"] == 1
+    wait_for(lambda: all_settled(NotificationIntent.objects.filter(pk=lost.pk), 1), what="the sweep's delivery")
+    assert_delivered_once(NotificationIntent.objects.filter(pk=lost.pk), 2)
+
+    # a flag that outlived its task expires, and the next commit wakes a worker again
+    cache.set(wake_key("normal"), 1, timeout=1)
+    bill_acknowledge(access=access(second), bill=bill)
+    stuck = NotificationIntent.objects.filter(event="BILL_ACKNOWLEDGED").exclude(pk=lost.pk).get()
+    time.sleep(1.5)  # the flag has expired; nothing delivered the intent meanwhile
+    assert not delivered(stuck)
+    late = bill_create_user_specific(access=access(estate.admin), user_id=second.user_id, data=bill_input())
+    bill_acknowledge(access=access(second), bill=late)  # a later commit of few recipients
+    acknowledged = NotificationIntent.objects.filter(event="BILL_ACKNOWLEDGED")
+    wait_for(lambda: all_settled(acknowledged, 3), what="the stuck intent, with the next one", log=worker.log)
+    assert_delivered_once(acknowledged.exclude(pk=lost.pk), 2)
+
+
+def test_two_workers_deliver_each_small_notification_once(real_broker: RedisServer, start_worker) -> None:
+    from django.db import transaction
+
+    from levy.notifications.events import NotificationEvents
+    from levy.notifications.recipients import Recipients
+    from levy.notifications.services import notify
+    from levy.notifications.tasks import deliver_pending
+
+    estate = make_estate(residents=3)
+    workers = [start_worker(LEVY_NOTIFY_BATCH_MAX="4", LEVY_NOTIFY_BATCH_WAIT_MS="20") for _ in range(2)]
+    with transaction.atomic():  # 60 receipts in one commit: 60 commit hooks, one wake-up
+        for n in range(60):
+            notify(
+                event=NotificationEvents.PAYMENT_SUCCESSFUL,
+                cluster=estate.cluster,
+                recipients=Recipients.users(estate.residents[n % 3].user_id),
+                context={"bill_title": "Water", "amount": "10.00"},
+                event_key=f"receipt-{n}",
+            )
+    for _ in range(6):  # more tasks racing for the same intents, as duplicates or the sweep would
+        deliver_pending.apply_async(kwargs={"priority": "normal", "wait": False}, queue="notifications")
+    receipts = NotificationIntent.objects.filter(event="PAYMENT_SUCCESSFUL")
+    wait_for(lambda: all_settled(receipts, 60), what="60 receipts", log=lambda: workers[0].log() + workers[1].log())
+
+    assert_delivered_once(receipts, 1)
+    per_worker = [received_by_task(w, "deliver_pending") for w in workers]
+    print(f"\ndeliver_pending tasks per worker: {per_worker}")
+    assert all(count >= 1 for count in per_worker)
+    assert sum(per_worker) >= 60 // 4  # every full batch of 4 woke the next task

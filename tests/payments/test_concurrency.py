@@ -17,7 +17,7 @@ from levy.payments.fake import FakeProvider
 from levy.payments.models import TopUp
 from levy.payments.services import topups_sweep
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import ledger_balance
+from levy.wallets.selectors import ledger_balance
 from tests.conftest import make_estate
 from tests.payments.conftest import connect, get_return, post_webhook, start
 

@@ -24,7 +24,7 @@ from levy.payments.models import PaymentAnomaly, ProviderAccount, TopUp
 from levy.payments.providers.base import ProviderError
 from levy.payments.services import provider_account_save, topup_return, topup_start, topups_sweep
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import ledger_balance
+from levy.wallets.selectors import ledger_balance
 from tests.conftest import Estate, access, committed, new_key
 from tests.payments.conftest import connect, get_return, post_webhook, start
 

@@ -24,7 +24,8 @@ from levy.wallets.management.commands.check_ledger import (
     ledger_report,
 )
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay, bill_payment_refund, cluster_money_received, cluster_revenue
+from levy.wallets.selectors import cluster_money_received, cluster_revenue
+from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

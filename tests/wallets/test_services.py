@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from levy.access import access_own_transaction, access_transaction
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
 from levy.billing.selectors import estate_today
@@ -23,19 +24,14 @@ from levy.common.errors import (
 from levy.estates.models import Membership
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import (
-    access_own_transaction,
-    access_transaction,
-    bill_pay,
-    bill_payment_refund,
+from levy.wallets.selectors import (
     cluster_money_received,
     cluster_revenue,
     cluster_transactions,
     ledger_balance,
     member_transactions,
-    transaction_retry,
-    wallet_credit,
 )
+from levy.wallets.services import bill_pay, bill_payment_refund, transaction_retry, wallet_credit
 from tests.billing.test_services import raises_code
 from tests.conftest import Estate, access, committed, new_key
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_staff, access_dispute, access_membership
 from levy.api.idempotency import HEADER, run_idempotent
-from levy.api.pagination import LevyCursorPagination
+from levy.api.pagination import listing_response
 from levy.api.parsers import SafeJSONParser
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import (
@@ -32,18 +31,19 @@ from levy.api.serializers import (
     TransactionSerializer,
 )
 from levy.api.views import EstateAPIView
-from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
+from levy.billing.models import BillCategory, DisputeStatus
 from levy.billing.selectors import (
+    BillFilters,
+    BillMemberFilters,
     BillStats,
-    access_bill_as_staff,
-    access_dispute,
-    attach_member_summaries,
-    bill_audience,
-    bill_member_statuses,
-    bills_with_stats,
+    DisputeFilters,
+    MemberFilters,
+    bill_detail,
+    bill_list,
+    bill_member_list,
     cluster_dashboard,
-    decorate_bill_members,
-    members_filtered_by_overdue,
+    dispute_list,
+    member_list,
 )
 from levy.billing.services import (
     BillInput,
@@ -55,29 +55,14 @@ from levy.billing.services import (
 )
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
-from levy.estates.access import access_membership
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
-from levy.estates.services import member_add, member_update
+from levy.estates.services import member_add, member_sign_in_unlock, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
-from levy.wallets.services import cluster_transactions, wallet_credit
+from levy.wallets.selectors import TransactionFilters, transaction_list
+from levy.wallets.services import wallet_credit
 
 ERRORS = errors()
-
-
-def paginate(
-    view: EstateAPIView,
-    queryset: QuerySet[Any],
-    serializer: Any,
-    ordering: tuple[str, str] | None = None,
-    decorate: Callable[[list[Any]], object] | None = None,
-    **context: Any,
-) -> Response:
-    paginator = LevyCursorPagination(ordering=ordering)
-    page = paginator.paginate_queryset(queryset, view.request, view=view)
-    if decorate is not None:
-        decorate(page)
-    return paginator.get_paginated_response(serializer(page, many=True, context=context).data)
 
 
 # --- members --------------------------------------------------------------------------------
@@ -85,7 +70,7 @@ def paginate(
 
 class MemberInputSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=200)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.RESIDENT)
     is_resident = serializers.BooleanField(required=False, allow_null=True, default=None)
     password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=128, min_length=8)
@@ -131,25 +116,8 @@ class MemberListView(EstateAPIView):
         self.access.require_read_finances()
         filters = MemberFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        members = Membership.objects.filter(cluster=self.access.cluster).select_related("user")
-        if f.get("role"):
-            members = members.filter(role=f["role"])
-        if f.get("active") is not None:
-            members = members.filter(active=f["active"])
-        if f.get("search"):
-            term = f["search"].strip()
-            members = members.filter(Q(user__email__icontains=term) | Q(user__name__icontains=term))
-        if f.get("has_overdue") is not None:
-            members = members_filtered_by_overdue(members, has_overdue=f["has_overdue"])
-        # The page's summaries in one query, after the page is chosen.
-        return paginate(
-            self,
-            members,
-            MemberWithSummarySerializer,
-            ordering=("-joined_at", "-id"),
-            decorate=attach_member_summaries,
-        )
+        listing = member_list(access=self.access, filters=MemberFilters(**filters.validated_data))
+        return listing_response(self, listing, MemberWithSummarySerializer)
 
     @extend_schema(request=MemberInputSerializer, responses={201: MemberSerializer, **ERRORS}, summary="Add a member")
     def post(self, request: Request, cluster_id: str) -> Response:
@@ -157,7 +125,11 @@ class MemberListView(EstateAPIView):
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = member_add(access=self.access, origin=self.origin, **data.validated_data)
-        return Response(MemberSerializer(membership).data, status=201)
+        # Only what the caller typed: adding an existing account must not reveal the name
+        # that person chose (they are told they were added, and may leave).
+        body = MemberSerializer(membership).data
+        body["name"] = data.validated_data["name"].strip()
+        return Response(body, status=201)
 
 
 class MemberUpdateSerializer(serializers.Serializer):
@@ -183,6 +155,24 @@ class MemberDetailView(EstateAPIView):
         updated = member_update(access=self.access, membership=membership, origin=self.origin, **data.validated_data)
         updated.user = membership.user
         return Response(MemberSerializer(updated).data)
+
+
+class SignInUnlockSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField()
+    unlocked = serializers.BooleanField(help_text="False when the account had no lock and no failed sign-ins.")
+
+
+class MemberSignInUnlockView(EstateAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: SignInUnlockSerializer, **ERRORS},
+        summary="Unlock a member's sign-in after too many wrong passwords",
+    )
+    def post(self, request: Request, cluster_id: str, user_id: str) -> Response:
+        self.access.require(MembersPermissions.ManageMembers)
+        membership = access_membership(self.access, user_id)
+        unlocked = member_sign_in_unlock(access=self.access, membership=membership, origin=self.origin)
+        return Response({"user_id": membership.user_id, "unlocked": unlocked})
 
 
 class ImportResultSerializer(serializers.Serializer):
@@ -306,6 +296,8 @@ class ManagedBillSerializer(BillBaseSerializer):
     user_id = serializers.UUIDField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
     cancellation_reason = serializers.CharField()
+    schedule_id = serializers.UUIDField(allow_null=True)
+    schedule_period = serializers.IntegerField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -341,11 +333,7 @@ class BillFilterSerializer(serializers.Serializer):
     due_after = serializers.DateField(required=False)
     cancelled = serializers.BooleanField(required=False, allow_null=True, default=None)
     search = serializers.CharField(required=False, max_length=200)
-
-
-def _managed_bill(view: EstateAPIView, bill_id: Any) -> Any:
-    bill = access_bill_as_staff(view.access, bill_id)
-    return bills_with_stats(Bill.objects.filter(pk=bill.pk).select_related("cluster")).get()
+    schedule_id = serializers.UUIDField(required=False)
 
 
 class BillListView(EstateAPIView):
@@ -359,26 +347,8 @@ class BillListView(EstateAPIView):
         self.access.require_read_finances()
         filters = BillFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        bills = Bill.objects.filter(cluster=self.access.cluster).select_related("cluster")
-        if f.get("scope") == "cluster":
-            bills = bills.filter(user__isnull=True)
-        elif f.get("scope") == "user":
-            bills = bills.filter(user__isnull=False)
-        if f.get("user_id"):
-            bills = bills.filter(user_id=f["user_id"])
-        if f.get("category"):
-            bills = bills.filter(category=f["category"])
-        if f.get("due_before"):
-            bills = bills.filter(due_date__lte=f["due_before"])
-        if f.get("due_after"):
-            bills = bills.filter(due_date__gte=f["due_after"])
-        if f.get("cancelled") is not None:
-            bills = bills.filter(cancelled_at__isnull=not f["cancelled"])
-        if f.get("search"):
-            term = f["search"].strip()
-            bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
-        return paginate(self, bills_with_stats(bills), ManagedBillSerializer)
+        listing = bill_list(access=self.access, filters=BillFilters(**filters.validated_data))
+        return listing_response(self, listing, ManagedBillSerializer)
 
     @extend_schema(
         request=BillCreateSerializer,
@@ -404,7 +374,7 @@ class BillListView(EstateAPIView):
 class BillDetailView(EstateAPIView):
     @extend_schema(responses={200: ManagedBillSerializer, **ERRORS}, summary="One bill with its counts")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(ManagedBillSerializer(_managed_bill(self, bill_id)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill_id)).data)
 
     @extend_schema(
         request=BillUpdateSerializer,
@@ -421,7 +391,7 @@ class BillDetailView(EstateAPIView):
         data = BillUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         bill_update(access=self.access, bill=bill, changes=dict(data.validated_data), origin=self.origin)
-        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
 
 
 class CancelInputSerializer(serializers.Serializer):
@@ -440,7 +410,7 @@ class BillCancelView(EstateAPIView):
         data = CancelInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         bill_cancel(access=self.access, bill=bill, reason=data.validated_data["reason"], origin=self.origin)
-        return Response(ManagedBillSerializer(_managed_bill(self, bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
 
 
 class BillMemberSerializer(serializers.Serializer):
@@ -467,20 +437,8 @@ class BillMembersView(EstateAPIView):
         bill = access_bill_as_staff(self.access, bill_id)
         filters = BillMemberFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        ordering = ("joined_at", "id")
-        if filters.validated_data.get("status"):
-            # The status is derived in SQL to filter on it before paginating.
-            rows = bill_member_statuses(bill=bill).filter(status=filters.validated_data["status"])
-            return paginate(self, rows, BillMemberSerializer, ordering=ordering)
-        # Paginate the audience itself, then read the page's facts for this bill.
-        audience = bill_audience(bill).select_related("user").order_by(*ordering)
-        return paginate(
-            self,
-            audience,
-            BillMemberSerializer,
-            ordering=ordering,
-            decorate=lambda page: decorate_bill_members(page, bill=bill),
-        )
+        listing = bill_member_list(bill=bill, filters=BillMemberFilters(**filters.validated_data))
+        return listing_response(self, listing, BillMemberSerializer)
 
 
 # --- dashboard ------------------------------------------------------------------------------
@@ -545,10 +503,8 @@ class DisputeListView(EstateAPIView):
         self.access.require_read_finances()
         filters = DisputeFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        disputes = BillDispute.objects.filter(cluster=self.access.cluster)
-        if filters.validated_data.get("status"):
-            disputes = disputes.filter(status=filters.validated_data["status"])
-        return paginate(self, disputes, DisputeSerializer)
+        listing = dispute_list(access=self.access, filters=DisputeFilters(**filters.validated_data))
+        return listing_response(self, listing, DisputeSerializer)
 
 
 class ResolveInputSerializer(serializers.Serializer):
@@ -591,14 +547,8 @@ class TransactionListView(EstateAPIView):
         self.access.require_read_finances()
         filters = TransactionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        lookups = {
-            name: f[key]
-            for key, name in (("user_id", "payer_id"), ("type", "type"), ("status", "status"), ("bill_id", "bill_id"))
-            if key in f
-        }
-        txs = cluster_transactions(self.access, **lookups)
-        return paginate(self, txs, TransactionSerializer, currency=self.access.cluster.currency)
+        listing = transaction_list(access=self.access, filters=TransactionFilters(**filters.validated_data))
+        return listing_response(self, listing, TransactionSerializer, currency=self.access.cluster.currency)
 
 
 class CreditInputSerializer(serializers.Serializer):

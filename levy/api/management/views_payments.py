@@ -3,12 +3,15 @@ the anomalies providers reported."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from levy.api.management.views import paginate
+from levy.api.pagination import LevyCursorPagination
 from levy.api.payments_serializers import (
     ManagedTopUpSerializer,
     PaymentAnomalySerializer,
@@ -22,6 +25,12 @@ from levy.payments.selectors import cluster_payment_anomalies, cluster_top_ups, 
 from levy.payments.services import provider_account_save
 
 ERRORS = errors()
+
+
+def paginate(view: EstateAPIView, queryset: QuerySet[Any], serializer: type[serializers.Serializer]) -> Response:
+    paginator = LevyCursorPagination()
+    page = paginator.paginate_queryset(queryset, view.request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 class ProviderAccountListView(EstateAPIView):

@@ -9,23 +9,19 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_member, access_own_transaction
 from levy.api.idempotency import HEADER, run_idempotent
-from levy.api.pagination import LevyCursorPagination
+from levy.api.pagination import listing_response
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
-from levy.billing.selectors import access_bill_as_member, bills_applying_to, decorate_member_bills, member_bills
+from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
-from levy.wallets.models import Wallet
-from levy.wallets.services import (
-    access_own_transaction,
-    bill_pay,
-    member_transactions,
-    transaction_retry,
-    wallet_ensure,
-)
+from levy.estates.services import member_leave
+from levy.wallets.selectors import member_transaction_list
+from levy.wallets.services import bill_pay, member_wallet, transaction_retry
 
 ERRORS = errors()
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -42,12 +38,6 @@ class BillFilterSerializer(serializers.Serializer):
     category = serializers.ChoiceField(choices=BillCategory.choices, required=False)
 
 
-def _one_member_bill(view: EstateAPIView, bill_id: Any) -> Any:
-    bill = access_bill_as_member(view.access, bill_id)
-    decorate_member_bills([bill], membership=view.access.require_member())
-    return bill
-
-
 class MemberBillListView(EstateAPIView):
     @extend_schema(
         parameters=[BillFilterSerializer, *PAGE_PARAMETERS],
@@ -58,30 +48,14 @@ class MemberBillListView(EstateAPIView):
     def get(self, request: Request, cluster_id: str) -> Response:
         filters = BillFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        membership = self.access.require_member()
-        paginator = LevyCursorPagination()
-        if "status" in filters.validated_data:
-            # The status is derived in SQL to filter on it before paginating.
-            bills = member_bills(membership=membership).filter(status=filters.validated_data["status"])
-            if "category" in filters.validated_data:
-                bills = bills.filter(category=filters.validated_data["category"])
-            page = paginator.paginate_queryset(bills, request, view=self)
-        else:
-            # Paginate the bills themselves, then read the member's facts for the page.
-            plain = bills_applying_to(membership).order_by("-created_at", "-id")
-            if "category" in filters.validated_data:
-                plain = plain.filter(category=filters.validated_data["category"])
-            page = paginator.paginate_queryset(plain, request, view=self) or []
-            for bill in page:
-                bill.cluster = self.access.cluster
-            decorate_member_bills(page, membership=membership)
-        return paginator.get_paginated_response(MemberBillSerializer(page, many=True).data)
+        listing = member_bill_list(access=self.access, filters=MemberBillFilters(**filters.validated_data))
+        return listing_response(self, listing, MemberBillSerializer)
 
 
 class MemberBillDetailView(EstateAPIView):
     @extend_schema(responses={200: MemberBillSerializer, **ERRORS}, summary="One of my bills")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(MemberBillSerializer(_one_member_bill(self, bill_id)).data)
+        return Response(MemberBillSerializer(member_bill(access=self.access, bill_id=bill_id)).data)
 
 
 class AcknowledgementSerializer(serializers.Serializer):
@@ -213,10 +187,7 @@ class WalletSerializer(serializers.Serializer):
 class WalletView(EstateAPIView):
     @extend_schema(responses={200: WalletSerializer, **ERRORS}, summary="My wallet in this estate")
     def get(self, request: Request, cluster_id: str) -> Response:
-        membership = self.access.require_member()
-        wallet = Wallet.objects.filter(cluster=self.access.cluster, user_id=membership.user_id).first()
-        if wallet is None:
-            wallet = wallet_ensure(cluster=self.access.cluster, user=self.access.user)
+        wallet = member_wallet(access=self.access)
         return Response(WalletSerializer({"balance": wallet.balance, "currency": self.access.cluster.currency}).data)
 
 
@@ -227,7 +198,27 @@ class WalletTransactionsView(EstateAPIView):
         summary="My ledger entries, newest first",
     )
     def get(self, request: Request, cluster_id: str) -> Response:
-        paginator = LevyCursorPagination()
-        page = paginator.paginate_queryset(member_transactions(self.access), request, view=self)
-        data = TransactionSerializer(page, many=True, context={"currency": self.access.cluster.currency}).data
-        return paginator.get_paginated_response(data)
+        listing = member_transaction_list(access=self.access)
+        return listing_response(self, listing, TransactionSerializer, currency=self.access.cluster.currency)
+
+
+class LeaveSerializer(serializers.Serializer):
+    cluster_id = serializers.UUIDField()
+    active = serializers.BooleanField()
+    left_at = serializers.DateTimeField()
+
+
+class LeaveView(EstateAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: LeaveSerializer, 409: error("last_admin"), **ERRORS},
+        summary="Leave this estate",
+        description="Ends the caller's membership (e.g. after being added to an estate they do not belong to). "
+        "Their wallet and ledger entries stay; an admin can add them again. The estate's last admin "
+        "cannot leave (409 last_admin): they make another member admin first.",
+    )
+    def post(self, request: Request, cluster_id: str) -> Response:
+        membership = member_leave(access=self.access, origin=self.origin)
+        return Response(
+            {"cluster_id": membership.cluster_id, "active": membership.active, "left_at": membership.deactivated_at}
+        )

@@ -7,13 +7,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_member
 from levy.api.idempotency import run_idempotent
 from levy.api.members.views import IDEMPOTENCY_HEADER
 from levy.api.pagination import LevyCursorPagination
 from levy.api.payments_serializers import TopUpInputSerializer, TopUpSerializer
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.views import EstateAPIView
-from levy.billing.selectors import access_bill_as_member
 from levy.payments.selectors import access_own_top_up, member_top_ups
 from levy.payments.services import bill_pay_by_card_start, topup_start
 

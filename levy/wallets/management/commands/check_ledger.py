@@ -4,7 +4,7 @@ Three invariants, each checked by one set-based query, so a database of 50,000
 wallets is checked in seconds:
 
 1. every wallet's balance equals the sum of its completed ledger entries (pending and
-   failed entries move nothing; the rule of ``levy.wallets.services.ledger_balance``);
+   failed entries move nothing; the rule of ``levy.wallets.selectors.ledger_balance``);
 2. no balance is below zero;
 3. per estate, the wallets' balances plus the estate's revenue (completed bill payments
    net of refunds, as ``cluster_revenue``) equal the money received (completed deposits

@@ -1,0 +1,133 @@
+"""The bill lists and details managers and members see, with their filters."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q
+
+from levy.access import access_bill_as_member, access_bill_as_staff
+from levy.billing.models import Bill
+from levy.billing.selectors.audience import bill_audience, bills_applying_to
+from levy.billing.selectors.facts import (
+    bill_member_statuses,
+    decorate_bill_members,
+    decorate_member_bills,
+    member_bills,
+)
+from levy.billing.selectors.stats import bills_with_stats
+from levy.common.listing import Listing
+from levy.estates.access import EstateAccess
+from levy.estates.models import Membership
+
+MEMBERS_IN_JOIN_ORDER = ("joined_at", "id")
+
+
+@dataclass(frozen=True)
+class BillFilters:
+    """A manager's bill list filters; ``None`` (or empty) leaves a filter out."""
+
+    scope: str | None = None  # "cluster" (estate-wide bills) or "user" (one member's)
+    user_id: uuid.UUID | None = None
+    category: str | None = None
+    due_before: datetime.date | None = None  # inclusive
+    due_after: datetime.date | None = None  # inclusive
+    cancelled: bool | None = None
+    search: str | None = None  # in the title or the reference
+    schedule_id: uuid.UUID | None = None  # the bills a recurring schedule issued
+
+
+def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> Listing[Bill]:
+    """The estate's bills, each with its counts (``stat_*``, see :func:`bills_with_stats`),
+    newest first. Needs a financial permission."""
+    access.require_read_finances()
+    bills = Bill.objects.filter(cluster=access.cluster).select_related("cluster")
+    if filters.scope == "cluster":
+        bills = bills.filter(user__isnull=True)
+    elif filters.scope == "user":
+        bills = bills.filter(user__isnull=False)
+    if filters.user_id:
+        bills = bills.filter(user_id=filters.user_id)
+    if filters.category:
+        bills = bills.filter(category=filters.category)
+    if filters.due_before:
+        bills = bills.filter(due_date__lte=filters.due_before)
+    if filters.due_after:
+        bills = bills.filter(due_date__gte=filters.due_after)
+    if filters.cancelled is not None:
+        bills = bills.filter(cancelled_at__isnull=not filters.cancelled)
+    if filters.search:
+        term = filters.search.strip()
+        bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
+    if filters.schedule_id:
+        bills = bills.filter(schedule_id=filters.schedule_id)
+    return Listing(bills_with_stats(bills))
+
+
+def bill_detail(*, access: EstateAccess, bill_id: object) -> Any:
+    """One bill of the estate with its counts, for its managers (``NotFoundError`` for a
+    bill of another estate or none)."""
+    bill = access_bill_as_staff(access, bill_id)
+    return bills_with_stats(Bill.objects.filter(pk=bill.pk).select_related("cluster")).get()
+
+
+@dataclass(frozen=True)
+class BillMemberFilters:
+    status: str | None = None  # a BillStatus
+
+
+def bill_member_list(*, bill: Bill, filters: BillMemberFilters = BillMemberFilters()) -> Listing[Membership]:
+    """Each member of ``bill``'s audience (from an access helper) with their ``status``,
+    ``acknowledged_at``, ``paid_at`` and ``dispute_id``, in the order they joined."""
+    if filters.status:
+        # The status is derived in SQL to filter on it before paginating.
+        rows = bill_member_statuses(bill=bill).filter(status=filters.status)
+        return Listing(rows, ordering=MEMBERS_IN_JOIN_ORDER)
+    # Page the audience itself, then read the page's facts for this bill.
+    audience = bill_audience(bill).select_related("user").order_by(*MEMBERS_IN_JOIN_ORDER)
+    return Listing(
+        audience,
+        ordering=MEMBERS_IN_JOIN_ORDER,
+        decorate=lambda page: decorate_bill_members(page, bill=bill),
+    )
+
+
+@dataclass(frozen=True)
+class MemberBillFilters:
+    status: str | None = None  # a BillStatus
+    category: str | None = None
+
+
+def member_bill_list(*, access: EstateAccess, filters: MemberBillFilters = MemberBillFilters()) -> Listing[Bill]:
+    """The caller's bills (estate-wide ones since they joined, and their own), newest
+    first, each with ``status``, ``acknowledged_at``, ``paid_at`` and ``can_pay``."""
+    membership = access.require_member()
+    if filters.status is not None:
+        # The status is derived in SQL to filter on it before paginating.
+        bills = member_bills(membership=membership).filter(status=filters.status)
+        if filters.category is not None:
+            bills = bills.filter(category=filters.category)
+        return Listing(bills)
+    # Page the bills themselves, then read the member's facts for the page.
+    plain = bills_applying_to(membership).order_by("-created_at", "-id")
+    if filters.category is not None:
+        plain = plain.filter(category=filters.category)
+
+    def decorate(page: Sequence[Bill]) -> None:
+        for bill in page:
+            bill.cluster = access.cluster
+        decorate_member_bills(page, membership=membership)
+
+    return Listing(plain, decorate=decorate)
+
+
+def member_bill(*, access: EstateAccess, bill_id: object) -> Bill:
+    """One bill that applies to the caller, with what :func:`member_bill_list` sets on
+    each (``NotFoundError`` for any other)."""
+    bill = access_bill_as_member(access, bill_id)
+    decorate_member_bills([bill], membership=access.require_member())
+    return bill

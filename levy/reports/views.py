@@ -1,0 +1,174 @@
+"""API endpoints that answer with a file: receipts (PDF), statements (PDF, CSV).
+
+Each view parses its input, calls one selector and renders the file. Errors stay JSON
+in the shape of api.md, whatever the client's ``Accept`` says.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+
+from levy.access import access_membership
+from levy.api.schema import errors
+from levy.api.views import EstateAPIView
+from levy.estates.models import Membership
+from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
+from levy.reports.pdf import render_receipt, render_statement
+from levy.reports.selectors import Statement, member_statement, receipt_for_payer, receipt_for_staff
+
+ERRORS = errors()
+PDF, CSV = "application/pdf", "text/csv; charset=utf-8"
+
+
+class JSONErrorsNegotiation(BaseContentNegotiation):
+    """The file views render only their files and JSON errors: a client that asks for
+    ``Accept: application/pdf`` gets the file, or an error it can read, never a 406."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+def file_response(content: bytes | str, *, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    # Personal financial documents: never kept by a shared cache.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def file_schema(content_type: str, description: str) -> dict[Any, Any]:
+    return {(200, content_type.split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description=description), **ERRORS}
+
+
+class FileAPIView(EstateAPIView):
+    content_negotiation_class = JSONErrorsNegotiation
+
+
+# --- receipts -----------------------------------------------------------------------------
+
+
+class MemberReceiptView(FileAPIView):
+    @extend_schema(
+        responses=file_schema(PDF, "The receipt (PDF)."),
+        summary="The receipt of one of the caller's payments or top-ups (PDF)",
+        description="Completed bill payments and wallet top-ups have a receipt; any other "
+        "entry, or someone else's, is not found.",
+        operation_id="member_transaction_receipt",
+    )
+    def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
+        receipt = receipt_for_payer(self.access, transaction_id)
+        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+
+
+class ManagementReceiptView(FileAPIView):
+    @extend_schema(
+        responses=file_schema(PDF, "The receipt (PDF)."),
+        summary="The receipt of any payment or top-up in the estate (PDF)",
+        operation_id="management_transaction_receipt",
+    )
+    def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
+        receipt = receipt_for_staff(self.access, transaction_id)
+        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+
+
+# --- statements ---------------------------------------------------------------------------
+
+EARLIEST, LATEST = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
+
+
+class StatementPeriodSerializer(serializers.Serializer):
+    start = serializers.DateField(
+        required=False, help_text="First day (included); default: the first day of this month."
+    )
+    end = serializers.DateField(required=False, help_text="Last day (included); default: today.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        today = timezone.localdate()
+        start = attrs.get("start") or today.replace(day=1)
+        end = attrs.get("end") or today
+        problems: dict[str, list[str]] = {}
+        for name, day in (("start", start), ("end", end)):
+            if not EARLIEST <= day <= LATEST:
+                problems[name] = [f"Use a date from {EARLIEST.isoformat()} to {LATEST.isoformat()}."]
+        if not problems and start > end:
+            problems["start"] = ["The start must be on or before the end."]
+        if problems:
+            raise serializers.ValidationError(problems)
+        return {"start": start, "end": end}
+
+
+def _period(request: Request) -> dict[str, datetime.date]:
+    period = StatementPeriodSerializer(data=request.query_params)
+    period.is_valid(raise_exception=True)
+    return dict(period.validated_data)
+
+
+def statement_file(statement: Statement, file_format: str) -> HttpResponse:
+    if file_format == "pdf":
+        return file_response(render_statement(statement), content_type=PDF, filename=statement.filename("pdf"))
+    body = "".join(csv_lines(STATEMENT_HEADER, statement_rows(statement)))
+    return file_response(body, content_type=CSV, filename=statement.filename("csv"))
+
+
+def _own_statement(view: FileAPIView, request: Request) -> Statement:
+    membership: Membership = view.access.require_member()
+    membership.user = view.access.user
+    return member_statement(access=view.access, membership=membership, **_period(request))
+
+
+def _members_statement(view: FileAPIView, request: Request, user_id: str) -> Statement:
+    view.access.require_read_finances()
+    membership = access_membership(view.access, user_id)
+    return member_statement(access=view.access, membership=membership, **_period(request))
+
+
+STATEMENT_DESCRIPTION = (
+    "Opening balance, every completed ledger entry of the period with the running "
+    "balance, closing balance; all from the ledger. Days are the estate's calendar days."
+)
+
+
+def statement_schema(content_type: str, operation_id: str, summary: str) -> Any:
+    return extend_schema(
+        parameters=[StatementPeriodSerializer],
+        responses=file_schema(content_type, "The statement."),
+        summary=summary,
+        description=STATEMENT_DESCRIPTION,
+        operation_id=operation_id,
+    )
+
+
+class MemberStatementPdfView(FileAPIView):
+    @statement_schema(PDF, "member_wallet_statement_pdf", "The caller's wallet statement for a period (PDF)")
+    def get(self, request: Request, cluster_id: str) -> HttpResponse:
+        return statement_file(_own_statement(self, request), "pdf")
+
+
+class MemberStatementCsvView(FileAPIView):
+    @statement_schema(CSV, "member_wallet_statement_csv", "The caller's wallet statement for a period (CSV)")
+    def get(self, request: Request, cluster_id: str) -> HttpResponse:
+        return statement_file(_own_statement(self, request), "csv")
+
+
+class ManagementStatementPdfView(FileAPIView):
+    @statement_schema(PDF, "management_member_statement_pdf", "A member's wallet statement for a period (PDF)")
+    def get(self, request: Request, cluster_id: str, user_id: str) -> HttpResponse:
+        return statement_file(_members_statement(self, request, user_id), "pdf")
+
+
+class ManagementStatementCsvView(FileAPIView):
+    @statement_schema(CSV, "management_member_statement_csv", "A member's wallet statement for a period (CSV)")
+    def get(self, request: Request, cluster_id: str, user_id: str) -> HttpResponse:
+        return statement_file(_members_statement(self, request, user_id), "csv")
