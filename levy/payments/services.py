@@ -171,12 +171,12 @@ def provider_account_save(
 def webhook_url(account: ProviderAccount) -> str:
     """The URL to enter in the provider's dashboard for this account's webhooks."""
     path = reverse("payments-webhook", kwargs={"account_id": account.pk})
-    return settings.LEVY_SITE_URL.rstrip("/") + path
+    return settings.LEVY_PUBLIC_URL.rstrip("/") + path
 
 
 def return_url() -> str:
     """Where the provider sends the resident back after checkout."""
-    return settings.LEVY_TOPUP_RETURN_URL or settings.LEVY_SITE_URL.rstrip("/") + reverse("payments-return")
+    return settings.LEVY_TOPUP_RETURN_URL or settings.LEVY_PUBLIC_URL.rstrip("/") + reverse("payments-return")
 
 
 # --- starting a top-up --------------------------------------------------------------------------
