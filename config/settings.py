@@ -471,7 +471,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
         "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
+    "issue-late-fees": {
+        "task": "levy.billing.tasks.issue_late_fees",
+        "schedule": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900"))},
+    },
 }
+# A late fee is due this many days after it is charged (it can be paid after that too).
+LEVY_LATE_FEE_PAY_DAYS = int(env("LEVY_LATE_FEE_PAY_DAYS", "14"))
 
 # --- payment providers (docs/operations.md) ---------------------------------------------------
 # Fernet key(s) sealing the estates' provider secrets; the first seals, all open. Required
@@ -520,6 +527,9 @@ LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0
 if not LEVY_PUBLIC_URL.endswith("/"):
     LEVY_PUBLIC_URL += "/"
 LEVY_SITE_URL = LEVY_PUBLIC_URL
+# A members import whose run has not finished after this long (its worker died) is
+# taken over by the next delivery of its task (levy/estates/imports.py).
+LEVY_IMPORT_STALE_SECONDS = int(env("LEVY_IMPORT_STALE_SECONDS", "900"))
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")

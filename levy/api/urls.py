@@ -12,6 +12,11 @@ management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/export.csv", reports.MembersExportView.as_view(), name="management-members-export"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
+    path(
+        "members/imports/<str:import_id>/",
+        management.MemberImportStatusView.as_view(),
+        name="management-members-import-status",
+    ),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
     path(
         "members/<str:user_id>/unlock-sign-in/",

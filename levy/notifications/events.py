@@ -98,7 +98,7 @@ EVENT_SPECS: dict[str, EventSpec] = {
     NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
         Priority.HIGH,
         "You were added to {cluster_name}",
-        "An admin of {cluster_name} added you to the estate as {role}. If you do not belong to this estate, "
+        "An admin of {cluster_name} added you to the estate{as_role}. If you do not belong to this estate, "
         "leave it: POST /api/v1/clusters/{cluster_id}/leave/ (or ask its admin to remove you).",
     ),
 }

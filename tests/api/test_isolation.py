@@ -37,7 +37,7 @@ from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
-from levy.estates.models import Cluster, Membership
+from levy.estates.models import Cluster, MemberImport, Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.payments.models import ProviderAccount, TopUp
@@ -93,6 +93,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "provider_accounts": rows(ProviderAccount, "provider", "active", "secret_key_sealed", "updated_at"),
         "top_ups": rows(TopUp, "status", "amount", "transaction_id", "bill_outcome"),
         "sign_in_states": rows(SignInState, "failures", "locked_until"),
+        "member_imports": rows(MemberImport, "status", "created_count"),
     }
 
 
@@ -141,6 +142,7 @@ CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "disput
 TOP_UP = "top_up"
 RECEIPT_TX = "receipt_transaction"
 SCHEDULE = "schedule"
+MEMBER_IMPORT = "member_import"
 
 
 def _due() -> str:
@@ -160,6 +162,7 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER},
         {"post": {"email": "intruder@example.test", "name": "Intruder", "role": Role.ADMIN}},
     ),
+    "management-members-import-status": Recipe({"cluster_id": CLUSTER, "import_id": MEMBER_IMPORT}),
     "management-members-import": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"file": SimpleUploadedFile("m.csv", b"email,name,role,is_resident\nx@e.test,X,admin,no\n")}},
@@ -245,6 +248,7 @@ class World:
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
     schedule: BillSchedule  # a paused estate-wide schedule of A
+    member_import: MemberImport  # a finished members import of A
     top_up: TopUp  # a pending top-up in A, by the dual member
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
@@ -257,6 +261,7 @@ class World:
             TOP_UP: self.top_up.pk,
             RECEIPT_TX: self.deposit.pk,
             SCHEDULE: self.schedule.pk,
+            MEMBER_IMPORT: self.member_import.pk,
         }[kind]
 
 
@@ -305,6 +310,9 @@ def build_world() -> World:
         dual=dual,
         former=former,
         schedule=schedule,
+        member_import=MemberImport.objects.create(
+            cluster=a.cluster, created_by=a.admin.user, status=MemberImport.Status.SUCCEEDED
+        ),
         top_up=top_up,
     )
 

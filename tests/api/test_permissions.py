@@ -33,7 +33,7 @@ from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
-from levy.estates.models import Membership
+from levy.estates.models import MemberImport, Membership
 from levy.payments.models import TopUp
 from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus
@@ -77,6 +77,7 @@ class World:
     operator: Any
     schedule: BillSchedule  # a running monthly schedule
     paused_schedule: BillSchedule
+    member_import: MemberImport
     big_bill: Bill  # acknowledged by the resident; more than their wallet holds (pay by card)
     top_up: TopUp  # the resident's pending top-up
 
@@ -102,6 +103,7 @@ class World:
             "fresh_bill": self.fresh_bill.pk,
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
+            "member_import": self.member_import.pk,
             "failed": self.failed.pk,
             "big_bill": self.big_bill.pk,
             "top_up": self.top_up.pk,
@@ -136,7 +138,12 @@ def build_world() -> World:
         for title in ("Service charge", "Gate levy")
     ]
     BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
-    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules, big_bill, top_up)
+    member_import = MemberImport.objects.create(
+        cluster=estate.cluster, created_by=estate.admin.user, status=MemberImport.Status.SUCCEEDED
+    )
+    return World(
+        estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules, member_import, big_bill, top_up
+    )
 
 
 def _due() -> str:
@@ -181,7 +188,8 @@ ENDPOINTS = [
         201,
         {"email": "new.person@example.test", "name": "New Person", "role": "resident"},
     ),
-    Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 200, _csv, multipart=True),
+    Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 202, _csv, multipart=True),
+    Endpoint("members-import-status", "get", f"{M}/members/imports/{{member_import}}/", MANAGE_MEMBERS),
     Endpoint("member-change", "patch", f"{M}/members/{{member}}/", MANAGE_MEMBERS, 200, {"role": "auditor"}),
     Endpoint("member-unlock-sign-in", "post", f"{M}/members/{{member}}/unlock-sign-in/", MANAGE_MEMBERS),
     Endpoint("bills-list", "get", f"{M}/bills/", VIEW_PAYMENTS),
