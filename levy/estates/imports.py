@@ -32,6 +32,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from levy.audit.services import audit_record
@@ -253,7 +254,7 @@ def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tu
         by_email = {row.email: row for row in rows}
         user_ids: dict[str, Any] = {}
         for batch in _batches(list(by_email)):
-            user_ids.update(User.objects.filter(email__in=batch).values_list("email", "pk"))
+            user_ids.update(_accounts_by_email(batch))
         new_users = [
             User(email=email, name=by_email[email].name, password=unusable_password())
             for email in by_email
@@ -261,7 +262,7 @@ def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tu
         ]
         User.objects.bulk_create(new_users, batch_size=BATCH, ignore_conflicts=True)
         for batch in _batches([u.email for u in new_users]):
-            user_ids.update(User.objects.filter(email__in=batch).values_list("email", "pk"))
+            user_ids.update(_accounts_by_email(batch))
         memberships: dict[Any, tuple[Any, bool]] = {}
         for batch in _batches(list(user_ids.values())):
             memberships.update(
@@ -316,6 +317,15 @@ def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tu
             content="",
         )
     return len(added), skipped
+
+
+def _accounts_by_email(emails: list[str]) -> Iterator[tuple[str, Any]]:
+    """(lower-case email, user id) of the accounts these emails sign in to, whatever the
+    case an address was stored in (the unique index is on ``lower(email)``)."""
+    from levy.accounts.models import User
+
+    rows = User.objects.annotate(email_lower=Lower("email")).filter(email_lower__in=emails)
+    return iter(rows.values_list("email_lower", "pk"))
 
 
 def _reactivate(membership_id: Any, row: ImportRow, now: datetime.datetime) -> None:

@@ -149,6 +149,19 @@ def test_the_upload_is_refused_at_once_when_the_file_is_not_text(estate: Estate)
     )
 
 
+def test_an_account_stored_with_capitals_is_found_not_duplicated(estate: Estate) -> None:
+    from levy.accounts.models import User
+
+    person = UserFactory(name="Mixed Case")
+    User.objects.filter(pk=person.pk).update(email="Mixed.Case@Example.test")
+    users = User.objects.count()
+    body = upload(estate, HEADER + "mixed.case@example.test,Typed,resident,true\n").json()
+    result = status(estate, body["id"]).json()
+    assert (result["status"], result["created"]) == ("succeeded", 1)
+    assert User.objects.count() == users
+    assert Membership.objects.get(cluster=estate.cluster, user=person).active
+
+
 def test_a_job_delivered_twice_runs_once(estate: Estate) -> None:
     body = upload(estate, HEADER + "once@example.test,Once,resident,true\n").json()
     assert members_import(import_id=body["id"]) is None  # already done: not claimed again
