@@ -196,6 +196,33 @@ def wallet_credit(
     return tx
 
 
+def ledger_deposit_on_locked_wallet(
+    *, wallet: Wallet, amount: Decimal, initiated_by_id: Any, idempotency_key: str, note: str
+) -> Transaction:
+    """Write a completed deposit into ``wallet`` (which the caller's transaction has
+    locked with ``wallet_lock``) and move its balance: money that reached the estate's
+    account for the wallet's owner (a provider top-up). The ledger's (wallet,
+    initiator, key) constraint makes a second entry for the same key impossible."""
+    balance = _move_balance(wallet, amount)
+    if balance is None:
+        raise RuleViolation("This would take the wallet past the most it can hold.", code="wallet_balance_limit")
+    return insert_row(
+        Transaction(
+            cluster_id=wallet.cluster_id,
+            wallet=wallet,
+            type=TransactionType.DEPOSIT,
+            status=TransactionStatus.COMPLETED,
+            amount=amount,
+            balance_after=balance,
+            payer_id=wallet.user_id,
+            initiated_by_id=initiated_by_id,
+            reference=_new_reference(),
+            idempotency_key=idempotency_key,
+            note=note,
+        )
+    )
+
+
 # --- payments ---------------------------------------------------------------------------
 
 
