@@ -62,11 +62,11 @@ def test_fifty_concurrent_webhooks_and_returns_credit_once(fake: FakeProvider, p
     fake.pay(top_up.reference, send_webhook=False)
     body, headers = fake.webhook(top_up.reference)
 
-    def webhook() -> int:
+    def webhook() -> tuple[int, str]:
         response = post_webhook(account, body, headers, Client())
         return (response.status_code, response.json()["result"])
 
-    def back() -> int:
+    def back() -> tuple[int, str]:
         return (get_return(top_up.reference, Client()).status_code, "return")
 
     def sweep() -> Any:
