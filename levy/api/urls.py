@@ -48,6 +48,11 @@ management_patterns: list[URLPattern | URLResolver] = [
     ),
     path("top-ups/", management_payments.ManagedTopUpListView.as_view(), name="management-top-ups"),
     path(
+        "transactions/<str:transaction_id>/refund/",
+        management_payments.TransactionRefundView.as_view(),
+        name="management-transaction-refund",
+    ),
+    path(
         "payment-anomalies/",
         management_payments.PaymentAnomalyListView.as_view(),
         name="management-payment-anomalies",

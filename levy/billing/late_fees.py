@@ -5,9 +5,10 @@ A bill may carry a rule: a fixed amount or a percentage of the bill's amount, ch
 :func:`late_fees_issue_due` (Celery beat) issues, for each bill whose grace has ended,
 one user-specific late-fee bill (``late_fee_of`` = the bill) to each member the bill
 applies to who has not paid it and has no open or upheld dispute on it — in one
-``INSERT … SELECT`` with the members' counter rows, whatever the estate's size. The
-bill's ``late_fees_issued_at`` records the run; the unique (late_fee_of, user) key
-makes a second fee for the same member impossible, however the runs overlap.
+``INSERT … SELECT`` with the members' counter rows, whatever the estate's size (see
+:func:`bill_late_fees_issue` for its locks). The bill's ``late_fees_issued_at`` records
+the run; the unique (late_fee_of, user) key makes a second fee for the same member
+impossible, however the runs overlap.
 
 After the run:
 
@@ -54,6 +55,7 @@ logger = logging.getLogger("levy.billing")
 
 CENT = Decimal("0.01")
 LATE_FEE_SEQUENCE = "billing_late_fee_number"
+RUN_LOCK_SEED = 2024  # the advisory-lock key space of late-fee runs
 
 
 # --- the rule ---------------------------------------------------------------------------------
@@ -188,29 +190,59 @@ def _announce(bill: Bill, day: datetime.date, recipients: Recipients, event_key:
     )
 
 
+def _run_lock_sql(mode: str) -> str:
+    # One advisory lock per bill, keyed by its id: the late-fee run holds it exclusively.
+    return f"SELECT pg_{mode}(hashtextextended(%s, {RUN_LOCK_SEED}))"
+
+
+def late_fee_run_wait(bill: Bill) -> None:
+    """Wait for a late-fee run of ``bill`` in progress, and keep the next one out until
+    this transaction ends. For the services that act on a bill's fees (a dispute's
+    resolution, a cancellation); call it before taking any row lock (the run takes the
+    bill's row at its end). Nothing to wait for without a rule, or off PostgreSQL."""
+    if bill.late_fee_kind and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_run_lock_sql("advisory_xact_lock_shared"), [str(bill.pk)])
+
+
 def bill_late_fees_issue(*, bill_id: Any, today: datetime.date | None = None) -> int | None:
     """Issue ``bill``'s late fees if its grace period has ended and they have not been
-    issued: one transaction that claims the bill (a conditional UPDATE of
-    ``late_fees_issued_at``, which also holds its row, so payments, disputes and
-    cancellations of this bill wait for the run and then see it), inserts every fee,
-    audits and records one ``PAYMENT_DUE`` intent. Returns the number of fees, or None
-    when there was nothing to do."""
+    issued, in one transaction:
+
+    1. take the bill's run lock (an advisory lock: another run skips the bill; a
+       resolution or cancellation of it waits, see :func:`late_fee_run_wait`), with
+       the foreign keys checked as each fee is written (``SET CONSTRAINTS ALL
+       IMMEDIATE``), not at the commit;
+    2. insert every fee and its counter row (one statement);
+    3. mark the bill (``late_fees_issued_at``, a conditional UPDATE: a bill cancelled
+       meanwhile rolls the run back), audit, and record one ``PAYMENT_DUE`` intent.
+
+    The bill's row is locked only from step 3 to the commit, so its members keep
+    acknowledging, disputing and paying it during the seconds step 2 takes at 50,000
+    members. Returns the number of fees, or None when there was nothing to do."""
     day = today or estate_today()
     with transaction.atomic():
-        now = timezone.now()
-        claimed = (
-            Bill.objects.filter(pk=bill_id, cancelled_at__isnull=True, late_fees_issued_at__isnull=True)
+        with connection.cursor() as cursor:
+            cursor.execute(_run_lock_sql("try_advisory_xact_lock"), [str(bill_id)])
+            if not cursor.fetchone()[0]:
+                return None  # another run has it
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        bill = (
+            Bill.objects.select_related("cluster")
+            .filter(pk=bill_id, cancelled_at__isnull=True, late_fees_issued_at__isnull=True)
             .exclude(late_fee_kind="")
-            .update(late_fees_issued_at=now)
+            .first()
         )
-        if not claimed:
-            return None
-        bill = Bill.objects.select_related("cluster").get(pk=bill_id)
-        if day <= grace_ends_on(bill):  # still in grace (its due date was changed meanwhile)
-            transaction.set_rollback(True)
+        if bill is None or day <= grace_ends_on(bill):
             return None
         amount = late_fee_amount(bill)
         issued = _insert_late_fees(bill, today=day) if amount > 0 else 0
+        marked = Bill.objects.filter(pk=bill_id, cancelled_at__isnull=True, late_fees_issued_at__isnull=True).update(
+            late_fees_issued_at=timezone.now()
+        )
+        if not marked:  # cancelled while the fees were written
+            transaction.set_rollback(True)
+            return None
         audit_record(
             action="bill.late_fees",
             target=bill,

@@ -17,7 +17,7 @@ from django.utils import timezone
 from levy.audit.services import audit_record
 from levy.billing import rules
 from levy.billing.counters import counter_add, counters_open, recount
-from levy.billing.late_fees import late_fee_for_member, late_fee_waive, late_fees_cancel
+from levy.billing.late_fees import late_fee_for_member, late_fee_run_wait, late_fee_waive, late_fees_cancel
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus, LateFeeKind
 from levy.billing.selectors import BillStats, bill_audience, estate_today
 from levy.billing.status import BillStatus, derive_status
@@ -378,6 +378,7 @@ def dispute_resolve(
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
+        late_fee_run_wait(dispute.bill)
         locked = BillDispute.objects.select_for_update().filter(pk=dispute.pk, cluster_id=access.cluster.pk).get()
         if locked.status != DisputeStatus.OPEN:
             raise RuleViolation("This dispute has already been resolved.", code="dispute_already_resolved")
@@ -431,6 +432,7 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
+        late_fee_run_wait(bill)
         locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
         if locked.cancelled_at is not None:
             raise RuleViolation("This bill has already been cancelled.", code="bill_cancelled")

@@ -216,6 +216,9 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER}, {"put": {"provider": "paystack", "secret_key": "sk_test_intruder", "active": True}}
     ),
     "management-top-ups": Recipe({"cluster_id": CLUSTER}),
+    "management-transaction-refund": Recipe(
+        {"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}, {"post": {"reason": "Because"}}
+    ),
     "management-payment-anomalies": Recipe({"cluster_id": CLUSTER}),
     "member-top-ups": Recipe({"cluster_id": CLUSTER}, {"post": {"amount": "1000.00"}}),
     "member-top-up": Recipe({"cluster_id": CLUSTER, "top_up_id": TOP_UP}),

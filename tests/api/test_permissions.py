@@ -31,7 +31,7 @@ from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute, BillSchedule
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
-from levy.billing.services import bill_acknowledge, bill_dispute
+from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.common.errors import InsufficientFundsError
 from levy.estates.models import MemberImport, Membership
 from levy.payments.models import TopUp
@@ -54,6 +54,7 @@ MANAGE_BILL = frozenset({"treasurer", "admin"})
 MANAGE_WALLET = frozenset({"treasurer", "admin"})
 MANAGE_MEMBERS = frozenset({"admin", "operator"})
 MANAGE_PROVIDERS = frozenset({"admin"})
+MANAGE_TRANSACTION = frozenset({"treasurer", "admin"})
 PLATFORM_OPERATOR = frozenset({"operator"})
 # The member endpoints are for any active member. A bill that does not apply to the
 # caller (staff do not live in the estate, so estate-wide bills are not theirs) is
@@ -80,6 +81,7 @@ class World:
     member_import: MemberImport
     big_bill: Bill  # acknowledged by the resident; more than their wallet holds (pay by card)
     top_up: TopUp  # the resident's pending top-up
+    refundable: Transaction  # another resident's payment of a bill cancelled since
 
     @property
     def resident(self) -> Membership:
@@ -107,6 +109,7 @@ class World:
             "failed": self.failed.pk,
             "big_bill": self.big_bill.pk,
             "top_up": self.top_up.pk,
+            "refundable": self.refundable.pk,
             "receipt": self.deposit.pk,
             "schedule": self.schedule.pk,
             "paused_schedule": self.paused_schedule.pk,
@@ -141,8 +144,25 @@ def build_world() -> World:
     member_import = MemberImport.objects.create(
         cluster=estate.cluster, created_by=estate.admin.user, status=MemberImport.Status.SUCCEEDED
     )
+    payer = estate.residents[1]
+    estate.fund(payer, "2000.00")
+    water = estate.user_bill(payer, title="Water", amount=Decimal("2000.00"))
+    bill_acknowledge(access=access(payer), bill=water)
+    refundable = bill_pay(access=access(payer), bill=water, idempotency_key=new_key("pay"))
+    bill_cancel(access=access(estate.admin), bill=water, reason="Meter misread")
     return World(
-        estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules, member_import, big_bill, top_up
+        estate,
+        bill,
+        fresh_bill,
+        dispute,
+        failed,
+        deposit,
+        operator,
+        *schedules,
+        member_import,
+        big_bill,
+        top_up,
+        refundable,
     )
 
 
@@ -234,6 +254,14 @@ ENDPOINTS = [
         {"provider": "flutterwave", "secret_key": "FLWSECK_TEST-perm", "webhook_secret": "hash"},
     ),
     Endpoint("top-ups-list", "get", f"{M}/top-ups/", VIEW_PAYMENTS),
+    Endpoint(
+        "refund",
+        "post",
+        f"{M}/transactions/{{refundable}}/refund/",
+        MANAGE_TRANSACTION,
+        201,
+        {"reason": "The bill was issued by mistake"},
+    ),
     Endpoint("payment-anomalies", "get", f"{M}/payment-anomalies/", VIEW_PAYMENTS),
     Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
     Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -13,6 +14,13 @@ from levy.payments.fake import FakeProvider, FakeProviderServer
 from levy.payments.models import ProviderAccount, TopUp
 from levy.payments.services import provider_account_save, topup_start
 from tests.conftest import Estate, access, new_key
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """The return page and webhooks are limited per client address, and every test's
+    client is 127.0.0.1: start each test with fresh counters (as tests/api does)."""
+    cache.clear()
 
 
 @pytest.fixture

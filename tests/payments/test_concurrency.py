@@ -5,6 +5,7 @@ over real HTTP. The test commits (``transaction=True``) so the database decides.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 from django.db import connections
 from django.test import Client
+from django.urls import reverse
 
+from levy.payments import secrets
 from levy.payments.fake import FakeProvider
 from levy.payments.models import TopUp
 from levy.payments.services import topups_sweep
@@ -59,11 +62,11 @@ def test_fifty_concurrent_webhooks_and_returns_credit_once(fake: FakeProvider, p
     fake.pay(top_up.reference, send_webhook=False)
     body, headers = fake.webhook(top_up.reference)
 
-    def webhook() -> int:
+    def webhook() -> tuple[int, str]:
         response = post_webhook(account, body, headers, Client())
         return (response.status_code, response.json()["result"])
 
-    def back() -> int:
+    def back() -> tuple[int, str]:
         return (get_return(top_up.reference, Client()).status_code, "return")
 
     def sweep() -> Any:
@@ -81,3 +84,29 @@ def test_fifty_concurrent_webhooks_and_returns_credit_once(fake: FakeProvider, p
     wallet = Wallet.objects.get(user=member.user, cluster=estate.cluster)
     assert wallet.balance == Decimal("12500.00") == ledger_balance(wallet)
     assert TopUp.objects.get(pk=top_up.pk).status == "credited"
+
+
+@pytest.mark.parametrize("delivery", ["twice", "late"])
+def test_the_fakes_own_webhooks_over_http_credit_once(fake: FakeProvider, live_server: Any, delivery: str) -> None:
+    """End to end over real HTTP both ways: the fake provider posts its signed webhook to
+    a live Levy (twice, or late after the return page already credited)."""
+    estate = make_estate(residents=1)
+    account = connect(estate, fake)
+    fake.register(
+        secret_key=secrets.unseal(account.secret_key_sealed),
+        webhook_url=live_server.url + reverse("payments-webhook", kwargs={"account_id": account.pk}),
+    )
+    fake.behaviour.webhook = delivery
+    fake.behaviour.webhook_delay_seconds = 0.5
+    member = estate.residents[0]
+    top_up = start(member, "3000.00")
+    fake.pay(top_up.reference)
+    if delivery == "late":
+        assert get_return(top_up.reference, Client()).json()["status"] == "credited"
+    deadline = time.monotonic() + 30
+    expected = 2 if delivery == "twice" else 1
+    while len(fake.webhooks_sent) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [status for _, status in fake.webhooks_sent] == [200] * expected
+    assert Transaction.objects.filter(idempotency_key=f"topup:{top_up.reference}").count() == 1
+    assert Wallet.objects.get(user=member.user, cluster=estate.cluster).balance == Decimal("3000.00")

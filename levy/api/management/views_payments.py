@@ -11,6 +11,9 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_transaction
+from levy.api.idempotency import run_idempotent
+from levy.api.members.views import IDEMPOTENCY_HEADER
 from levy.api.pagination import LevyCursorPagination
 from levy.api.payments_serializers import (
     ManagedTopUpSerializer,
@@ -19,10 +22,13 @@ from levy.api.payments_serializers import (
     ProviderAccountSerializer,
 )
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
+from levy.api.serializers import TransactionSerializer
 from levy.api.views import EstateAPIView
+from levy.estates.permissions import PaymentsPermissions
 from levy.payments.models import TopUpStatus
 from levy.payments.selectors import cluster_payment_anomalies, cluster_top_ups, provider_accounts
 from levy.payments.services import provider_account_save
+from levy.wallets.services import bill_payment_refund
 
 ERRORS = errors()
 
@@ -79,3 +85,45 @@ class PaymentAnomalyListView(EstateAPIView):
     )
     def get(self, request: Request, cluster_id: str) -> Response:
         return paginate(self, cluster_payment_anomalies(self.access), PaymentAnomalySerializer)
+
+
+class RefundInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, trim_whitespace=True)
+
+
+class TransactionRefundView(EstateAPIView):
+    rate_scope = "credit"
+
+    @extend_schema(
+        request=RefundInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: TransactionSerializer,
+            403: error("permission_denied (ManageTransaction: admins and treasurers)"),
+            409: error(
+                "transaction_not_refundable, bill_not_cancelled, payment_already_refunded, "
+                "self_refund_not_allowed, wallet_balance_limit, idempotency_key_in_use"
+            ),
+            422: error("idempotency_key_reused"),
+            **ERRORS,
+        },
+        summary="Refund a payment to the payer's wallet, with a reason (a reversing entry, once per payment)",
+    )
+    def post(self, request: Request, cluster_id: str, transaction_id: str) -> Response:
+        self.access.require(PaymentsPermissions.ManageTransaction)
+        payment = access_transaction(self.access, transaction_id)
+
+        def refund(key: str) -> Response:
+            data = RefundInputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            tx = bill_payment_refund(
+                access=self.access,
+                payment=payment,
+                idempotency_key=key,
+                note=data.validated_data["reason"],
+                origin=self.origin,
+            )
+            body = TransactionSerializer(tx, context={"currency": self.access.cluster.currency}).data
+            return Response(body, status=201)
+
+        return run_idempotent(request, self.access, refund, self.get_exception_handler_context())
