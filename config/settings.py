@@ -121,6 +121,10 @@ def production_problems() -> list[str]:
         )
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
+    from levy.payments.secrets import key_problem  # the provider secrets' key: one rule, in its module
+
+    if provider_key_problem := key_problem(env("LEVY_PROVIDER_SECRETS_KEY")):
+        problems.append(provider_key_problem)
     return problems
 
 
@@ -143,16 +147,21 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "csp",
     "levy.common",
     "levy.accounts",
     "levy.estates",
     "levy.billing",
     "levy.wallets",
+    "levy.payments",
     "levy.notifications",
     "levy.audit",
     "levy.api",
     "levy.monitoring",
     "levy.reports",
+    "levy.web",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -176,6 +185,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -191,7 +202,10 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "levy.web.context.layout",
             ],
+            "builtins": ["levy.web.templatetags.levy", "template_partials.templatetags.partials"],
         },
     },
 ]
@@ -229,6 +243,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Third-party browser assets (htmx) come from npm, pinned by package-lock.json and
+# installed by `npm ci` (scripts/_env.sh, the Dockerfile); they are served from here
+# like the apps' own static files, never from a CDN.
+NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/htmx", NODE_MODULES / "htmx.org" / "dist")]
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 # Source maps (14 of the 25 MB collected) are read only by browser developer tools:
@@ -270,6 +289,34 @@ if not SECURE_HSTS_PRELOAD:
 
 LEVY_DEFAULT_CURRENCY = env("LEVY_DEFAULT_CURRENCY", "NGN")
 
+# --- the web pages -------------------------------------------------------------------------------
+# Content-Security-Policy: scripts, styles, images and fonts from this site only; no
+# inline script or style, no eval, no framing. htmx is served from /static/ and its own
+# inline indicator style is switched off (levy/web/templates/web/base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+LOGIN_URL = "web:sign-in"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:sign-in"
+# A browser session lasts two weeks from the last request, and ends with the browser
+# when "keep me signed in" is not ticked (levy/web/views/auth.py).
+SESSION_COOKIE_AGE = int(env("LEVY_SESSION_SECONDS", str(14 * 24 * 3600)))
+SESSION_SAVE_EVERY_REQUEST = False
+# Password reset and invitation links stay valid this long, and only until used.
+PASSWORD_RESET_TIMEOUT = int(env("LEVY_PASSWORD_LINK_SECONDS", str(3 * 24 * 3600)))
+
 # --- cache and rate limits ----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
@@ -304,6 +351,13 @@ LEVY_RATE_LIMITS = {
     "pay": env("LEVY_RATE_PAY", "30/min"),
     "credit": env("LEVY_RATE_CREDIT", "120/min"),
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+    "top_up": env("LEVY_RATE_TOP_UP", "20/min"),
+    "top_up_return": env("LEVY_RATE_TOP_UP_RETURN", "60/min"),
+    "webhook": env("LEVY_RATE_WEBHOOK", "600/min"),
+    # "Forgot your password?" emails: per client address, and per email address asked for
+    # (so nobody can flood someone's inbox with reset links).
+    "password_reset": env("LEVY_RATE_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": env("LEVY_RATE_PASSWORD_RESET_EMAIL", "5/hour"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
 # Per account, in the database: this many wrong passwords in a row (each within the
@@ -359,6 +413,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "levy.billing.status.BillStatus",
         "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
+        "TopUpStatusEnum": "levy.payments.models.TopUpStatus",
     },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -401,6 +456,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "levy.notifications.tasks.sweep_undelivered",
         "schedule": float(env("LEVY_SWEEP_EVERY_SECONDS", "60")),
     },
+    "sweep-top-ups": {
+        "task": "levy.payments.tasks.sweep_top_ups",
+        "schedule": float(env("LEVY_TOPUP_SWEEP_EVERY_SECONDS", "300")),
+    },
     "payment-reminders": {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
@@ -412,7 +471,27 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
         "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
+    "issue-late-fees": {
+        "task": "levy.billing.tasks.issue_late_fees",
+        "schedule": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900"))},
+    },
 }
+# A late fee is due this many days after it is charged (it can be paid after that too).
+LEVY_LATE_FEE_PAY_DAYS = int(env("LEVY_LATE_FEE_PAY_DAYS", "14"))
+
+# --- payment providers (docs/operations.md) ---------------------------------------------------
+# Fernet key(s) sealing the estates' provider secrets; the first seals, all open. Required
+# in production; development and tests use a key derived from a fixed string.
+LEVY_PROVIDER_SECRETS_KEY = env("LEVY_PROVIDER_SECRETS_KEY")
+LEVY_PAYSTACK_BASE_URL = env("LEVY_PAYSTACK_BASE_URL", "https://api.paystack.co")
+LEVY_FLUTTERWAVE_BASE_URL = env("LEVY_FLUTTERWAVE_BASE_URL", "https://api.flutterwave.com")
+LEVY_PROVIDER_TIMEOUT_SECONDS = float(env("LEVY_PROVIDER_TIMEOUT_SECONDS", "5"))
+LEVY_PROVIDER_RETRIES = int(env("LEVY_PROVIDER_RETRIES", "1"))
+LEVY_TOPUP_EXPIRE_MINUTES = int(env("LEVY_TOPUP_EXPIRE_MINUTES", "60"))
+LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS = int(env("LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS", "120"))
+# Where the provider sends the resident back after checkout (default: the API's return endpoint).
+LEVY_TOPUP_RETURN_URL = env("LEVY_TOPUP_RETURN_URL")
 
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]
@@ -442,7 +521,15 @@ LEVY_DELIVERY_RETRY_BASE_SECONDS = int(env("LEVY_DELIVERY_RETRY_BASE_SECONDS", "
 LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
-LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# The address people reach Levy at: every link in an email (sign-in, invitations,
+# password reset, a bill) starts with it. LEVY_SITE_URL is its former name.
+LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+if not LEVY_PUBLIC_URL.endswith("/"):
+    LEVY_PUBLIC_URL += "/"
+LEVY_SITE_URL = LEVY_PUBLIC_URL
+# A members import whose run has not finished after this long (its worker died) is
+# taken over by the next delivery of its task (levy/estates/imports.py).
+LEVY_IMPORT_STALE_SECONDS = int(env("LEVY_IMPORT_STALE_SECONDS", "900"))
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
