@@ -29,13 +29,13 @@ from django.utils import timezone
 
 from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute, BillSchedule
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input

@@ -23,12 +23,12 @@ from django.test.utils import CaptureQueriesContext
 
 from levy.billing.counters import recount
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.conftest import Estate, access, new_key, schedule_input
 from tests.factories import ClusterFactory, MembershipFactory

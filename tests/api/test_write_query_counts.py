@@ -18,10 +18,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import schedule_create, schedule_pause
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 

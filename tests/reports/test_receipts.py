@@ -10,13 +10,13 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError, NotFoundError, PermissionDeniedError
 from levy.estates.permissions import Role
 from levy.reports.pdf import money, render_receipt, when
 from levy.reports.selectors import receipt_for_payer, receipt_for_staff
 from levy.wallets.models import Transaction, TransactionStatus
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, committed, make_estate, new_key
 from tests.reports.conftest import queries_of_download

@@ -13,13 +13,13 @@ from django.db import connection
 from django.utils import timezone
 
 from levy.access import access_membership
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.common.errors import InsufficientFundsError
 from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows, text
 from levy.reports.pdf import render_statement
 from levy.reports.selectors import member_statement
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
-from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.reports.conftest import queries_of_download
