@@ -143,6 +143,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "csp",
     "levy.common",
     "levy.accounts",
     "levy.estates",
@@ -153,6 +156,7 @@ INSTALLED_APPS = [
     "levy.api",
     "levy.monitoring",
     "levy.reports",
+    "levy.web",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -176,6 +180,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -191,7 +197,10 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "levy.web.context.layout",
             ],
+            "builtins": ["levy.web.templatetags.levy"],
         },
     },
 ]
@@ -229,6 +238,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Third-party browser assets (htmx) come from npm, pinned by package-lock.json and
+# installed by `npm ci` (scripts/_env.sh, the Dockerfile); they are served from here
+# like the apps' own static files, never from a CDN.
+NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/htmx", NODE_MODULES / "htmx.org" / "dist")]
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 # Source maps (14 of the 25 MB collected) are read only by browser developer tools:
@@ -269,6 +283,34 @@ if not SECURE_HSTS_PRELOAD:
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 LEVY_DEFAULT_CURRENCY = env("LEVY_DEFAULT_CURRENCY", "NGN")
+
+# --- the web pages -------------------------------------------------------------------------------
+# Content-Security-Policy: scripts, styles, images and fonts from this site only; no
+# inline script or style, no eval, no framing. htmx is served from /static/ and its own
+# inline indicator style is switched off (levy/web/templates/web/base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+LOGIN_URL = "web:sign-in"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:sign-in"
+# A browser session lasts two weeks from the last request, and ends with the browser
+# when "keep me signed in" is not ticked (levy/web/views/auth.py).
+SESSION_COOKIE_AGE = int(env("LEVY_SESSION_SECONDS", str(14 * 24 * 3600)))
+SESSION_SAVE_EVERY_REQUEST = False
+# Password reset and invitation links stay valid this long, and only until used.
+PASSWORD_RESET_TIMEOUT = int(env("LEVY_PASSWORD_LINK_SECONDS", str(3 * 24 * 3600)))
 
 # --- cache and rate limits ----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
@@ -442,7 +484,12 @@ LEVY_DELIVERY_RETRY_BASE_SECONDS = int(env("LEVY_DELIVERY_RETRY_BASE_SECONDS", "
 LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
-LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# The address people reach Levy at: every link in an email (sign-in, invitations,
+# password reset, a bill) starts with it. LEVY_SITE_URL is its former name.
+LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+if not LEVY_PUBLIC_URL.endswith("/"):
+    LEVY_PUBLIC_URL += "/"
+LEVY_SITE_URL = LEVY_PUBLIC_URL
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")

@@ -8,6 +8,7 @@ from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
+    path("members/export.csv", reports.MembersExportView.as_view(), name="management-members-export"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
     path(
@@ -16,15 +17,22 @@ management_patterns: list[URLPattern | URLResolver] = [
         name="management-member-unlock-sign-in",
     ),
     path("bills/", management.BillListView.as_view(), name="management-bills"),
+    path("bills/export.csv", reports.BillsExportView.as_view(), name="management-bills-export"),
     path("bills/<str:bill_id>/", management.BillDetailView.as_view(), name="management-bill"),
     path("bills/<str:bill_id>/cancel/", management.BillCancelView.as_view(), name="management-bill-cancel"),
     path("bills/<str:bill_id>/members/", management.BillMembersView.as_view(), name="management-bill-members"),
+    path(
+        "bills/<str:bill_id>/members/export.csv",
+        reports.BillMembersExportView.as_view(),
+        name="management-bill-members-export",
+    ),
     path("dashboard/", management.DashboardView.as_view(), name="management-dashboard"),
     path("disputes/", management.DisputeListView.as_view(), name="management-disputes"),
     path(
         "disputes/<str:dispute_id>/resolve/", management.DisputeResolveView.as_view(), name="management-dispute-resolve"
     ),
     path("transactions/", management.TransactionListView.as_view(), name="management-transactions"),
+    path("transactions/export.csv", reports.TransactionsExportView.as_view(), name="management-transactions-export"),
     path("wallets/<str:user_id>/credit/", management.WalletCreditView.as_view(), name="management-wallet-credit"),
     path(
         "transactions/<str:transaction_id>/receipt/",

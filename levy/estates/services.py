@@ -123,9 +123,20 @@ def member_add(
             origin=origin,
             data={"email": email, "role": role, "is_resident": resident},
         )
+        if user.is_active and not user.has_usable_password():
+            _invite_after_commit(user, cluster, access.user)
         _notify_added(membership, cluster)
     membership.user = user
     return membership
+
+
+def _invite_after_commit(user: User, cluster: Cluster, inviter: User) -> None:
+    """Someone added without a password gets an email to choose one (levy.accounts.invitations),
+    once the membership is committed."""
+    from levy.accounts.tasks import send_invitation
+
+    args = (str(user.pk), cluster.name, inviter.get_full_name() if inviter.pk else "Levy")
+    transaction.on_commit(lambda: send_invitation.delay(*args), robust=True)
 
 
 def _notify_added(membership: Membership, cluster: Cluster) -> None:

@@ -114,10 +114,11 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterato
 
 
 def estate_routes() -> list[Route]:
-    """Every URL pattern whose route is scoped to one estate."""
+    """Every API URL pattern whose route is scoped to one estate (the pages have their
+    own test, tests/web/test_page_isolation.py)."""
     found = []
     for route, pattern in _walk(get_resolver().url_patterns):
-        if ESTATE_PARAM not in route:
+        if ESTATE_PARAM not in route or not route.startswith("api/"):
             continue
         callback = pattern.callback
         view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
@@ -209,6 +210,10 @@ RECIPES: dict[str, Recipe] = {
     "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
     "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
     "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-bills-export": Recipe({"cluster_id": CLUSTER}),
+    "management-bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "management-members-export": Recipe({"cluster_id": CLUSTER}),
+    "management-transactions-export": Recipe({"cluster_id": CLUSTER}),
 }
 
 

@@ -208,6 +208,10 @@ ENDPOINTS = [
     Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
     Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
     Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
+    Endpoint("bills-export", "get", f"{M}/bills/export.csv", VIEW_PAYMENTS),
+    Endpoint("bill-members-export", "get", f"{M}/bills/{{bill}}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("members-export", "get", f"{M}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("transactions-export", "get", f"{M}/transactions/export.csv", VIEW_PAYMENTS),
     Endpoint("schedules-list", "get", f"{M}/schedules/", VIEW_PAYMENTS),
     Endpoint(
         "schedules-create",
