@@ -167,7 +167,8 @@ def bill_payment_refund(
     *, access: EstateAccess, payment: Transaction, idempotency_key: str, note: str = "", origin: Origin = Origin()
 ) -> Transaction:
     """Return a payment of a cancelled bill to the payer's wallet with a reversing
-    entry. The payment itself stays on the ledger, unchanged."""
+    entry, ``note`` being the reason. The payment itself stays on the ledger,
+    unchanged; the payer is notified (``PAYMENT_REFUNDED``)."""
     access.require(PaymentsPermissions.ManageTransaction)
     key = validate_idempotency_key(idempotency_key)
     if payment.cluster_id != access.cluster.pk:
@@ -221,6 +222,26 @@ def bill_payment_refund(
             actor=access.user,
             cluster=access.cluster,
             origin=origin,
-            data={"payment_id": str(payment.pk), "amount": f"{amount:.2f}", "bill_id": str(bill.pk)},
+            data={
+                "payment_id": str(payment.pk),
+                "amount": f"{amount:.2f}",
+                "bill_id": str(bill.pk),
+                "reason": tx.note,
+            },
+        )
+        bill.cluster = access.cluster
+        notify(
+            event=NotificationEvents.PAYMENT_REFUNDED,
+            cluster=access.cluster,
+            recipients=Recipients.users(payment.payer_id),
+            context={
+                **bill_context(bill),
+                "amount": f"{amount:.2f}",
+                "reason": tx.note or "no reason given",
+                "transaction_id": str(tx.pk),
+                "payment_id": str(payment.pk),
+                "wallet_balance": f"{balance:.2f}",
+            },
+            event_key=f"PAYMENT_REFUNDED:tx:{tx.pk}",
         )
     return tx

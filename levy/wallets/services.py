@@ -5,12 +5,14 @@ primitives are in ``levy.wallets.ledger``, bill payments in ``levy.billing.payme
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 
 from levy.audit.services import audit_record
-from levy.common.errors import NotFoundError, ValidationError
+from levy.common.db import insert_row
+from levy.common.errors import NotFoundError, RuleViolation, ValidationError
 from levy.common.money import MAX_AMOUNT, parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -20,14 +22,21 @@ from levy.wallets.ledger import (
     ledger_entry,
     lock_wallet,
     move_balance,
+    new_reference,
     replay,
     validate_idempotency_key,
     wallet_ensure,
 )
-from levy.wallets.models import Transaction, TransactionType, Wallet
+from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.rules import require_not_own_wallet
 
-__all__ = ["member_wallet", "validate_idempotency_key", "wallet_credit", "wallet_ensure"]
+__all__ = [
+    "ledger_deposit_on_locked_wallet",
+    "member_wallet",
+    "validate_idempotency_key",
+    "wallet_credit",
+    "wallet_ensure",
+]
 
 
 def member_wallet(*, access: EstateAccess) -> Wallet:
@@ -92,3 +101,30 @@ def wallet_credit(
             data={"member_id": str(membership.user_id), "amount": f"{value:.2f}", "note": note},
         )
     return tx
+
+
+def ledger_deposit_on_locked_wallet(
+    *, wallet: Wallet, amount: Decimal, initiated_by_id: Any, idempotency_key: str, note: str
+) -> Transaction:
+    """Write a completed deposit into ``wallet`` (which the caller's transaction has
+    locked with ``levy.wallets.ledger.lock_wallet``) and move its balance: money that reached the estate's
+    account for the wallet's owner (a provider top-up). The ledger's (wallet,
+    initiator, key) constraint makes a second entry for the same key impossible."""
+    balance = move_balance(wallet, amount)
+    if balance is None:
+        raise RuleViolation("This would take the wallet past the most it can hold.", code="wallet_balance_limit")
+    return insert_row(
+        Transaction(
+            cluster_id=wallet.cluster_id,
+            wallet=wallet,
+            type=TransactionType.DEPOSIT,
+            status=TransactionStatus.COMPLETED,
+            amount=amount,
+            balance_after=balance,
+            payer_id=wallet.user_id,
+            initiated_by_id=initiated_by_id,
+            reference=new_reference(),
+            idempotency_key=idempotency_key,
+            note=note,
+        )
+    )
