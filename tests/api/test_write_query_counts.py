@@ -138,17 +138,17 @@ def _read_all(estate: Estate, bill: Any) -> Request:
 
 WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     # name: (scenario, expected status, expected queries — a change shows here first)
-    "create estate-wide bill": (_create_bill, 201, 9),
-    "acknowledge": (_acknowledge, 200, 11),
-    "dispute": (_dispute, 201, 14),
-    "pay": (_pay, 201, 16),
-    "wallet credit": (_credit, 201, 12),
-    "cancel bill": (_cancel, 200, 11),
-    "resolve dispute": (_resolve, 200, 15),
-    "edit bill": (_edit_bill, 200, 10),
-    "change member": (_change_member, 200, 11),
-    "add member": (_add_member, 201, 17),
-    "retry payment": (_retry, 201, 17),
+    "create estate-wide bill": (_create_bill, 201, 8),
+    "acknowledge": (_acknowledge, 200, 10),
+    "dispute": (_dispute, 201, 13),
+    "pay": (_pay, 201, 15),
+    "wallet credit": (_credit, 201, 11),
+    "cancel bill": (_cancel, 200, 10),
+    "resolve dispute": (_resolve, 200, 14),
+    "edit bill": (_edit_bill, 200, 9),
+    "change member": (_change_member, 200, 10),
+    "add member": (_add_member, 201, 16),
+    "retry payment": (_retry, 201, 16),
     "read all notifications": (_read_all, 200, 2),
 }
 
