@@ -1,6 +1,12 @@
 # syntax=docker/dockerfile:1
 # Levy's image. Its default command is the web process (gunicorn); the Celery worker,
 # beat and the migrations run the same image with another command (see compose.yaml).
+# The pages' browser assets (htmx), pinned by package-lock.json.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,6 +32,7 @@ COPY requirements.lock ./
 RUN python -m venv /opt/venv && pip install -r requirements.lock
 
 COPY . .
+COPY --from=assets /assets/node_modules ./node_modules
 
 # Static files are collected into the image (hashed, compressed). The production
 # settings refuse to load without their secrets, so this one step gets throwaway
@@ -36,6 +43,7 @@ RUN DJANGO_ENV=production \
     DATABASE_URL=postgres://build@localhost:5432/build \
     REDIS_URL=redis://localhost:6379/0 \
     DJANGO_ALLOWED_HOSTS=localhost \
+    LEVY_METRICS_PRIVATE=1 \
     python manage.py collectstatic --noinput \
     && mkdir -p /var/lib/levy \
     && chown levy:levy /var/lib/levy

@@ -64,3 +64,56 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn answers a request it cannot parse (a request line over 4094 bytes: 414, too
+# many or too large headers: 431, a malformed request: 400) itself, before Django sees
+# it, with an HTML page. Levy's clients expect its JSON error shape (docs/api.md,
+# decision 0018): replace the page. gunicorn has no hook for this; its workers call
+# gunicorn.util.write_error, which this file replaces in the master before they fork.
+def _json_error_response(status_int: int, reason: str) -> bytes:
+    import json
+
+    codes = {
+        400: "bad_request",
+        403: "permission_denied",
+        413: "request_too_large",
+        414: "request_line_too_long",
+        417: "expectation_failed",
+        431: "request_headers_too_large",
+        500: "server_error",
+        501: "not_implemented",
+    }
+    messages = {
+        414: "The request line (method and URL) is longer than this server accepts.",
+        431: "The request headers are larger than this server accepts.",
+    }
+    body = json.dumps(
+        {
+            "error": {
+                "code": codes.get(status_int, "bad_request"),
+                "message": messages.get(status_int, f"The request could not be read: {reason}."),
+                "details": {},
+            }
+        }
+    )
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return (head + body).encode("latin1")
+
+
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    from gunicorn import util
+
+    util.write_nonblock(sock, _json_error_response(status_int, reason))
+
+
+def _install_json_errors() -> None:
+    from gunicorn import util
+
+    util.write_error = _write_json_error
+
+
+_install_json_errors()

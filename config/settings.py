@@ -113,6 +113,12 @@ def production_problems() -> list[str]:
         problems.append("DJANGO_ALLOWED_HOSTS is not set (the comma-separated host names Levy answers to)")
     if env_bool("DJANGO_DEBUG", False):
         problems.append("DJANGO_DEBUG is on: production never runs with DEBUG")
+    if not env("LEVY_METRICS_TOKEN") and not env_bool("LEVY_METRICS_PRIVATE", False):
+        problems.append(
+            "LEVY_METRICS_TOKEN is not set (a random string Prometheus sends as a Bearer token); "
+            "or set LEVY_METRICS_PRIVATE=1 if /metrics and the workers' metrics ports are reachable "
+            "only from a private network"
+        )
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
     return problems
@@ -137,6 +143,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "template_partials",
+    "csp",
     "levy.common",
     "levy.accounts",
     "levy.estates",
@@ -147,6 +156,7 @@ INSTALLED_APPS = [
     "levy.api",
     "levy.monitoring",
     "levy.reports",
+    "levy.web",
 ]
 
 # Server-Timing (queries, SQL time, request time) on every response when
@@ -157,17 +167,21 @@ MIDDLEWARE = [
     # The request id first, so every log line of the request carries it; then the
     # request metrics, so their time covers the rest of the stack.
     "levy.common.request_id.RequestIdMiddleware",
+    # Under /api/, an error page produced anywhere below becomes the JSON error shape.
+    "levy.api.outside.ApiJsonErrorsMiddleware",
     "levy.monitoring.middleware.RequestMetricsMiddleware",
     "levy.common.server_timing.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (collected, compressed, hashed) straight from the web process.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "levy.api.outside.LevyCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -183,7 +197,10 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "levy.web.context.layout",
             ],
+            "builtins": ["levy.web.templatetags.levy"],
         },
     },
 ]
@@ -221,6 +238,11 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Third-party browser assets (htmx) come from npm, pinned by package-lock.json and
+# installed by `npm ci` (scripts/_env.sh, the Dockerfile); they are served from here
+# like the apps' own static files, never from a CDN.
+NODE_MODULES = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/htmx", NODE_MODULES / "htmx.org" / "dist")]
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 WHITENOISE_AUTOREFRESH = not IS_PRODUCTION
 # Source maps (14 of the 25 MB collected) are read only by browser developer tools:
@@ -261,6 +283,34 @@ if not SECURE_HSTS_PRELOAD:
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 LEVY_DEFAULT_CURRENCY = env("LEVY_DEFAULT_CURRENCY", "NGN")
+
+# --- the web pages -------------------------------------------------------------------------------
+# Content-Security-Policy: scripts, styles, images and fonts from this site only; no
+# inline script or style, no eval, no framing. htmx is served from /static/ and its own
+# inline indicator style is switched off (levy/web/templates/web/base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+LOGIN_URL = "web:sign-in"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:sign-in"
+# A browser session lasts two weeks from the last request, and ends with the browser
+# when "keep me signed in" is not ticked (levy/web/views/auth.py).
+SESSION_COOKIE_AGE = int(env("LEVY_SESSION_SECONDS", str(14 * 24 * 3600)))
+SESSION_SAVE_EVERY_REQUEST = False
+# Password reset and invitation links stay valid this long, and only until used.
+PASSWORD_RESET_TIMEOUT = int(env("LEVY_PASSWORD_LINK_SECONDS", str(3 * 24 * 3600)))
 
 # --- cache and rate limits ----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
@@ -323,7 +373,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": API_RENDERERS,
     "DEFAULT_PARSER_CLASSES": [
         "levy.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
+        "levy.api.parsers.FormParserRefusingJSON",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -346,7 +396,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # Named here because two choice sets share the field name "status" (the bill's name
+    # as before, the schedule's its own).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "levy.billing.status.BillStatus",
+        "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
+    },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -392,6 +447,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
     },
+    # Recurring bills: each run issues what has come due (and what an outage missed).
+    # A run that could not start before the next one is dropped (expires), not queued.
+    "issue-scheduled-bills": {
+        "task": "levy.billing.tasks.issue_scheduled_bills",
+        "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
+    },
 }
 
 # --- notifications -----------------------------------------------------------------------------
@@ -422,7 +484,12 @@ LEVY_DELIVERY_RETRY_BASE_SECONDS = int(env("LEVY_DELIVERY_RETRY_BASE_SECONDS", "
 LEVY_DELIVERY_STUCK_SECONDS = int(env("LEVY_DELIVERY_STUCK_SECONDS", "600"))
 LEVY_REMINDER_OFFSETS_DAYS = [int(d) for d in env("LEVY_REMINDER_OFFSETS_DAYS", "-3,1,7").split(",") if d]
 LEVY_REMINDER_CATCH_UP_DAYS = int(env("LEVY_REMINDER_CATCH_UP_DAYS", "2"))
-LEVY_SITE_URL = env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+# The address people reach Levy at: every link in an email (sign-in, invitations,
+# password reset, a bill) starts with it. LEVY_SITE_URL is its former name.
+LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0.1:8000/")
+if not LEVY_PUBLIC_URL.endswith("/"):
+    LEVY_PUBLIC_URL += "/"
+LEVY_SITE_URL = LEVY_PUBLIC_URL
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
@@ -446,7 +513,10 @@ if LOG_FORMAT not in {"json", "text"}:
 # on in production. runserver prints its own.
 LEVY_REQUEST_LOG = env_bool("LEVY_REQUEST_LOG", IS_PRODUCTION)
 # If set, /metrics (and a worker's metrics port) answers only "Authorization: Bearer <token>".
+# Production refuses to start without it unless LEVY_METRICS_PRIVATE=1 says that the
+# metrics are served on a private address only (production_problems above).
 LEVY_METRICS_TOKEN = env("LEVY_METRICS_TOKEN")
+LEVY_METRICS_PRIVATE = env_bool("LEVY_METRICS_PRIVATE", False)
 # If set, each Celery worker serves its own metrics on this port (see docs/operations.md).
 if env("LEVY_WORKER_METRICS_PORT") and not env("LEVY_WORKER_METRICS_PORT").isdigit():
     raise ImproperlyConfigured("LEVY_WORKER_METRICS_PORT must be a port number")
@@ -456,13 +526,20 @@ LEVY_WORKER_METRICS_ADDR = env("LEVY_WORKER_METRICS_ADDR", "0.0.0.0")  # noqa: S
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "levy.common.logs.RequestContextFilter"}},
+    "filters": {
+        "request_context": {"()": "levy.common.logs.RequestContextFilter"},
+        "client_error_traceback": {"()": "levy.common.logs.ClientErrorTracebackFilter"},
+    },
     "formatters": {
         "json": {"()": "levy.common.logs.JsonFormatter"},
         "text": {"()": "levy.common.logs.TextFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": LOG_FORMAT}
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_context", "client_error_traceback"],
+            "formatter": LOG_FORMAT,
+        }
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     # In-process tasks (the demo) would log a line per task in the web server's output.

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from levy.api.auth_views import healthz, readyz
 from levy.monitoring.views import metrics
@@ -12,8 +12,17 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("levy.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view serves Swagger UI's settings as a script file: the page runs under the
+    # Content-Security-Policy, which refuses inline scripts.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    path("", include("levy.web.urls")),
 ]
+
+# Under /api/, errors raised outside the views answer in the API's JSON shape.
+handler400 = "levy.api.outside.bad_request"
+handler403 = "levy.api.outside.permission_denied"
+handler404 = "levy.api.outside.page_not_found"
+handler500 = "levy.api.outside.server_error"

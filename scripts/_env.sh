@@ -18,6 +18,30 @@ install_deps() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
     echo "$want" > "$stamp"
   fi
+  install_assets
+}
+
+# The browser assets the pages serve (htmx) and the browser tests inject (axe-core):
+# pinned in package-lock.json, installed into node_modules/ by `npm ci`.
+install_assets() {
+  local stamp="$ROOT/node_modules/.levy-lock.sha256"
+  local want
+  want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "npm is needed to install the pages' assets (apt-get install -y npm)" >&2; return 1
+    fi
+    echo "==> installing browser assets from package-lock.json (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" > "$stamp"
+  fi
+}
+
+# Debian's Chromium for the browser tests (never a browser download).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  echo "==> installing Debian's chromium for the browser tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
 }
 
 ensure_postgres() {

@@ -510,6 +510,8 @@ class Config:
             {
                 "DJANGO_ENV": "production",
                 "LEVY_BIND": f"127.0.0.1:{port}",
+                # gunicorn listens on 127.0.0.1 only: its metrics are private.
+                "LEVY_METRICS_PRIVATE": "1",
                 "WEB_CONCURRENCY": str(workers),
                 "GUNICORN_MAX_REQUESTS": "0",
                 "PYTHONUNBUFFERED": "1",

@@ -124,6 +124,7 @@ env_for() {
     "WEB_CONCURRENCY=${LEVY_REHEARSAL_WEB_CONCURRENCY:-2}"
     "LEVY_SITE_URL=https://127.0.0.1:$PORT/"
     "PROMETHEUS_MULTIPROC_DIR=$RUN/prometheus"
+    "LEVY_METRICS_TOKEN=$METRICS_TOKEN"
   )
 }
 
@@ -446,6 +447,7 @@ rm -rf "$RUN" "$DIR/backups" "$DIR/releases"
 mkdir -p "$RUN" "$DIR/backups" "$DIR/releases" "$DIR/venvs"
 RUN_ID="$(date +%Y%m%d%H%M%S)"
 SECRET_KEY="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(64))')"
+METRICS_TOKEN="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')"
 say "work directory $DIR, web on $BASE_URL, database $DB, Redis dbs $CACHE_DB (cache) and $BROKER_DB (broker)"
 say "production mode: DJANGO_ENV=production, a secret key generated for this run, DEBUG left at its production default"
 if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]; then

@@ -63,6 +63,8 @@ export DJANGO_ENV=production
 DJANGO_SECRET_KEY="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(64))')"
 export DJANGO_SECRET_KEY
 export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
+# The server listens on 127.0.0.1 only: its metrics are private.
+export LEVY_METRICS_PRIVATE=1
 export REDIS_URL="$REDIS/$CACHE_DB"
 export CELERY_BROKER_URL="$REDIS/$BROKER_DB"
 export LEVY_BIND="127.0.0.1:$PORT"

@@ -14,6 +14,7 @@ from django.test import TestCase
 
 from config.celery import app as celery_app
 from levy.billing.models import Bill
+from levy.billing.schedules import ScheduleInput
 from levy.billing.selectors import estate_today
 from levy.billing.services import BillInput, bill_create_cluster_wide, bill_create_user_specific
 from levy.estates.access import EstateAccess, access_cluster
@@ -90,6 +91,22 @@ def bill_input(**overrides: Any) -> BillInput:
     }
     values.update(overrides)
     return BillInput(**values)
+
+
+def schedule_input(**overrides: Any) -> ScheduleInput:
+    """A monthly service charge, first due in 30 days, issued 14 days before each due date."""
+    values: dict[str, Any] = {
+        "title": "Service charge",
+        "description": "Monthly service charge",
+        "category": "service_charge",
+        "amount": Decimal("15000.00"),
+        "allow_payment_after_due": False,
+        "frequency": "monthly",
+        "first_due_date": estate_today() + datetime.timedelta(days=30),
+        "issue_days_before": 14,
+    }
+    values.update(overrides)
+    return ScheduleInput(**values)
 
 
 @dataclass

@@ -242,6 +242,7 @@ def test_log_format_defaults_to_text_in_development_and_json_in_production() -> 
         DATABASE_URL="postgres://root@127.0.0.1:5432/postgres",
         REDIS_URL="redis://127.0.0.1:6379/3",
         DJANGO_ALLOWED_HOSTS="levy.example",
+        LEVY_METRICS_PRIVATE="1",
     )
     assert production.stdout.strip() == "json", production.stderr
 

@@ -36,6 +36,7 @@ VENV_BIN = Path(sys.executable).parent
 PORTS = range(8100, 8200)
 REFUSAL = "django.core.exceptions.ImproperlyConfigured: Levy refuses to start in production (DJANGO_ENV=production):"
 HTTPS = {"X-Forwarded-Proto": "https"}
+METRICS_TOKEN = secrets.token_urlsafe(24)
 
 
 def scratch_url(variable: str, default: str, path: str) -> str:
@@ -54,6 +55,7 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         "DATABASE_URL": scratch_url("DATABASE_URL", "postgres://root@127.0.0.1:5432/levy", "/postgres"),
         "REDIS_URL": scratch_url("REDIS_URL", "redis://127.0.0.1:6379/0", "/2"),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LEVY_METRICS_TOKEN": METRICS_TOKEN,
     }
     for name, value in overrides.items():
         if value is None:
@@ -112,13 +114,27 @@ REFUSALS = {
     "HSTS seconds not a number": Refusal(
         {"DJANGO_HSTS_SECONDS": "one year"}, ("DJANGO_HSTS_SECONDS must be a whole number of seconds",)
     ),
+    "metrics token missing": Refusal(
+        {"LEVY_METRICS_TOKEN": None},
+        (
+            "LEVY_METRICS_TOKEN is not set (a random string Prometheus sends as a Bearer token); or set "
+            "LEVY_METRICS_PRIVATE=1",
+        ),
+    ),
     "everything missing": Refusal(
-        {"DJANGO_SECRET_KEY": None, "DATABASE_URL": None, "REDIS_URL": None, "DJANGO_ALLOWED_HOSTS": None},
+        {
+            "DJANGO_SECRET_KEY": None,
+            "DATABASE_URL": None,
+            "REDIS_URL": None,
+            "DJANGO_ALLOWED_HOSTS": None,
+            "LEVY_METRICS_TOKEN": None,
+        },
         (
             "DJANGO_SECRET_KEY is not set",
             "DATABASE_URL is not set",
             "REDIS_URL is not set",
             "DJANGO_ALLOWED_HOSTS is not set",
+            "LEVY_METRICS_TOKEN is not set",
         ),
     ),
 }
@@ -223,9 +239,14 @@ class Server:
     log: Path
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        return self.request("GET", path, headers=headers)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
         try:
-            conn.request("GET", path, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
             return Response(response.status, response.headers, response.read())
         finally:
@@ -339,6 +360,72 @@ def test_gunicorn_opens_no_control_socket_in_home(server: Server) -> None:
     # gunicorn's default (~/.gunicorn/gunicorn.ctl) is shared by every gunicorn of a user.
     assert not (server.home / ".gunicorn").exists()
     assert "Control socket" not in server.log.read_text()
+
+
+# --- every error under /api/ is JSON, whoever answers it (issue 15, items 1, 8 and 9) ------------
+
+
+def assert_json_error(response: Response, status: int, code: str) -> dict[str, object]:
+    assert response.status == status, (response.status, response.body[:300])
+    assert response.headers["Content-Type"] == "application/json", response.headers
+    body = json.loads(response.body)
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    return body
+
+
+def new_log_text(server: Server, since: int) -> str:
+    return server.log.read_text()[since:]
+
+
+def test_an_oversized_body_is_413_in_the_error_shape_and_logged_without_a_traceback(server: Server) -> None:
+    mark = len(server.log.read_text())
+    body = json.dumps({"email": "someone@example.test", "password": "x" * 2_700_000}).encode()
+    response = server.request(
+        "POST", "/api/v1/auth/token/", body, {**HTTPS, "Content-Type": "application/json", "Host": "127.0.0.1"}
+    )
+    assert_json_error(response, 413, "request_too_large")
+    time.sleep(0.3)
+    log = new_log_text(server, mark)
+    assert "RequestDataTooBig" in log
+    assert "Traceback" not in log
+    assert "server_error" not in log
+
+
+def test_gunicorns_own_refusals_are_json(server: Server) -> None:
+    too_long = server.get("/api/v1/me/?q=" + "x" * 5000, HTTPS)
+    assert_json_error(too_long, 414, "request_line_too_long")
+    headers = {**HTTPS, **{f"X-Filler-{i}": "y" for i in range(120)}}
+    assert_json_error(server.get("/api/v1/me/", headers), 431, "request_headers_too_large")
+    # The server still answers normally afterwards.
+    assert server.get("/healthz").status == 200
+
+
+def test_errors_outside_the_views_are_json_under_api(server: Server) -> None:
+    unknown = assert_json_error(server.get("/api/v1/no-such-thing/", HTTPS), 404, "not_found")
+    assert unknown["error"]["message"] == "Not found."
+    mark = len(server.log.read_text())
+    assert_json_error(server.get("/api/v1/me/", {**HTTPS, "Host": "evil.example"}), 400, "invalid_host")
+    time.sleep(0.3)
+    log = new_log_text(server, mark)
+    assert "Invalid HTTP_HOST header" in log
+    assert "Traceback" not in log
+    no_slash = server.request("POST", "/api/v1/auth/token", b"{}", {**HTTPS, "Content-Type": "application/json"})
+    body = assert_json_error(no_slash, 404, "not_found")
+    assert body["error"]["details"] == {"path": "/api/v1/auth/token/"}
+    # Outside /api/, Django's pages stay HTML.
+    page = server.get("/no-such-page/", HTTPS)
+    assert page.status == 404
+    assert page.headers["Content-Type"].startswith("text/html")
+
+
+def test_metrics_need_the_token_in_production(server: Server) -> None:
+    assert server.get("/metrics").status == 401
+    assert server.get("/metrics", {"Authorization": "Bearer wrong"}).status == 401
+    scraped = server.get("/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status == 200
+    assert b"levy_" in scraped.body
 
 
 # --- the environment file lists every variable -----------------------------------------------------

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -43,6 +44,20 @@ class ApiError(drf.APIException):
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def suspicious_error(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """The status and body for one of Django's SuspiciousOperation errors: a body over
+    the upload limit, too many form fields, a Host that is not ours."""
+    from django.core.exceptions import DisallowedHost
+
+    if isinstance(exc, RequestDataTooBig):
+        return 413, error_body("request_too_large", "The request body is larger than this server accepts.")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return 400, error_body("validation_error", "The form has more fields than this server accepts.", {"fields": {}})
+    if isinstance(exc, DisallowedHost):
+        return 400, error_body("invalid_host", "The Host header names a host this server does not serve.")
+    return 400, error_body("bad_request", "The request could not be understood.")
 
 
 def _flatten(detail: Any) -> Any:
@@ -116,6 +131,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, drf.NotAcceptable):
         status = 406
         body = error_body("not_acceptable", str(exc.detail))
+    elif isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)):
+        # The caller's mistake, not ours: a 4xx, logged as one line without a traceback.
+        request = context.get("request")
+        logger.warning(
+            "request refused: %s",
+            type(exc).__name__,
+            extra={"request_id": getattr(request, "request_id", None) if request else None},
+        )
+        status, body = suspicious_error(exc)
     elif isinstance(exc, drf.APIException):
         status = exc.status_code
         body = error_body(str(exc.default_code), str(exc.detail))

@@ -9,13 +9,19 @@ from rest_framework import serializers
 
 from levy.billing.models import BillCategory
 from levy.billing.status import BillStatus
+from levy.common.money import DECIMAL_PLACES, amount_format_message, amount_pattern
+
+AMOUNT = amount_pattern(DECIMAL_PLACES)
 
 
 class MoneyField(serializers.DecimalField):
     """Exact amounts as strings, e.g. "15000.00". A JSON number with a fraction is
     refused: a float has already lost the exact value."""
 
-    default_error_messages = {"float": 'Send amounts as decimal strings, e.g. "15000.00".'}
+    default_error_messages = {
+        "float": 'Send amounts as decimal strings, e.g. "15000.00".',
+        "format": amount_format_message(DECIMAL_PLACES),
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", 14)
@@ -26,6 +32,9 @@ class MoneyField(serializers.DecimalField):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, float):
             self.fail("float")
+        if isinstance(data, bool) or (isinstance(data, str) and not AMOUNT.fullmatch(data)):
+            # Decimal() also reads exponents, underscores, spaces and non-ASCII digits: refused.
+            self.fail("format")
         return super().to_internal_value(data)
 
 

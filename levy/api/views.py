@@ -8,11 +8,11 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from levy.access import EstateAccess, access_cluster
 from levy.accounts.models import User
 from levy.api import throttles
 from levy.common.origin import Origin
 from levy.common.origin import origin_of as request_origin
-from levy.estates.access import EstateAccess, access_cluster
 
 
 def origin_of(request: Request) -> Origin:

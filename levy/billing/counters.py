@@ -34,7 +34,7 @@ from django.db.models import OuterRef, Q, QuerySet
 
 from levy.billing.models import Bill, BillCounter, DisputeStatus
 from levy.billing.selectors import bill_audience, bills_with_stats, bills_with_stats_recomputed
-from levy.billing.selectors.facts import _acknowledged, _dispute, _paid
+from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
 from levy.estates.models import Cluster
 
 # Rows per bill that concurrent writers spread over (by member).
@@ -130,10 +130,10 @@ def _contributions(state: MemberState | None) -> dict[Any, tuple[int, int, int, 
         Q(user_id=state.user_id) | Q(user__isnull=True, created_at__gte=state.joined_at)
     )
     rows = bill.annotate(
-        f_ack=_acknowledged(OuterRef("pk"), state.user_id),
-        f_paid=_paid(OuterRef("pk"), state.user_id),
-        f_waived=_dispute(OuterRef("pk"), state.user_id, DisputeStatus.UPHELD),
-        f_disputed=_dispute(OuterRef("pk"), state.user_id, DisputeStatus.OPEN),
+        f_ack=acknowledged_fact(OuterRef("pk"), state.user_id),
+        f_paid=paid_fact(OuterRef("pk"), state.user_id),
+        f_waived=dispute_fact(OuterRef("pk"), state.user_id, DisputeStatus.UPHELD),
+        f_disputed=dispute_fact(OuterRef("pk"), state.user_id, DisputeStatus.OPEN),
     ).values_list("pk", "f_ack", "f_paid", "f_waived", "f_disputed")
     return {pk: (1, int(a), int(p), int(w), int(d)) for pk, a, p, w, d in rows}
 

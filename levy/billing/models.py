@@ -9,12 +9,16 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from levy.billing import rules
+from levy.billing.status import DisputeStatus
 from levy.common.models import UUIDModel
 from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
     from levy.billing.status import BillStatus
+
+__all__ = ["Bill", "BillAcknowledgement", "BillCategory", "BillCounter", "BillDispute", "DisputeStatus"]
 
 
 class BillCategory(models.TextChoices):
@@ -25,6 +29,77 @@ class BillCategory(models.TextChoices):
     ELECTRICITY = "electricity", "Electricity"
     MAINTENANCE = "maintenance", "Maintenance"
     OTHER = "other", "Other"
+
+
+class ScheduleFrequency(models.TextChoices):
+    MONTHLY = "monthly", "Monthly"
+    QUARTERLY = "quarterly", "Quarterly"
+    YEARLY = "yearly", "Yearly"
+
+
+MONTHS_PER_PERIOD = {ScheduleFrequency.MONTHLY: 1, ScheduleFrequency.QUARTERLY: 3, ScheduleFrequency.YEARLY: 12}
+
+
+class BillSchedule(UUIDModel):
+    """A recurring bill: the terms of one bill per period (monthly, quarterly, yearly),
+    estate-wide (``user`` null) or for one resident.
+
+    Period ``n`` (from 0) falls due ``n`` periods after ``first_due_date`` and is issued
+    ``issue_days_before`` days earlier, by ``levy.billing.schedules.schedules_issue_due``
+    (Celery beat). ``next_period`` and ``next_issue_on`` say what comes next; the unique
+    (schedule, period) key on ``Bill`` is what makes each period's bill exist at most
+    once, whatever runs the issuing and however often.
+    """
+
+    cluster = models.ForeignKey("estates.Cluster", on_delete=models.PROTECT, related_name="bill_schedules")
+    title = models.CharField(max_length=160)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=32, choices=BillCategory.choices, default=BillCategory.OTHER)
+    amount = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
+    allow_payment_after_due = models.BooleanField(default=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty for an estate-wide schedule.",
+    )
+    frequency = models.CharField(max_length=16, choices=ScheduleFrequency.choices)
+    first_due_date = models.DateField()
+    issue_days_before = models.PositiveSmallIntegerField(default=14)
+    next_period = models.PositiveIntegerField(default=0)
+    next_issue_on = models.DateField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="schedule_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(frequency__in=ScheduleFrequency.values), name="schedule_frequency_valid"
+            ),
+            models.CheckConstraint(condition=Q(category__in=BillCategory.values), name="schedule_category_valid"),
+            models.CheckConstraint(condition=Q(issue_days_before__lte=366), name="schedule_lead_at_most_a_year"),
+        ]
+        indexes = [
+            models.Index(fields=["cluster", "-created_at"], name="schedule_cluster_recent_idx"),
+            # What the beat task reads: the running schedules whose next bill is due.
+            models.Index(
+                fields=["next_issue_on"],
+                name="schedule_running_next_idx",
+                condition=Q(paused_at__isnull=True, ended_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.frequency})"
+
+    def is_cluster_wide(self) -> bool:
+        return self.user_id is None
 
 
 class Bill(UUIDModel):
@@ -62,9 +137,24 @@ class Bill(UUIDModel):
     acknowledged_by = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="BillAcknowledgement", related_name="acknowledged_bills", blank=True
     )
+    schedule = models.ForeignKey(
+        BillSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="bills", db_index=False
+    )
+    schedule_period = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
+            # Each period of a schedule is billed at most once, whoever issues it.
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_period"],
+                condition=Q(schedule__isnull=False),
+                name="bill_once_per_schedule_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(schedule__isnull=True, schedule_period__isnull=True)
+                | Q(schedule__isnull=False, schedule_period__isnull=False),
+                name="bill_schedule_period_consistent",
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="bill_amount_positive"),
             models.UniqueConstraint(fields=["cluster", "reference"], name="bill_reference_unique_in_cluster"),
             # Target for the composite foreign keys that keep payments and disputes
@@ -95,36 +185,22 @@ class Bill(UUIDModel):
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
 
-    # --- helpers the rest of the code uses ------------------------------------------
+    # --- one member's view of the bill, for a page that shows one bill (levy.billing.rules)
 
     def is_cluster_wide(self) -> bool:
         return self.user_id is None
 
-    def is_cancelled(self) -> bool:
-        return self.cancelled_at is not None
-
-    def is_past_due(self, today: datetime.date | None = None) -> bool:
-        return (today or timezone.localdate()) > self.due_date
-
     def applies_to(self, user: User) -> bool:
-        from levy.billing.selectors import bill_applies_to
-
-        return bill_applies_to(bill=self, user=user)
+        return rules.read_member_facts(bill=self, user=user).applies
 
     def can_be_acknowledged_by(self, user: User) -> bool:
-        from levy.billing.selectors import bill_acknowledge_refusal
-
-        return bill_acknowledge_refusal(bill=self, user=user) is None
+        return rules.acknowledge_refusal(self, rules.read_member_facts(bill=self, user=user)) is None
 
     def can_be_paid_by(self, user: User, today: datetime.date | None = None) -> bool:
-        from levy.billing.selectors import bill_payment_refusal
-
-        return bill_payment_refusal(bill=self, user=user, today=today) is None
+        return rules.payment_refusal(self, rules.read_member_facts(bill=self, user=user), today) is None
 
     def status_for(self, user: User, today: datetime.date | None = None) -> BillStatus:
-        from levy.billing.selectors import bill_status_for
-
-        return bill_status_for(bill=self, user=user, today=today)
+        return rules.read_member_facts(bill=self, user=user).status(self, today)
 
     def clean(self) -> None:
         """Refuse invalid configurations. The services check the same rules (with
@@ -165,12 +241,6 @@ class BillAcknowledgement(UUIDModel):
 
     def __str__(self) -> str:
         return f"{self.user} acknowledged {self.bill}"
-
-
-class DisputeStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    UPHELD = "upheld", "Upheld"
-    REJECTED = "rejected", "Rejected"
 
 
 class BillDispute(UUIDModel):

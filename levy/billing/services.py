@@ -1,4 +1,4 @@
-"""Writes for billing: the BillManager of the product contract.
+"""Writes for billing: this module is the plan's bill manager (engineering.md).
 
 Each service checks the caller's permission, runs in one transaction, records an
 audit event and stores the notifications the event calls for, all in that same
@@ -8,24 +8,20 @@ transaction: either everything happens or nothing does.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing import rules
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
-from levy.billing.selectors import (
-    BillStats,
-    bill_audience,
-    estate_today,
-    read_member_facts,
-)
-from levy.billing.status import BillStatus, MemberBillFacts, derive_status
+from levy.billing.selectors import BillStats, bill_audience, estate_today
+from levy.billing.status import BillStatus, derive_status
 from levy.common.db import insert_row, insert_unless_exists, lock_row_for_share, refresh_for_share
-from levy.common.errors import NotFoundError, RuleViolation, ValidationError
+from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -65,7 +61,19 @@ def _clean_text(value: Any, field: str, *, required: bool, max_length: int, erro
     return text
 
 
-def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict[str, Any]:
+# How far ahead a due date may be: a typo such as 9999-12-31 is refused, not stored.
+MAX_DUE_YEARS = 5
+
+
+def latest_due_date() -> datetime.date:
+    today = estate_today()
+    try:
+        return today.replace(year=today.year + MAX_DUE_YEARS)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + MAX_DUE_YEARS, day=28)
+
+
+def _validated(data: BillInput, *, currency: str, due_date_must_be_future: bool = True) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     title = _clean_text(data.title, "title", required=True, max_length=200, errors=errors)
     description = _clean_text(data.description, "description", required=False, max_length=MAX_TEXT, errors=errors)
@@ -73,13 +81,15 @@ def _validated(data: BillInput, *, due_date_must_be_future: bool = True) -> dict
         errors["category"] = [f"Choose one of: {', '.join(BillCategory.values)}."]
     amount = None
     try:
-        amount = parse_amount(data.amount)
+        amount = parse_amount(data.amount, currency=currency)
     except ValidationError as exc:
         errors.update(exc.fields)
     if not isinstance(data.due_date, datetime.date) or isinstance(data.due_date, datetime.datetime):
         errors["due_date"] = ["Enter a date (YYYY-MM-DD)."]
     elif due_date_must_be_future and data.due_date < estate_today():
         errors["due_date"] = ["The due date cannot be in the past."]
+    elif data.due_date > latest_due_date():
+        errors["due_date"] = [f"The due date must be within {MAX_DUE_YEARS} years from today."]
     if errors:
         raise ValidationError(fields=errors)
     return {
@@ -126,40 +136,69 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
 
 def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
     access.require(PaymentsPermissions.ManageBill)
-    values = _validated(data)
-    cluster = access.cluster
+    values = _validated(data, currency=access.cluster.currency)
     with transaction.atomic():
-        if user_id is not None:
-            _require_billable_member(cluster, user_id)
-        number, billable = _take_bill_number(cluster)
-        issued_at = timezone.now()
-        bill = insert_row(
-            Bill(
-                cluster=cluster,
-                reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
-                user_id=user_id,
-                created_by=access.user,
-                created_at=issued_at,
-                **values,
-            )
-        )
-        bill.cluster = cluster
-        BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
-        audit_record(
-            action="bill.create",
-            target=bill,
+        return bill_issue(
+            cluster=access.cluster,
+            created_by_id=access.user.pk,
             actor=access.user,
-            cluster=cluster,
+            values=values,
+            user_id=user_id,
             origin=origin,
-            data={**values, "user_id": str(user_id) if user_id else None, "reference": bill.reference},
         )
-        notify(
-            event=NotificationEvents.PAYMENT_DUE,
+
+
+def bill_issue(
+    *,
+    cluster: Cluster,
+    created_by_id: Any,
+    actor: Any,
+    values: dict[str, Any],
+    user_id: Any,
+    origin: Origin = Origin(),
+    extra: dict[str, Any] | None = None,
+) -> Bill:
+    """Issue one bill from validated ``values``: number it, open its counters, audit it
+    and record its ``PAYMENT_DUE``. Call it inside a transaction, after the caller's
+    checks (a manager's permission, or a schedule's). ``extra`` holds further Bill
+    fields (a schedule and its period); ``actor`` is None when the system issues it."""
+    if user_id is not None:
+        _require_billable_member(cluster, user_id)
+    number, billable = _take_bill_number(cluster)
+    issued_at = timezone.now()
+    bill = insert_row(
+        Bill(
             cluster=cluster,
-            recipients=Recipients.bill_audience(bill),
-            context=bill_context(bill),
-            event_key=f"PAYMENT_DUE:bill:{bill.pk}",
+            reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
+            user_id=user_id,
+            created_by_id=created_by_id,
+            created_at=issued_at,
+            **values,
+            **(extra or {}),
         )
+    )
+    bill.cluster = cluster
+    BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
+    audit_record(
+        action="bill.create",
+        target=bill,
+        actor=actor,
+        cluster=cluster,
+        origin=origin,
+        data={
+            **values,
+            "user_id": str(user_id) if user_id else None,
+            "reference": bill.reference,
+            **{name: str(value) for name, value in (extra or {}).items()},
+        },
+    )
+    notify(
+        event=NotificationEvents.PAYMENT_DUE,
+        cluster=cluster,
+        recipients=Recipients.bill_audience(bill),
+        context=bill_context(bill),
+        event_key=f"PAYMENT_DUE:bill:{bill.pk}",
+    )
     return bill
 
 
@@ -180,17 +219,6 @@ def bill_create_user_specific(
 # --- acknowledgement --------------------------------------------------------------------
 
 
-def _facts_unless_refused(bill: Bill, user: Any) -> dict[str, bool]:
-    """The member's facts of ``bill`` (one statement), after the refusals acknowledging
-    and disputing share: the bill must apply to them (else 404) and not be cancelled."""
-    read = read_member_facts(bill=bill, user=user)
-    if not read["applies"]:
-        raise NotFoundError()
-    if bill.cancelled_at is not None:
-        raise RuleViolation("This bill has been cancelled.", code="bill_cancelled")
-    return read
-
-
 def bill_acknowledge(
     *, access: EstateAccess, bill: Bill, origin: Origin = Origin()
 ) -> tuple[BillAcknowledgement, bool]:
@@ -209,19 +237,15 @@ def bill_acknowledge_with_status(
     with transaction.atomic():
         refresh_for_share(bill, also=(Membership, membership.pk))
         bill.cluster = access.cluster
-        read = _facts_unless_refused(bill, access.user)
-        facts = MemberBillFacts(
-            cancelled=False,
-            paid=read["paid"],
-            waived=read["waived"],
-            disputed=read["disputed"],
-            past_due=estate_today() > bill.due_date,
-            acknowledged=True,
-        )
+        read = rules.read_member_facts(bill=bill, user=access.user)
+        refusal = rules.acknowledge_refusal(bill, read)
+        if refusal is not None:
+            raise refusal
+        facts = replace(read, acknowledged=True).on(bill)
         ack = BillAcknowledgement(
             bill=bill, user_id=membership.user_id, ip_address=origin.ip, user_agent=origin.user_agent[:1000]
         )
-        created = not read["acknowledged"] and insert_unless_exists(ack, "bill", "user")
+        created = not read.acknowledged and insert_unless_exists(ack, "bill", "user")
         if not created:
             return (
                 BillAcknowledgement.objects.get(bill=bill, user_id=membership.user_id),
@@ -262,13 +286,9 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
         wallet_lock(cluster=access.cluster, user=access.user)
-        facts = _facts_unless_refused(bill, access.user)
-        if facts["paid"]:
-            raise RuleViolation("You have already paid this bill.", code="bill_already_paid")
-        if facts["waived"]:
-            raise RuleViolation("This bill was already waived for you.", code="bill_waived")
-        if facts["disputed"]:
-            raise RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open")
+        refusal = rules.dispute_refusal(bill, rules.read_member_facts(bill=bill, user=access.user))
+        if refusal is not None:
+            raise refusal
         try:
             with transaction.atomic():
                 dispute = BillDispute.objects.create(
@@ -420,7 +440,11 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
             allow_payment_after_due=changes.get("allow_payment_after_due", locked.allow_payment_after_due),
         )
         # An unchanged due date that has since passed is not an error.
-        values = _validated(current, due_date_must_be_future=current.due_date != locked.due_date)
+        values = _validated(
+            current,
+            currency=access.cluster.currency,
+            due_date_must_be_future=current.due_date != locked.due_date,
+        )
         new_user_id = changes.get("user_id", locked.user_id)
         values["user_id"] = new_user_id
         diff = {name: value for name, value in values.items() if getattr(locked, name) != value}
@@ -452,15 +476,3 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if v is not None and not isinstance(v, (bool, int, str)) else v) for k, v in values.items()}
-
-
-class BillManager:
-    """The billing services under the names of the original plan."""
-
-    create_cluster_wide_bill = staticmethod(bill_create_cluster_wide)
-    create_user_specific_bill = staticmethod(bill_create_user_specific)
-    acknowledge_bill = staticmethod(bill_acknowledge)
-    dispute_bill = staticmethod(bill_dispute)
-    resolve_dispute = staticmethod(dispute_resolve)
-    cancel_bill = staticmethod(bill_cancel)
-    update_bill = staticmethod(bill_update)

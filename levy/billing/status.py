@@ -8,11 +8,18 @@ and ``tests/billing/test_status.py`` proves they agree on every combination of f
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.db import models
 from django.db.models import Case, Expression, Q, Value, When
+from django.utils import timezone
+
+
+def estate_today() -> datetime.date:
+    """The estate calendar's date (settings.TIME_ZONE); the one clock for due dates."""
+    return timezone.localdate()
 
 
 class BillStatus(models.TextChoices):
@@ -23,6 +30,12 @@ class BillStatus(models.TextChoices):
     OVERDUE = "overdue", "Overdue"
     ACKNOWLEDGED = "acknowledged", "Acknowledged"
     PENDING = "pending", "Pending"
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    UPHELD = "upheld", "Upheld"
+    REJECTED = "rejected", "Rejected"
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,18 @@ def set_task_none() -> None:
     _task.set(None)
 
 
+class ClientErrorTracebackFilter(logging.Filter):
+    """Django logs a refused Host header, an oversized body or too many form fields
+    (its SuspiciousOperation errors, logger ``django.security.<error>``) with a
+    traceback. They are the caller's mistakes, answered with a 4xx: one line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("django.security."):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class RequestContextFilter(logging.Filter):
     """Adds ``request_id`` (None outside a request or task), ``task_name`` and
     ``task_id`` (None outside a task) to every record. Attach it to handlers, so

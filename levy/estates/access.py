@@ -182,12 +182,3 @@ def require_permission(user: User, cluster: Cluster, permission: Permission) -> 
     access = access_cluster(user, cluster.pk)
     access.require(permission)
     return access
-
-
-def access_membership(access: EstateAccess, user_id: object) -> Membership:
-    """A membership of the caller's estate, by the member's user id (404 otherwise)."""
-    pk = parse_uuid(user_id)
-    membership = Membership.objects.select_related("user").filter(cluster_id=access.cluster.pk, user_id=pk).first()
-    if membership is None:
-        raise NotFoundError()
-    return membership

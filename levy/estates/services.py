@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing.counters import MemberState, counters_move_member
-from levy.common.errors import PermissionDeniedError, ValidationError
+from levy.common.errors import PermissionDeniedError, RuleViolation, ValidationError
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
 from levy.estates.models import Cluster, Membership
@@ -122,8 +122,84 @@ def member_add(
             origin=origin,
             data={"email": email, "role": role, "is_resident": resident},
         )
+        if user.is_active and not user.has_usable_password():
+            _invite_after_commit(user, cluster, access.user)
+        _notify_added(membership, cluster)
     membership.user = user
     return membership
+
+
+def _invite_after_commit(user: User, cluster: Cluster, inviter: User) -> None:
+    """Someone added without a password gets an email to choose one (levy.accounts.invitations),
+    once the membership is committed."""
+    from levy.accounts.tasks import send_invitation
+
+    args = (str(user.pk), cluster.name, inviter.get_full_name() if inviter.pk else "Levy")
+    transaction.on_commit(lambda: send_invitation.delay(*args), robust=True)
+
+
+def _notify_added(membership: Membership, cluster: Cluster) -> None:
+    """The person learns that they were added (and how to leave), in their inbox and by
+    email: nobody is made a member of an estate without being told."""
+    from levy.notifications.events import NotificationEvents
+    from levy.notifications.recipients import Recipients
+    from levy.notifications.services import notify
+
+    notify(
+        event=NotificationEvents.MEMBERSHIP_ADDED,
+        cluster=cluster,
+        recipients=Recipients.users(membership.user_id),
+        context={
+            "cluster_id": str(cluster.pk),
+            "cluster_name": cluster.name,
+            "role": Role(membership.role).label.lower(),
+        },
+        event_key=f"membership-added:{membership.pk}:{membership.joined_at.isoformat()}",
+    )
+
+
+def member_leave(*, access: EstateAccess, origin: Origin = Origin()) -> Membership:
+    """A member leaves the estate: their membership is deactivated (as an admin's
+    deactivation would), unless they are its last admin. Their wallet and ledger stay."""
+    with transaction.atomic():
+        _lock_estate_audiences(access.cluster)
+        locked = Membership.objects.select_for_update().get(cluster_id=access.cluster.pk, user_id=access.user.pk)
+        refusal = last_admin_refusal(membership=locked, role=None, active=False)
+        if refusal is not None:
+            raise refusal
+        before = MemberState.of(locked)
+        locked.active = False
+        locked.deactivated_at = timezone.now()
+        locked.save(update_fields=["active", "deactivated_at"])
+        counters_move_member(before, MemberState.of(locked))
+        audit_record(
+            action="member.leave",
+            target=locked,
+            actor=access.user,
+            cluster=access.cluster,
+            origin=origin,
+            data={"role": locked.role},
+        )
+    return locked
+
+
+def last_admin_refusal(*, membership: Membership, role: str | None, active: bool | None) -> RuleViolation | None:
+    """The refusal when a change would leave the estate without an active admin:
+    ``membership`` (locked, with the estate row locked too) is an active admin, the
+    change demotes or deactivates it, and no other active admin remains."""
+    if membership.role != Role.ADMIN or not membership.active:
+        return None
+    demoted = role is not None and role != Role.ADMIN
+    if not demoted and active is not False:
+        return None
+    others = (
+        Membership.objects.filter(cluster_id=membership.cluster_id, role=Role.ADMIN, active=True)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+    if others:
+        return None
+    return RuleViolation("The estate would have no admin left. Make another member admin first.", code="last_admin")
 
 
 def member_update(
@@ -145,6 +221,9 @@ def member_update(
     with transaction.atomic():
         _lock_estate_audiences(access.cluster)
         locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        refusal = last_admin_refusal(membership=locked, role=role, active=active)
+        if refusal is not None:
+            raise refusal
         before = MemberState.of(locked)
         if role is not None and role != locked.role:
             locked.role = _validate_role(role)

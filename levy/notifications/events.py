@@ -16,6 +16,7 @@ class NotificationEvents(models.TextChoices):
     DISPUTE_RESOLVED = "DISPUTE_RESOLVED", "Dispute resolved"
     BILL_CANCELLED = "BILL_CANCELLED", "Bill cancelled"
     PAYMENT_REMINDER = "PAYMENT_REMINDER", "Payment reminder"
+    MEMBERSHIP_ADDED = "MEMBERSHIP_ADDED", "Added to an estate"
 
 
 class Priority(models.TextChoices):
@@ -72,6 +73,12 @@ EVENT_SPECS: dict[str, EventSpec] = {
         Priority.NORMAL,
         "Reminder: {bill_title}",
         "{bill_reference} — {currency} {amount} is due on {due_date}.",
+    ),
+    NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
+        Priority.HIGH,
+        "You were added to {cluster_name}",
+        "An admin of {cluster_name} added you to the estate as {role}. If you do not belong to this estate, "
+        "leave it: POST /api/v1/clusters/{cluster_id}/leave/ (or ask its admin to remove you).",
     ),
 }
 

@@ -94,9 +94,8 @@ class Recipients:
     def memberships(self, cluster_id: Any) -> QuerySet[Membership]:
         """The recipients as a queryset of memberships (resolved now, in the database)."""
         from levy.billing.models import Bill, BillDispute, DisputeStatus
-        from levy.billing.selectors import bill_audience
+        from levy.billing.selectors import bill_audience, paid_fact
         from levy.estates.permissions import PaymentsPermissions, roles_with
-        from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
         if self.kind not in KINDS:
             raise ValueError(f"unknown recipients kind: {self.kind}")
@@ -109,14 +108,7 @@ class Recipients:
         audience = bill_audience(bill)
         if self.kind == "bill_audience":
             return audience
-        paid = Exists(
-            Transaction.objects.filter(
-                bill_id=bill.pk,
-                payer_id=OuterRef("user_id"),
-                type=TransactionType.BILL_PAYMENT,
-                status=TransactionStatus.COMPLETED,
-            )
-        )
+        paid = paid_fact(bill.pk, OuterRef("user_id"))
         if self.kind == "bill_unpaid":
             return audience.exclude(paid)
         # bill_owing_undisputed

@@ -7,15 +7,14 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from levy.common.errors import NotFoundError
-from levy.estates.access import EstateAccess, parse_uuid
-from levy.estates.models import Cluster, Membership
+from levy.estates.access import EstateAccess
+from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 ZERO = Decimal("0.00")
@@ -51,51 +50,30 @@ class Receipt:
         return f"receipt-{self.ledger_reference}.pdf"
 
 
-def _receipt_of(tx: Transaction, cluster: Cluster) -> Receipt:
+def receipt_of(tx: Transaction, *, access: EstateAccess) -> Receipt:
+    """The receipt of a ledger entry from ``access_own_transaction`` or
+    ``access_transaction``. Only completed bill payments and top-ups have one: any other
+    entry is ``NotFoundError``, like one that does not exist."""
+    if tx.cluster_id != access.cluster.pk or tx.status != TransactionStatus.COMPLETED or tx.type not in RECEIPT_TYPES:
+        raise NotFoundError()
+    # The payer is the caller on their own receipt: no need to read them.
+    payer = access.user if tx.payer_id == access.user.pk else tx.payer
     is_payment = tx.type == TransactionType.BILL_PAYMENT
     return Receipt(
-        estate_name=cluster.name,
-        currency=cluster.currency,
+        estate_name=access.cluster.name,
+        currency=access.cluster.currency,
         kind="Bill payment" if is_payment else "Wallet top-up",
         transaction_id=str(tx.pk),
         ledger_reference=tx.reference,
         amount=abs(tx.amount),
         paid_at=timezone.localtime(tx.created_at),
-        payer_name=tx.payer.name,
-        payer_email=tx.payer.email,
+        payer_name=payer.name,
+        payer_email=payer.email,
         bill_reference=tx.bill.reference if tx.bill is not None else "",
         bill_title=tx.bill.title if tx.bill is not None else "",
         balance_after=tx.balance_after,
         note=tx.note,
     )
-
-
-def _receipt_read(access: EstateAccess, transaction_id: object, only_payer: Any = None) -> Receipt:
-    entries = Transaction.objects.select_related("bill", "payer").filter(
-        cluster_id=access.cluster.pk,
-        pk=parse_uuid(transaction_id),
-        status=TransactionStatus.COMPLETED,
-        type__in=RECEIPT_TYPES,
-    )
-    if only_payer is not None:
-        entries = entries.filter(payer_id=only_payer)
-    tx = entries.first()
-    if tx is None:
-        raise NotFoundError()
-    return _receipt_of(tx, access.cluster)
-
-
-def receipt_for_payer(access: EstateAccess, transaction_id: object) -> Receipt:
-    """The caller's own receipt. Someone else's entry, a failed one, or one without a
-    receipt is not found, like one that does not exist."""
-    membership = access.require_member()
-    return _receipt_read(access, transaction_id, only_payer=membership.user_id)
-
-
-def receipt_for_staff(access: EstateAccess, transaction_id: object) -> Receipt:
-    """Any receipt of the estate, for a caller who may read its finances."""
-    access.require_read_finances()
-    return _receipt_read(access, transaction_id)
 
 
 # --- statements ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -17,13 +17,28 @@ from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
+from levy.access import access_bill_as_staff, access_membership, access_own_transaction, access_transaction
+from levy.api.management.views import (
+    BillFilterSerializer,
+    BillMemberFilterSerializer,
+    MemberFilterSerializer,
+    TransactionFilterSerializer,
+)
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
-from levy.estates.access import access_membership
+from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
 from levy.estates.models import Membership
-from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
+from levy.reports.csvfiles import STATEMENT_HEADER, csv_chunks, csv_lines, statement_rows
+from levy.reports.exports import (
+    Export,
+    bill_members_export,
+    bills_export,
+    members_export,
+    transactions_export,
+)
 from levy.reports.pdf import render_receipt, render_statement
-from levy.reports.selectors import Statement, member_statement, receipt_for_payer, receipt_for_staff
+from levy.reports.selectors import Statement, member_statement, receipt_of
+from levy.wallets.selectors import TransactionFilters
 
 ERRORS = errors()
 PDF, CSV = "application/pdf", "text/csv; charset=utf-8"
@@ -68,7 +83,7 @@ class MemberReceiptView(FileAPIView):
         operation_id="member_transaction_receipt",
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
-        receipt = receipt_for_payer(self.access, transaction_id)
+        receipt = receipt_of(access_own_transaction(self.access, transaction_id), access=self.access)
         return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
 
 
@@ -79,7 +94,7 @@ class ManagementReceiptView(FileAPIView):
         operation_id="management_transaction_receipt",
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
-        receipt = receipt_for_staff(self.access, transaction_id)
+        receipt = receipt_of(access_transaction(self.access, transaction_id), access=self.access)
         return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
 
 
@@ -140,14 +155,21 @@ STATEMENT_DESCRIPTION = (
 )
 
 
-def statement_schema(content_type: str, operation_id: str, summary: str) -> Any:
+def file_operation(
+    query: type[serializers.Serializer], content_type: str, operation_id: str, summary: str, description: str
+) -> Any:
+    """The schema of a GET that answers a file, with its query parameters."""
     return extend_schema(
-        parameters=[StatementPeriodSerializer],
-        responses=file_schema(content_type, "The statement."),
+        parameters=[query],
+        responses=file_schema(content_type, "The file."),
         summary=summary,
-        description=STATEMENT_DESCRIPTION,
+        description=description,
         operation_id=operation_id,
     )
+
+
+def statement_schema(content_type: str, operation_id: str, summary: str) -> Any:
+    return file_operation(StatementPeriodSerializer, content_type, operation_id, summary, STATEMENT_DESCRIPTION)
 
 
 class MemberStatementPdfView(FileAPIView):
@@ -172,3 +194,67 @@ class ManagementStatementCsvView(FileAPIView):
     @statement_schema(CSV, "management_member_statement_csv", "A member's wallet statement for a period (CSV)")
     def get(self, request: Request, cluster_id: str, user_id: str) -> HttpResponse:
         return statement_file(_members_statement(self, request, user_id), "csv")
+
+
+# --- exports of the manager lists -----------------------------------------------------------
+
+
+def export_response(export: Export) -> StreamingHttpResponse:
+    """The export as it is read: the header leaves at once, then the rows in blocks."""
+    response = StreamingHttpResponse(csv_chunks(export.header, export.rows), content_type=CSV)
+    filename = f"{export.name}-{timezone.localdate().isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    # A proxy (nginx) passes each block on as it comes instead of buffering the file.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _filters(serializer: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    parsed = serializer(data=request.query_params)
+    parsed.is_valid(raise_exception=True)
+    return dict(parsed.validated_data)
+
+
+EXPORT_DESCRIPTION = (
+    "Every row the list's filters keep, without pages, streamed as it is read from the "
+    "database (constant memory at any size). A failure after the first bytes ends the "
+    "file early: a complete export ends with a newline after its last row."
+)
+
+
+def export_schema(filters: type[serializers.Serializer], operation_id: str, summary: str) -> Any:
+    return file_operation(filters, CSV, operation_id, summary, EXPORT_DESCRIPTION)
+
+
+class BillsExportView(FileAPIView):
+    @export_schema(BillFilterSerializer, "management_bills_export", "Export the bill list with its counts (CSV)")
+    def get(self, request: Request, cluster_id: str) -> StreamingHttpResponse:
+        filters = BillFilters(**_filters(BillFilterSerializer, request))
+        return export_response(bills_export(access=self.access, filters=filters))
+
+
+class BillMembersExportView(FileAPIView):
+    @export_schema(
+        BillMemberFilterSerializer, "management_bill_members_export", "Export one bill's member statuses (CSV)"
+    )
+    def get(self, request: Request, cluster_id: str, bill_id: str) -> StreamingHttpResponse:
+        filters = BillMemberFilters(**_filters(BillMemberFilterSerializer, request))
+        bill = access_bill_as_staff(self.access, bill_id)
+        return export_response(bill_members_export(bill=bill, filters=filters))
+
+
+class MembersExportView(FileAPIView):
+    @export_schema(
+        MemberFilterSerializer, "management_members_export", "Export the member list with bill summaries (CSV)"
+    )
+    def get(self, request: Request, cluster_id: str) -> StreamingHttpResponse:
+        filters = MemberFilters(**_filters(MemberFilterSerializer, request))
+        return export_response(members_export(access=self.access, filters=filters))
+
+
+class TransactionsExportView(FileAPIView):
+    @export_schema(TransactionFilterSerializer, "management_transactions_export", "Export the ledger entries (CSV)")
+    def get(self, request: Request, cluster_id: str) -> StreamingHttpResponse:
+        filters = TransactionFilters(**_filters(TransactionFilterSerializer, request))
+        return export_response(transactions_export(access=self.access, filters=filters))

@@ -11,40 +11,12 @@ from typing import Any
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from levy.common.errors import NotFoundError
 from levy.common.listing import Listing
-from levy.estates.access import EstateAccess, parse_uuid
+from levy.estates.access import EstateAccess
 from levy.estates.models import Cluster
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 ZERO = Decimal("0.00")
-
-
-# --- access ---------------------------------------------------------------------------
-
-
-def access_own_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
-    membership = access.require_member()
-    tx = (
-        Transaction.objects.select_related("bill")
-        .filter(cluster_id=access.cluster.pk, payer_id=membership.user_id, pk=parse_uuid(transaction_id))
-        .first()
-    )
-    if tx is None:
-        raise NotFoundError()
-    return tx
-
-
-def access_transaction(access: EstateAccess, transaction_id: object) -> Transaction:
-    access.require_read_finances()
-    tx = (
-        Transaction.objects.select_related("bill")
-        .filter(cluster_id=access.cluster.pk, pk=parse_uuid(transaction_id))
-        .first()
-    )
-    if tx is None:
-        raise NotFoundError()
-    return tx
 
 
 # --- the ledger -------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, connection, transaction
 
 from levy.audit.services import audit_record
+from levy.billing import rules
 from levy.billing.counters import counter_add
 from levy.billing.models import Bill
-from levy.billing.selectors import bill_payment_refusal
 from levy.common.db import insert_row, refresh_for_share, select_one
 from levy.common.errors import (
     IdempotencyKeyReusedError,
@@ -41,6 +41,7 @@ from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
+from levy.wallets.rules import require_not_own_wallet
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -150,12 +151,13 @@ def wallet_credit(
     """A treasurer records money the estate received for a member (cash, transfer)."""
     access.require(PaymentsPermissions.ManageWallet)
     key = validate_idempotency_key(idempotency_key)
-    value = parse_amount(amount)
+    value = parse_amount(amount, currency=access.cluster.currency)
     note = (note or "").strip() if isinstance(note, str) or note is None else ""
     if len(note) > 2000:
         raise ValidationError(fields={"note": ["Use at most 2000 characters."]})
     if membership.cluster_id != access.cluster.pk:
         raise NotFoundError()
+    require_not_own_wallet(access=access, member_user_id=membership.user_id, action="credit")
     if not membership.active:
         raise ValidationError(fields={"user_id": ["This person is no longer an active member of the estate."]})
     with transaction.atomic():
@@ -231,7 +233,7 @@ def bill_pay(
         )
         if replayed is not None:
             return _raise_if_failed(replayed)
-        refusal = bill_payment_refusal(bill=bill, user=user)
+        refusal = rules.payment_refusal(bill, rules.read_member_facts(bill=bill, user=user))
         if refusal is not None:
             metrics.count_payment(metrics.PAYMENT_REFUSED, refusal.code)
             raise refusal
@@ -357,6 +359,7 @@ def bill_payment_refund(
         or payment.bill_id is None
     ):
         raise RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    require_not_own_wallet(access=access, member_user_id=payment.payer_id, action="refund")
     with transaction.atomic():
         bill = Bill.objects.select_for_update().get(pk=payment.bill_id)
         if bill.cancelled_at is None:

@@ -32,7 +32,8 @@ from django.utils import timezone
 from levy.accounts.models import SignInState, User
 from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
-from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute, BillSchedule
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
@@ -42,7 +43,7 @@ from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
 from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +82,7 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         ),
         "acknowledgements": rows(BillAcknowledgement, "bill_id", "user_id", "acknowledged_at"),
         "disputes": rows(BillDispute, "status", "resolved_at", "resolution_note"),
+        "schedules": rows(BillSchedule, "title", "amount", "next_period", "paused_at", "ended_at", "end_reason"),
         "transactions": rows(Transaction, "type", "status", "amount", "balance_after", "bill_id"),
         "wallet_balances": rows(Wallet, "balance"),
         "notifications": rows(Notification, "event_key", "read_at"),
@@ -112,10 +114,11 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterato
 
 
 def estate_routes() -> list[Route]:
-    """Every URL pattern whose route is scoped to one estate."""
+    """Every API URL pattern whose route is scoped to one estate (the pages have their
+    own test, tests/web/test_page_isolation.py)."""
     found = []
     for route, pattern in _walk(get_resolver().url_patterns):
-        if ESTATE_PARAM not in route:
+        if ESTATE_PARAM not in route or not route.startswith("api/"):
             continue
         callback = pattern.callback
         view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
@@ -132,6 +135,7 @@ ROUTES = estate_routes()
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
 RECEIPT_TX = "receipt_transaction"
+SCHEDULE = "schedule"
 
 
 def _due() -> str:
@@ -158,6 +162,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "management-member": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"patch": {"active": False}}),
     "management-member-unlock-sign-in": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {}}),
+    "member-leave": Recipe({"cluster_id": CLUSTER}, {"post": {}}),
     "management-bills": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"title": "Rogue levy", "category": "other", "amount": "999.00", "due_date": _due()}},
@@ -176,6 +181,21 @@ RECIPES: dict[str, Recipe] = {
     "management-wallet-credit": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER}, {"post": {"amount": "100000.00", "note": "free money"}}
     ),
+    "management-schedules": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": lambda: {
+                "title": "Rogue levy",
+                "category": "other",
+                "amount": "999.00",
+                "frequency": "monthly",
+                "first_due_date": _due(),
+            }
+        },
+    ),
+    "management-schedule-pause": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}),
+    "management-schedule-resume": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}),
+    "management-schedule-end": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"reason": "Mine"}}),
     "member-bills": Recipe({"cluster_id": CLUSTER}),
     "member-bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "member-bill-acknowledge": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
@@ -190,6 +210,10 @@ RECIPES: dict[str, Recipe] = {
     "management-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
     "management-member-statement-pdf": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
     "management-member-statement-csv": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}),
+    "management-bills-export": Recipe({"cluster_id": CLUSTER}),
+    "management-bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "management-members-export": Recipe({"cluster_id": CLUSTER}),
+    "management-transactions-export": Recipe({"cluster_id": CLUSTER}),
 }
 
 
@@ -207,6 +231,7 @@ class World:
     deposit: Transaction  # completed top-up in A, of the dual member (it has a receipt)
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
+    schedule: BillSchedule  # a paused estate-wide schedule of A
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
         return {
@@ -216,6 +241,7 @@ class World:
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
             RECEIPT_TX: self.deposit.pk,
+            SCHEDULE: self.schedule.pk,
         }[kind]
 
 
@@ -246,6 +272,9 @@ def build_world() -> World:
     b.fund(b.admin, "50000.00")
     b.wide_bill(title="B's own bill")
     deposit = Transaction.objects.get(cluster=a.cluster, payer=dual_in_a.user, type="deposit")
+    schedule = schedule_create(access=access(a.admin), data=schedule_input())
+    # Paused, so that resuming it would change it too.
+    BillSchedule.objects.filter(pk=schedule.pk).update(paused_at=timezone.now())
     return World(
         a=a,
         b=b,
@@ -256,6 +285,7 @@ def build_world() -> World:
         deposit=deposit,
         dual=dual,
         former=former,
+        schedule=schedule,
     )
 
 

@@ -28,7 +28,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from levy.accounts.models import SignInState
-from levy.billing.models import Bill, BillDispute
+from levy.billing.models import Bill, BillDispute, BillSchedule
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
@@ -37,7 +38,7 @@ from levy.wallets.models import Transaction, TransactionStatus
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +72,8 @@ class World:
     failed: Transaction  # the resident's failed payment of ``bill``
     deposit: Transaction  # the resident's top-up (it has a receipt)
     operator: Any
+    schedule: BillSchedule  # a running monthly schedule
+    paused_schedule: BillSchedule
 
     @property
     def resident(self) -> Membership:
@@ -96,6 +99,8 @@ class World:
             "member": self.estate.residents[2].user_id,
             "failed": self.failed.pk,
             "receipt": self.deposit.pk,
+            "schedule": self.schedule.pk,
+            "paused_schedule": self.paused_schedule.pk,
         }
 
 
@@ -115,7 +120,12 @@ def build_world() -> World:
         user=estate.residents[2].user, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=15)
     )
     operator = UserFactory(is_superuser=True, is_staff=True)
-    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator)
+    schedules = [
+        schedule_create(access=access(estate.admin), data=schedule_input(title=title))
+        for title in ("Service charge", "Gate levy")
+    ]
+    BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
+    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules)
 
 
 def _due() -> str:
@@ -198,6 +208,28 @@ ENDPOINTS = [
     Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
     Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
     Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
+    Endpoint("bills-export", "get", f"{M}/bills/export.csv", VIEW_PAYMENTS),
+    Endpoint("bill-members-export", "get", f"{M}/bills/{{bill}}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("members-export", "get", f"{M}/members/export.csv", VIEW_PAYMENTS),
+    Endpoint("transactions-export", "get", f"{M}/transactions/export.csv", VIEW_PAYMENTS),
+    Endpoint("schedules-list", "get", f"{M}/schedules/", VIEW_PAYMENTS),
+    Endpoint(
+        "schedules-create",
+        "post",
+        f"{M}/schedules/",
+        MANAGE_BILL,
+        201,
+        lambda: {
+            "title": "Water",
+            "category": "water",
+            "amount": "2500.00",
+            "frequency": "quarterly",
+            "first_due_date": _due(),
+        },
+    ),
+    Endpoint("schedule-pause", "post", f"{M}/schedules/{{schedule}}/pause/", MANAGE_BILL),
+    Endpoint("schedule-resume", "post", f"{M}/schedules/{{paused_schedule}}/resume/", MANAGE_BILL),
+    Endpoint("schedule-end", "post", f"{M}/schedules/{{schedule}}/end/", MANAGE_BILL, 200, {"reason": "Replaced"}),
     # estates
     Endpoint("clusters-create", "post", "/api/v1/clusters/", PLATFORM_OPERATOR, 201, {"name": "Palm Court"}),
     Endpoint("clusters-list", "get", "/api/v1/clusters/", SIGNED_IN),

@@ -23,13 +23,14 @@ from django.test.utils import CaptureQueriesContext
 
 from levy.billing.counters import recount
 from levy.billing.models import Bill
+from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
-from tests.conftest import Estate, access, new_key
+from tests.conftest import Estate, access, new_key, schedule_input
 from tests.factories import ClusterFactory, MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -171,6 +172,29 @@ def management_transactions() -> Scenario:
     return Scenario(e, e.admin, f"{_base(e)}/management/transactions/", grow)
 
 
+def management_schedules() -> Scenario:
+    e = _lean_estate(residents=1)
+
+    def add(i: int) -> None:
+        schedule_create(
+            access=access(e.admin),
+            data=schedule_input(
+                title=f"Levy {i}",
+                frequency=["monthly", "quarterly", "yearly"][i % 3],
+                first_due_date=estate_today() + datetime.timedelta(days=10 + i),
+            ),
+            user_id=e.residents[0].user_id if i % 2 else None,
+        )
+
+    add(0)
+
+    def grow(n: int) -> None:
+        for i in range(1, n + 1):
+            add(i)
+
+    return Scenario(e, e.admin, f"{_base(e)}/management/schedules/", grow)
+
+
 # --- members --------------------------------------------------------------------------------
 
 
@@ -282,6 +306,8 @@ EXPECTED: dict[str, int] = {
     "management-dashboard": AUTH + ESTATE + 6,
     "management-disputes": AUTH + ESTATE + 1,
     "management-transactions": AUTH + ESTATE + 1,
+    # the page of schedules (their estate joined)
+    "management-schedules": AUTH + ESTATE + 1,
     # the page of the caller's bills, then the caller's facts for the page
     "member-bills": AUTH + ESTATE + 2,
     # the bill (access_bill_as_member), then the caller's facts for it
@@ -302,6 +328,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "management-dashboard": management_dashboard,
     "management-disputes": management_disputes,
     "management-transactions": management_transactions,
+    "management-schedules": management_schedules,
     "member-bills": member_bills,
     "member-bill": member_bill,
     "member-wallet": member_wallet,

@@ -18,11 +18,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from levy.billing.schedules import schedule_create, schedule_pause
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as, base
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +132,46 @@ def _retry(estate: Estate, bill: Any) -> Request:
     return lambda: client.post(f"{base(estate)}/transactions/{failed.pk}/retry/", headers={"Idempotency-Key": "r-1"})
 
 
+def _leave(estate: Estate, bill: Any) -> Request:
+    client = api_as(estate.residents[-1]).client
+    return lambda: client.post(f"{base(estate)}/leave/")
+
+
+def _unlock_sign_in(estate: Estate, bill: Any) -> Request:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from levy.accounts.models import SignInState
+
+    member = estate.residents[-1]
+    SignInState.objects.create(user=member.user, failures=10, locked_until=timezone.now() + dt.timedelta(minutes=5))
+    client = api_as(estate.admin).client
+    return lambda: client.post(f"{base(estate)}/management/members/{member.user_id}/unlock-sign-in/")
+
+
+def _schedule(estate: Estate, *, paused: bool = False) -> Any:
+    schedule = schedule_create(access=access(estate.admin), data=schedule_input())
+    if paused:
+        schedule_pause(access=access(estate.admin), schedule=schedule)
+    return schedule
+
+
+def _create_schedule(estate: Estate, bill: Any) -> Request:
+    body = {"title": "Levy", "category": "security", "amount": "100.00", "frequency": "monthly", "first_due_date": DUE}
+    client = api_as(estate.admin).client
+    return lambda: client.post(f"{base(estate)}/management/schedules/", body, format="json")
+
+
+def _change_schedule(action: str) -> Callable[[Estate, Any], Request]:
+    def scenario(estate: Estate, bill: Any) -> Request:
+        schedule = _schedule(estate, paused=action == "resume")
+        client = api_as(estate.admin).client
+        return lambda: client.post(f"{base(estate)}/management/schedules/{schedule.pk}/{action}/", format="json")
+
+    return scenario
+
+
 def _read_all(estate: Estate, bill: Any) -> Request:
     client = api_as(estate.admin).client
     return lambda: client.post("/api/v1/notifications/read-all/")
@@ -147,9 +188,15 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     "resolve dispute": (_resolve, 200, 14),
     "edit bill": (_edit_bill, 200, 9),
     "change member": (_change_member, 200, 10),
-    "add member": (_add_member, 201, 16),
+    "add member": (_add_member, 201, 17),
     "retry payment": (_retry, 201, 16),
     "read all notifications": (_read_all, 200, 2),
+    "leave the estate": (_leave, 200, 9),
+    "unlock a member's sign-in": (_unlock_sign_in, 200, 7),
+    "create schedule": (_create_schedule, 201, 5),
+    "pause schedule": (_change_schedule("pause"), 200, 7),
+    "resume schedule": (_change_schedule("resume"), 200, 7),
+    "end schedule": (_change_schedule("end"), 200, 7),
 }
 
 

@@ -9,20 +9,18 @@ import pytest
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 
+from levy.access import access_bill_as_member, access_bill_as_staff, access_dispute
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
 from levy.billing.selectors import (
-    access_bill_as_member,
-    access_bill_as_staff,
-    access_dispute,
     bill_audience,
     estate_today,
     member_bills,
 )
 from levy.billing.services import (
-    BillManager,
     bill_acknowledge,
     bill_cancel,
+    bill_create_cluster_wide,
     bill_create_user_specific,
     bill_dispute,
     bill_update,
@@ -191,11 +189,11 @@ def test_who_may_create_bills(estate: Estate, role: str, allowed: bool) -> None:
         role, estate.residents[0]
     )
     if allowed:
-        BillManager.create_cluster_wide_bill(access=access(member), data=bill_input())
+        bill_create_cluster_wide(access=access(member), data=bill_input())
         assert Bill.objects.count() == 1
     else:
         with pytest.raises(PermissionDeniedError):
-            BillManager.create_cluster_wide_bill(access=access(member), data=bill_input())
+            bill_create_cluster_wide(access=access(member), data=bill_input())
         assert Bill.objects.count() == 0
         assert Notification.objects.count() == 0
 
@@ -219,7 +217,7 @@ def test_acknowledgement_records_when_and_from_where_once(estate: Estate) -> Non
     member = estate.residents[0]
     origin = Origin(ip="203.0.113.9", user_agent="LevyApp/1.0")
     with committed():
-        ack, created = BillManager.acknowledge_bill(access=access(member), bill=bill, origin=origin)
+        ack, created = bill_acknowledge(access=access(member), bill=bill, origin=origin)
     assert created
     assert (ack.ip_address, ack.user_agent) == ("203.0.113.9", "LevyApp/1.0")
     with committed():
@@ -265,7 +263,7 @@ def test_dispute_blocks_payment_and_alerts_managers_with_high_priority(estate: E
     estate.fund(member, "20000.00")
     bill_acknowledge(access=access(member), bill=bill)
     with committed():
-        dispute = BillManager.dispute_bill(access=access(member), bill=bill, reason="  I moved out in October  ")
+        dispute = bill_dispute(access=access(member), bill=bill, reason="  I moved out in October  ")
     assert (dispute.status, dispute.reason) == ("open", "I moved out in October")
     assert bill.status_for(member.user) == BillStatus.DISPUTED
     assert not bill.can_be_paid_by(member.user)
@@ -304,7 +302,7 @@ def test_upheld_dispute_waives_the_bill_for_that_member_only(estate: Estate) -> 
     bill_acknowledge(access=access(member), bill=bill)
     dispute = bill_dispute(access=access(member), bill=bill, reason="wrong flat")
     with committed():
-        resolved = BillManager.resolve_dispute(
+        resolved = dispute_resolve(
             access=access(estate.treasurer), dispute=dispute, resolution="upheld", note="confirmed"
         )
     assert (resolved.status, resolved.resolved_by_id, resolved.resolution_note) == (
@@ -390,7 +388,7 @@ def test_cancellation_records_who_when_why_and_notifies_those_who_had_not_paid(e
     bill_acknowledge(access=access(payer), bill=bill)
     payment = bill_pay(access=access(payer), bill=bill, idempotency_key=new_key())
     with committed():
-        cancelled = BillManager.cancel_bill(access=access(estate.admin), bill=bill, reason="wrong amount")
+        cancelled = bill_cancel(access=access(estate.admin), bill=bill, reason="wrong amount")
     assert (cancelled.cancelled_by_id, cancelled.cancellation_reason) == (estate.admin.user_id, "wrong amount")
     assert cancelled.cancelled_at is not None
     recipients = set(Notification.objects.filter(event="BILL_CANCELLED").values_list("recipient_id", flat=True))
@@ -418,7 +416,7 @@ def test_cancellation_needs_a_reason_and_the_permission(estate: Estate) -> None:
 def test_terms_can_change_until_the_first_acknowledgement(estate: Estate) -> None:
     bill = estate.wide_bill()
     new_due = estate_today() + datetime.timedelta(days=30)
-    updated = BillManager.update_bill(
+    updated = bill_update(
         access=access(estate.admin),
         bill=bill,
         changes={"amount": "12000.00", "due_date": new_due, "allow_payment_after_due": True},

@@ -9,12 +9,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from levy.access import access_bill_as_member
 from levy.billing.counters import recount
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
 from levy.billing.selectors import (
     MEMBER_SUMMARY_FIELDS,
     BillStats,
-    access_bill_as_member,
     attach_member_summaries,
     bill_audience,
     bill_member_statuses,
@@ -252,7 +252,7 @@ def test_the_fixed_facts_statement_applies_bills_as_the_audience_queryset_does(o
     for bill in (wide, own, other_estate.wide_bill()):
         for person in people:
             expected = bill_audience(bill).filter(user_id=person.user_id).exists()
-            assert read_member_facts(bill=bill, user=person.user)["applies"] == expected, (bill.title, person.role)
+            assert read_member_facts(bill=bill, user=person.user).applies == expected, (bill.title, person.role)
             seen.add(expected)
     assert seen == {True, False}
 
@@ -267,7 +267,7 @@ def test_the_fixed_facts_statement_applies_bills_as_the_audience_queryset_does(o
             assert found == expected, (bill.title, person.role)
 
     def applies(bill: Bill, member: Membership) -> bool:
-        return read_member_facts(bill=bill, user=member.user)["applies"]
+        return read_member_facts(bill=bill, user=member.user).applies
 
     assert applies(wide, early) and not applies(wide, late)
     assert applies(own, early) and not applies(own, other)

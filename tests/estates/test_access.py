@@ -7,10 +7,11 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from levy.access import access_membership
 from levy.accounts.models import User
 from levy.audit.models import AuditEvent
-from levy.common.errors import NotFoundError, PermissionDeniedError, ValidationError
-from levy.estates.access import access_cluster, access_membership, has_permission, require_permission
+from levy.common.errors import NotFoundError, PermissionDeniedError, RuleViolation, ValidationError
+from levy.estates.access import access_cluster, has_permission, require_permission
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import (
     MembersPermissions,
@@ -164,7 +165,10 @@ def test_member_update_changes_role_and_residency_and_audits(estate: Estate) -> 
     unchanged = member_update(access=admin, membership=updated, role="auditor")
     assert unchanged.role == "auditor"
     assert AuditEvent.objects.filter(action="member.update").count() == 1
-    with pytest.raises(ValidationError):
+    with pytest.raises(RuleViolation):  # the estate's last admin
+        member_update(access=admin, membership=estate.admin, active=False)
+    estate.add(role="admin")
+    with pytest.raises(ValidationError):  # with another admin: still not oneself
         member_update(access=admin, membership=estate.admin, active=False)
     with pytest.raises(ValidationError):
         member_update(access=admin, membership=member, role="boss")

@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from levy.access import access_membership
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.common.errors import InsufficientFundsError
-from levy.estates.access import access_membership
 from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows, text
 from levy.reports.pdf import render_statement
 from levy.reports.selectors import member_statement

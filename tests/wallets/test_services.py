@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from levy.access import access_own_transaction, access_transaction
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
 from levy.billing.selectors import estate_today
@@ -24,8 +25,6 @@ from levy.estates.models import Membership
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.selectors import (
-    access_own_transaction,
-    access_transaction,
     cluster_money_received,
     cluster_revenue,
     cluster_transactions,

@@ -18,6 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_staff, access_dispute, access_membership
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import listing_response
 from levy.api.parsers import SafeJSONParser
@@ -37,8 +38,6 @@ from levy.billing.selectors import (
     BillStats,
     DisputeFilters,
     MemberFilters,
-    access_bill_as_staff,
-    access_dispute,
     bill_detail,
     bill_list,
     bill_member_list,
@@ -56,7 +55,6 @@ from levy.billing.services import (
 )
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
-from levy.estates.access import access_membership
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
 from levy.estates.services import member_add, member_sign_in_unlock, member_update
@@ -72,7 +70,7 @@ ERRORS = errors()
 
 class MemberInputSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = serializers.CharField(max_length=200)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.RESIDENT)
     is_resident = serializers.BooleanField(required=False, allow_null=True, default=None)
     password = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=128, min_length=8)
@@ -127,7 +125,11 @@ class MemberListView(EstateAPIView):
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = member_add(access=self.access, origin=self.origin, **data.validated_data)
-        return Response(MemberSerializer(membership).data, status=201)
+        # Only what the caller typed: adding an existing account must not reveal the name
+        # that person chose (they are told they were added, and may leave).
+        body = MemberSerializer(membership).data
+        body["name"] = data.validated_data["name"].strip()
+        return Response(body, status=201)
 
 
 class MemberUpdateSerializer(serializers.Serializer):
@@ -294,6 +296,8 @@ class ManagedBillSerializer(BillBaseSerializer):
     user_id = serializers.UUIDField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
     cancellation_reason = serializers.CharField()
+    schedule_id = serializers.UUIDField(allow_null=True)
+    schedule_period = serializers.IntegerField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -329,6 +333,7 @@ class BillFilterSerializer(serializers.Serializer):
     due_after = serializers.DateField(required=False)
     cancelled = serializers.BooleanField(required=False, allow_null=True, default=None)
     search = serializers.CharField(required=False, max_length=200)
+    schedule_id = serializers.UUIDField(required=False)
 
 
 class BillListView(EstateAPIView):

@@ -9,16 +9,18 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from levy.access import access_bill_as_member, access_own_transaction
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import listing_response
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
-from levy.billing.selectors import MemberBillFilters, access_bill_as_member, member_bill, member_bill_list
+from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
-from levy.wallets.selectors import access_own_transaction, member_transaction_list
+from levy.estates.services import member_leave
+from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import bill_pay, member_wallet, transaction_retry
 
 ERRORS = errors()
@@ -198,3 +200,25 @@ class WalletTransactionsView(EstateAPIView):
     def get(self, request: Request, cluster_id: str) -> Response:
         listing = member_transaction_list(access=self.access)
         return listing_response(self, listing, TransactionSerializer, currency=self.access.cluster.currency)
+
+
+class LeaveSerializer(serializers.Serializer):
+    cluster_id = serializers.UUIDField()
+    active = serializers.BooleanField()
+    left_at = serializers.DateTimeField()
+
+
+class LeaveView(EstateAPIView):
+    @extend_schema(
+        request=None,
+        responses={200: LeaveSerializer, 409: error("last_admin"), **ERRORS},
+        summary="Leave this estate",
+        description="Ends the caller's membership (e.g. after being added to an estate they do not belong to). "
+        "Their wallet and ledger entries stay; an admin can add them again. The estate's last admin "
+        "cannot leave (409 last_admin): they make another member admin first.",
+    )
+    def post(self, request: Request, cluster_id: str) -> Response:
+        membership = member_leave(access=self.access, origin=self.origin)
+        return Response(
+            {"cluster_id": membership.cluster_id, "active": membership.active, "left_at": membership.deactivated_at}
+        )

@@ -8,15 +8,15 @@ here (``from levy.billing.selectors import bill_list``).
 - ``members``: per-member bill summaries and the member list;
 - ``bills`` / ``disputes``: the lists and details the API and the pages show;
 - ``dashboard``: the estate at a glance;
-- ``access``: a bill or dispute of the caller's estate, or ``NotFoundError``;
-- ``refusals``: why a member may not acknowledge or pay a bill.
+- ``schedules``: the estate's recurring bills.
+
+What a member may do with a bill (the refusals) is decided in ``levy.billing.rules``.
 
 Every queryset is scoped to one estate by construction: it starts from an
 :class:`~levy.estates.access.EstateAccess`, a bill (which carries its estate), or a
 membership. See docs/developer.md for which read each page or endpoint calls.
 """
 
-from levy.billing.selectors.access import access_bill_as_member, access_bill_as_staff, access_dispute
 from levy.billing.selectors.audience import bill_applies_to, bill_audience, billable_memberships, bills_applying_to
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.bills import (
@@ -32,12 +32,16 @@ from levy.billing.selectors.bills import (
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
 from levy.billing.selectors.disputes import DisputeFilters, dispute_list
 from levy.billing.selectors.facts import (
+    acknowledged_fact,
     bill_member_statuses,
     bill_status_for,
+    completed_payment,
     decorate_bill_members,
     decorate_member_bills,
+    dispute_fact,
     member_bill_facts,
     member_bills,
+    paid_fact,
     read_member_facts,
 )
 from levy.billing.selectors.members import (
@@ -48,12 +52,13 @@ from levy.billing.selectors.members import (
     members_filtered_by_overdue,
     members_with_bill_summary,
 )
-from levy.billing.selectors.refusals import bill_acknowledge_refusal, bill_payment_refusal
+from levy.billing.selectors.schedules import SCHEDULE_STATUSES, ScheduleFilters, schedule_list
 from levy.billing.selectors.stats import BillStats, bills_with_stats, bills_with_stats_recomputed
 
 __all__ = [
     "MEMBER_SUMMARY_FIELDS",
     "MONEY",
+    "SCHEDULE_STATUSES",
     "ZERO",
     "BillFilters",
     "BillMemberFilters",
@@ -62,26 +67,25 @@ __all__ = [
     "DisputeFilters",
     "MemberBillFilters",
     "MemberFilters",
-    "access_bill_as_member",
-    "access_bill_as_staff",
-    "access_dispute",
+    "ScheduleFilters",
+    "acknowledged_fact",
     "attach_member_summaries",
-    "bill_acknowledge_refusal",
     "bill_applies_to",
     "bill_audience",
     "bill_detail",
     "bill_list",
     "bill_member_list",
     "bill_member_statuses",
-    "bill_payment_refusal",
     "bill_status_for",
     "billable_memberships",
     "bills_applying_to",
     "bills_with_stats",
     "bills_with_stats_recomputed",
     "cluster_dashboard",
+    "completed_payment",
     "decorate_bill_members",
     "decorate_member_bills",
+    "dispute_fact",
     "dispute_list",
     "estate_today",
     "member_bill",
@@ -91,5 +95,7 @@ __all__ = [
     "member_list",
     "members_filtered_by_overdue",
     "members_with_bill_summary",
+    "paid_fact",
     "read_member_facts",
+    "schedule_list",
 ]

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db.models import Q
 
+from levy.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.models import Bill
-from levy.billing.selectors.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.facts import (
     bill_member_statuses,
@@ -38,6 +38,7 @@ class BillFilters:
     due_after: datetime.date | None = None  # inclusive
     cancelled: bool | None = None
     search: str | None = None  # in the title or the reference
+    schedule_id: uuid.UUID | None = None  # the bills a recurring schedule issued
 
 
 def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> Listing[Bill]:
@@ -62,6 +63,8 @@ def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> 
     if filters.search:
         term = filters.search.strip()
         bills = bills.filter(Q(title__icontains=term) | Q(reference__icontains=term))
+    if filters.schedule_id:
+        bills = bills.filter(schedule_id=filters.schedule_id)
     return Listing(bills_with_stats(bills))
 
 

@@ -17,11 +17,12 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from levy.billing.models import Bill, BillDispute, DisputeStatus
+from levy.billing.rules import PAID_ENTRY
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.stats import bills_with_stats
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
-from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+from levy.wallets.models import Transaction
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,7 @@ def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = Non
         bills_count=totals["bills"],
         members_count=Membership.objects.filter(cluster=cluster, active=True).count(),
         recent_payments=list(
-            Transaction.objects.filter(
-                cluster=cluster, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
-            )
+            Transaction.objects.filter(cluster=cluster, **PAID_ENTRY)
             .select_related("bill", "payer")
             .order_by("-created_at", "-id")[:recent]
         ),

@@ -1,4 +1,7 @@
-"""One member's facts and status for a bill, and a page of them (a member's bills, or a bill's members)."""
+"""One member's facts and status for a bill, and a page of them (a member's bills, or
+a bill's members). The facts as ORM expressions (``paid_fact``, ``dispute_fact``,
+``acknowledged_fact``) live here; the one-member fixed statement and the record it
+returns live in ``levy.billing.rules``."""
 
 from __future__ import annotations
 
@@ -21,92 +24,44 @@ from django.db.models import (
     When,
 )
 
-from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.billing.rules import PAID_ENTRY, MemberFacts, read_member_facts
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.base import estate_today
-from levy.billing.status import BillStatus, MemberBillFacts, can_pay, derive_status, status_case
-from levy.common.db import column, db_value, fetch_one, table
+from levy.billing.status import BillStatus, DisputeStatus, MemberBillFacts, can_pay, derive_status, status_case
+from levy.common.db import column, table
 from levy.estates.models import Membership
-from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+from levy.wallets.models import Transaction
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
 
 
-def _paid(bill_ref: Any, user_ref: Any) -> Exists:
-    return Exists(
-        Transaction.objects.filter(
-            bill_id=bill_ref, payer_id=user_ref, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
-        )
-    )
+def completed_payment(bill_ref: Any, user_ref: Any) -> QuerySet[Transaction]:
+    """The member's completed payment of the bill (the "paid" fact; at most one)."""
+    return Transaction.objects.filter(bill_id=bill_ref, payer_id=user_ref, **PAID_ENTRY)
 
 
-def _dispute(bill_ref: Any, user_ref: Any, status: str) -> Exists:
+def paid_fact(bill_ref: Any, user_ref: Any) -> Exists:
+    return Exists(completed_payment(bill_ref, user_ref))
+
+
+def dispute_fact(bill_ref: Any, user_ref: Any, status: str) -> Exists:
+    """The member has a dispute of the bill in ``status`` (upheld: waived; open: disputed)."""
     return Exists(BillDispute.objects.filter(bill_id=bill_ref, user_id=user_ref, status=status))
 
 
-def _acknowledged(bill_ref: Any, user_ref: Any) -> Exists:
+def acknowledged_fact(bill_ref: Any, user_ref: Any) -> Exists:
     return Exists(BillAcknowledgement.objects.filter(bill_id=bill_ref, user_id=user_ref))
-
-
-@functools.cache
-def _read_facts_sql(vendor: str, estate_wide: bool) -> str:
-    m, t, d, a = Membership, Transaction, BillDispute, BillAcknowledgement
-    # The audience rule of ``bill_audience``: active resident members; for an
-    # estate-wide bill those who joined by its creation, else the bill's own member.
-    audience = f"{column(m, 'joined_at')} <= %(created)s" if estate_wide else f"{column(m, 'user')} = %(bill_user)s"
-    return (
-        "SELECT "  # noqa: S608 - identifiers from the models, values are parameters
-        f"EXISTS (SELECT 1 FROM {table(m)} WHERE {column(m, 'cluster')} = %(cluster)s "
-        f"AND {column(m, 'user')} = %(user)s AND {column(m, 'active')} = %(true)s "
-        f"AND {column(m, 'is_resident')} = %(true)s AND {audience}), "
-        f"EXISTS (SELECT 1 FROM {table(t)} WHERE {column(t, 'bill')} = %(bill)s AND {column(t, 'payer')} = %(user)s "
-        f"AND {column(t, 'type')} = %(payment)s AND {column(t, 'status')} = %(completed)s), "
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
-        f"AND {column(d, 'status')} = %(upheld)s), "
-        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
-        f"AND {column(d, 'status')} = %(open)s), "
-        f"EXISTS (SELECT 1 FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s AND {column(a, 'user')} = %(user)s)"
-    )
-
-
-def read_member_facts(*, bill: Bill, user: User) -> dict[str, bool]:
-    """Whether the bill applies to the member, and the member's stored facts, in one
-    fixed statement (the same rules as ``bill_audience``, ``_paid``, ``_dispute`` and
-    ``_acknowledged``; tests compare the two forms)."""
-    params = {
-        "cluster": db_value(Membership, "cluster", bill.cluster_id),
-        "user": db_value(Membership, "user", user.pk),
-        "bill": db_value(Bill, "id", bill.pk),
-        "created": db_value(Bill, "created_at", bill.created_at),
-        "bill_user": db_value(Bill, "user", bill.user_id),
-        "true": True,
-        "payment": TransactionType.BILL_PAYMENT.value,
-        "completed": TransactionStatus.COMPLETED.value,
-        "upheld": DisputeStatus.UPHELD.value,
-        "open": DisputeStatus.OPEN.value,
-    }
-    row = fetch_one(_read_facts_sql(connection.vendor, bill.user_id is None), params)
-    names = ("applies", "paid", "waived", "disputed", "acknowledged")
-    return {name: bool(value) for name, value in zip(names, row, strict=True)}
 
 
 def member_bill_facts(*, bill: Bill, user: User, today: datetime.date | None = None) -> MemberBillFacts:
     """The stored facts for one bill and one member (one query)."""
-    day = today or estate_today()
-    facts = read_member_facts(bill=bill, user=user)
-    return MemberBillFacts(
-        cancelled=bill.cancelled_at is not None,
-        paid=facts["paid"],
-        waived=facts["waived"],
-        disputed=facts["disputed"],
-        past_due=day > bill.due_date,
-        acknowledged=facts["acknowledged"],
-    )
+    return read_member_facts(bill=bill, user=user).on(bill, today)
 
 
 def bill_status_for(*, bill: Bill, user: User, today: datetime.date | None = None) -> BillStatus:
-    return derive_status(member_bill_facts(bill=bill, user=user, today=today))
+    return read_member_facts(bill=bill, user=user).status(bill, today)
 
 
 def member_bills(*, membership: Membership, today: datetime.date | None = None) -> QuerySet[Any]:
@@ -119,10 +74,10 @@ def member_bills(*, membership: Membership, today: datetime.date | None = None) 
         bills_applying_to(membership)
         .select_related("cluster")
         .annotate(
-            f_paid=_paid(bill, user_id),
-            f_waived=_dispute(bill, user_id, DisputeStatus.UPHELD),
-            f_disputed=_dispute(bill, user_id, DisputeStatus.OPEN),
-            f_acknowledged=_acknowledged(bill, user_id),
+            f_paid=paid_fact(bill, user_id),
+            f_waived=dispute_fact(bill, user_id, DisputeStatus.UPHELD),
+            f_disputed=dispute_fact(bill, user_id, DisputeStatus.OPEN),
+            f_acknowledged=acknowledged_fact(bill, user_id),
         )
         .annotate(
             status=status_case(
@@ -138,14 +93,7 @@ def member_bills(*, membership: Membership, today: datetime.date | None = None) 
             acknowledged_at=Subquery(
                 BillAcknowledgement.objects.filter(bill_id=bill, user_id=user_id).values("acknowledged_at")[:1]
             ),
-            paid_at=Subquery(
-                Transaction.objects.filter(
-                    bill_id=bill,
-                    payer_id=user_id,
-                    type=TransactionType.BILL_PAYMENT,
-                    status=TransactionStatus.COMPLETED,
-                ).values("created_at")[:1]
-            ),
+            paid_at=Subquery(completed_payment(bill, user_id).values("created_at")[:1]),
             can_pay=Case(
                 When(
                     Q(cancelled_at__isnull=True, f_paid=False, f_waived=False, f_disputed=False, f_acknowledged=True)
@@ -198,14 +146,14 @@ class _PageFacts:
     dispute_id: Any
 
     def facts(self, bill: Bill, day: datetime.date) -> MemberBillFacts:
-        return MemberBillFacts(
-            cancelled=bill.cancelled_at is not None,
+        stored = MemberFacts(
+            applies=True,
             paid=self.paid_at is not None,
             waived=self.waived,
             disputed=self.disputed,
-            past_due=day > bill.due_date,
             acknowledged=self.acknowledged_at is not None,
         )
+        return stored.on(bill, day)
 
 
 def _read_page_facts(vary: str, page: list[Any], fixed: Any) -> dict[Any, _PageFacts]:
@@ -214,8 +162,8 @@ def _read_page_facts(vary: str, page: list[Any], fixed: Any) -> dict[Any, _PageF
         "fixed": fixed,
         "upheld": DisputeStatus.UPHELD.value,
         "open": DisputeStatus.OPEN.value,
-        "payment": TransactionType.BILL_PAYMENT.value,
-        "completed": TransactionStatus.COMPLETED.value,
+        "payment": PAID_ENTRY["type"],
+        "completed": PAID_ENTRY["status"],
     }
     with connection.cursor() as cursor:
         cursor.execute(_page_facts_sql(vary), params)
@@ -263,10 +211,10 @@ def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> Q
         bill_audience(bill)
         .select_related("user")
         .annotate(
-            f_paid=_paid(bill.pk, member),
-            f_waived=_dispute(bill.pk, member, DisputeStatus.UPHELD),
-            f_disputed=_dispute(bill.pk, member, DisputeStatus.OPEN),
-            f_acknowledged=_acknowledged(bill.pk, member),
+            f_paid=paid_fact(bill.pk, member),
+            f_waived=dispute_fact(bill.pk, member, DisputeStatus.UPHELD),
+            f_disputed=dispute_fact(bill.pk, member, DisputeStatus.OPEN),
+            f_acknowledged=acknowledged_fact(bill.pk, member),
         )
         .annotate(
             status=status_case(
@@ -282,14 +230,7 @@ def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> Q
             acknowledged_at=Subquery(
                 BillAcknowledgement.objects.filter(bill_id=bill.pk, user_id=member).values("acknowledged_at")[:1]
             ),
-            paid_at=Subquery(
-                Transaction.objects.filter(
-                    bill_id=bill.pk,
-                    payer_id=member,
-                    type=TransactionType.BILL_PAYMENT,
-                    status=TransactionStatus.COMPLETED,
-                ).values("created_at")[:1]
-            ),
+            paid_at=Subquery(completed_payment(bill.pk, member).values("created_at")[:1]),
             dispute_id=Subquery(
                 BillDispute.objects.filter(bill_id=bill.pk, user_id=member).order_by("-created_at").values("id")[:1]
             ),

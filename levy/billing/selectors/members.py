@@ -24,12 +24,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.rules import PAID_ENTRY
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
-from levy.billing.selectors.facts import _acknowledged, _dispute, _paid
+from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
-from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+from levy.wallets.models import Transaction
 
 
 def _bills_of_outer_member() -> QuerySet[Bill]:
@@ -45,10 +46,10 @@ def _count_member_bills(condition: Q, *, total: str | None = None) -> Coalesce:
     bills = (
         _bills_of_outer_member()
         .annotate(
-            f_paid=_paid(bill, member),
-            f_waived=_dispute(bill, member, DisputeStatus.UPHELD),
-            f_disputed=_dispute(bill, member, DisputeStatus.OPEN),
-            f_acknowledged=_acknowledged(bill, member),
+            f_paid=paid_fact(bill, member),
+            f_waived=dispute_fact(bill, member, DisputeStatus.UPHELD),
+            f_disputed=dispute_fact(bill, member, DisputeStatus.OPEN),
+            f_acknowledged=acknowledged_fact(bill, member),
         )
         .filter(condition)
         .order_by()
@@ -193,8 +194,8 @@ def attach_member_summaries(memberships: Sequence[Membership], *, today: datetim
         True,
         True,
         *users,
-        TransactionType.BILL_PAYMENT.value,
-        TransactionStatus.COMPLETED.value,
+        PAID_ENTRY["type"],
+        PAID_ENTRY["status"],
         *users,
         DisputeStatus.UPHELD.value,
         *users,

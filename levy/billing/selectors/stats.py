@@ -27,7 +27,7 @@ from django.db.models.functions import Coalesce, Greatest
 from levy.billing.models import Bill, BillCounter, DisputeStatus
 from levy.billing.selectors.audience import _audience_of_outer_bill
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
-from levy.billing.selectors.facts import _acknowledged, _dispute, _paid
+from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
@@ -105,10 +105,10 @@ def bills_with_stats_recomputed(bills: QuerySet[Bill], *, today: datetime.date |
     return _with_derived_stats(
         bills.annotate(
             stat_eligible=_count_audience(),
-            stat_acknowledged=_count_audience(_acknowledged(bill, member)),
-            stat_paid=_count_audience(_paid(bill, member)),
-            stat_waived=_count_audience(_dispute(bill, member, DisputeStatus.UPHELD)),
-            stat_disputed=_count_audience(_dispute(bill, member, DisputeStatus.OPEN)),
+            stat_acknowledged=_count_audience(acknowledged_fact(bill, member)),
+            stat_paid=_count_audience(paid_fact(bill, member)),
+            stat_waived=_count_audience(dispute_fact(bill, member, DisputeStatus.UPHELD)),
+            stat_disputed=_count_audience(dispute_fact(bill, member, DisputeStatus.OPEN)),
             stat_collected=Coalesce(
                 Subquery(
                     Transaction.objects.filter(

@@ -304,10 +304,9 @@ class Command(BaseCommand):
         addr = os.environ.get("LEVY_DEMO_ADDR", DEFAULT_ADDR)
         write = self.stdout.write
         write("")
-        write(f"Sign in to the Django admin at http://{addr}/admin/ as the platform operator.")
         write(f"Every demo login uses the password: {DEMO_PASSWORD}")
-        write("Only the operator signs in to the Django admin (it needs is_staff). The estate's staff and")
-        write("residents hold their roles on memberships and use Levy's API (POST /api/v1/auth/token/).")
+        write("The estate's staff and residents sign in to the pages; the platform operator also to the")
+        write(f"Django admin at http://{addr}/admin/. Apps use the API (POST /api/v1/auth/token/).")
         write("")
         write(self.table(["email", "name", "role", "lives in estate", "Django admin"], self.login_rows(cluster)))
         write("")

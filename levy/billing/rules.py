@@ -1,0 +1,157 @@
+"""What a member may do with a bill, decided from their facts: every refusal in one place.
+
+:class:`MemberFacts` is what is stored about one member and one bill (and whether the
+bill applies to them); :func:`read_member_facts` reads it in one fixed statement, and
+``MemberFacts.on(bill)`` turns it into the facts a status is derived from — the one
+place that record is built. The refusals are pure functions of a bill and a
+``MemberFacts``: a service (under its locks), a selector and the ``Bill`` model's own
+methods ask the same question the same way.
+
+This module imports no billing model — it finds the two it reads in the app registry
+when its statement is first built — so ``levy.billing.models`` imports it, and
+``Bill``'s methods are thin calls into it without an import circle.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db import connection
+
+from levy.billing.status import DisputeStatus, MemberBillFacts, derive_status, estate_today
+from levy.common.db import column, db_value, fetch_one, table
+from levy.common.errors import ApplicationError, NotFoundError, RuleViolation
+from levy.estates.models import Membership
+from levy.wallets.models import Transaction, TransactionStatus, TransactionType
+
+if TYPE_CHECKING:
+    from levy.accounts.models import User
+    from levy.billing.models import Bill
+    from levy.billing.status import BillStatus
+
+# The "paid" fact: the member has a completed payment entry for the bill (at most one,
+# by a unique constraint). Every form of the fact — the ORM expressions of
+# ``levy.billing.selectors.facts``, the fixed statements, the recipients of a
+# notification — filters the ledger by these.
+PAID_ENTRY: dict[str, str] = {"type": TransactionType.BILL_PAYMENT, "status": TransactionStatus.COMPLETED}
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What is stored about one member and one bill."""
+
+    applies: bool  # the bill applies to the member (``bill_audience``)
+    paid: bool
+    waived: bool  # their dispute was upheld
+    disputed: bool  # they have an open dispute
+    acknowledged: bool
+
+    def on(self, bill: Bill, today: datetime.date | None = None) -> MemberBillFacts:
+        """The facts a status is derived from, on ``today`` (the estate's today)."""
+        return MemberBillFacts(
+            cancelled=bill.cancelled_at is not None,
+            paid=self.paid,
+            waived=self.waived,
+            disputed=self.disputed,
+            past_due=(today or estate_today()) > bill.due_date,
+            acknowledged=self.acknowledged,
+        )
+
+    def status(self, bill: Bill, today: datetime.date | None = None) -> BillStatus:
+        return derive_status(self.on(bill, today))
+
+
+@functools.cache
+def _read_facts_sql(vendor: str, estate_wide: bool) -> str:
+    m, t = Membership, Transaction
+    d, a = apps.get_model("billing", "BillDispute"), apps.get_model("billing", "BillAcknowledgement")
+    # The audience rule of ``bill_audience``: active resident members; for an
+    # estate-wide bill those who joined by its creation, else the bill's own member.
+    audience = f"{column(m, 'joined_at')} <= %(created)s" if estate_wide else f"{column(m, 'user')} = %(bill_user)s"
+    return (
+        "SELECT "  # noqa: S608 - identifiers from the models, values are parameters
+        f"EXISTS (SELECT 1 FROM {table(m)} WHERE {column(m, 'cluster')} = %(cluster)s "
+        f"AND {column(m, 'user')} = %(user)s AND {column(m, 'active')} = %(true)s "
+        f"AND {column(m, 'is_resident')} = %(true)s AND {audience}), "
+        f"EXISTS (SELECT 1 FROM {table(t)} WHERE {column(t, 'bill')} = %(bill)s AND {column(t, 'payer')} = %(user)s "
+        f"AND {column(t, 'type')} = %(payment)s AND {column(t, 'status')} = %(completed)s), "
+        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
+        f"AND {column(d, 'status')} = %(upheld)s), "
+        f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
+        f"AND {column(d, 'status')} = %(open)s), "
+        f"EXISTS (SELECT 1 FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s AND {column(a, 'user')} = %(user)s)"
+    )
+
+
+def read_member_facts(*, bill: Bill, user: User) -> MemberFacts:
+    """Whether the bill applies to the member, and the member's stored facts, in one
+    fixed statement (the same rules as ``bill_audience`` and the fact expressions of
+    ``levy.billing.selectors.facts``; tests compare the two forms)."""
+    model: Any = type(bill)
+    params = {
+        "cluster": db_value(Membership, "cluster", bill.cluster_id),
+        "user": db_value(Membership, "user", user.pk),
+        "bill": db_value(model, "id", bill.pk),
+        "created": db_value(model, "created_at", bill.created_at),
+        "bill_user": db_value(model, "user", bill.user_id),
+        "true": True,
+        "payment": PAID_ENTRY["type"],
+        "completed": PAID_ENTRY["status"],
+        "upheld": DisputeStatus.UPHELD.value,
+        "open": DisputeStatus.OPEN.value,
+    }
+    row = fetch_one(_read_facts_sql(connection.vendor, bill.user_id is None), params)
+    return MemberFacts(*(bool(value) for value in row))
+
+
+# --- refusals: why not, or None -------------------------------------------------------------
+
+
+def acknowledge_refusal(bill: Bill, facts: MemberFacts) -> ApplicationError | None:
+    """Why the member may not acknowledge ``bill`` (also the first checks of a dispute)."""
+    if not facts.applies:
+        return NotFoundError()
+    if bill.cancelled_at is not None:
+        return RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+    return None
+
+
+def dispute_refusal(bill: Bill, facts: MemberFacts) -> ApplicationError | None:
+    """Why the member may not dispute ``bill``."""
+    refusal = acknowledge_refusal(bill, facts)
+    if refusal is not None:
+        return refusal
+    if facts.paid:
+        return RuleViolation("You have already paid this bill.", code="bill_already_paid")
+    if facts.waived:
+        return RuleViolation("This bill was already waived for you.", code="bill_waived")
+    if facts.disputed:
+        return RuleViolation("You already have an open dispute on this bill.", code="dispute_already_open")
+    return None
+
+
+def payment_refusal(bill: Bill, facts: MemberFacts, today: datetime.date | None = None) -> ApplicationError | None:
+    """Why the member may not pay ``bill`` now. The order is the order the checks are
+    reported in."""
+    if not facts.applies:
+        return NotFoundError()
+    status_facts = facts.on(bill, today)
+    if status_facts.cancelled:
+        return RuleViolation("This bill has been cancelled.", code="bill_cancelled")
+    if status_facts.paid:
+        return RuleViolation("You have already paid this bill.", code="bill_already_paid")
+    if status_facts.waived:
+        return RuleViolation("This bill was waived for you.", code="bill_waived")
+    if status_facts.disputed:
+        return RuleViolation("You have an open dispute on this bill.", code="bill_disputed")
+    if not status_facts.acknowledged:
+        return RuleViolation("Acknowledge the bill before paying it.", code="bill_not_acknowledged")
+    if status_facts.past_due and not bill.allow_payment_after_due:
+        return RuleViolation(
+            "This bill is past its due date and no longer accepts payment.", code="payment_after_due_not_allowed"
+        )
+    return None

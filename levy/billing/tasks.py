@@ -1,0 +1,17 @@
+"""Celery tasks of billing. Each is safe to run twice, and two at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from levy.billing.schedules import schedules_issue_due
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def issue_scheduled_bills() -> dict[str, Any]:
+    """Beat: issue every recurring bill whose period has come (catching up after an
+    outage). The schedule's row lock and the (schedule, period) unique key make a
+    concurrent or repeated run issue nothing twice."""
+    return schedules_issue_due()

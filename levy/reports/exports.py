@@ -1,0 +1,238 @@
+"""CSV exports of the manager lists, from the lists' own selectors.
+
+An export is the list without pages: the selector's rows in the selector's ordering,
+read through a server-side cursor (``QuerySet.iterator``) one chunk at a time, each
+chunk decorated the way the list decorates a page (one statement per chunk), then
+written out line by line. Memory holds one chunk whatever the estate's size, and the
+first lines leave as soon as the first chunk is read (docs/decisions/0022).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from levy.billing.models import Bill
+from levy.billing.selectors import (
+    BillFilters,
+    BillMemberFilters,
+    MemberFilters,
+    bill_list,
+    bill_member_list,
+    member_list,
+)
+from levy.common.listing import Listing
+from levy.estates.access import EstateAccess
+from levy.reports.csvfiles import amount, text
+from levy.wallets.selectors import TransactionFilters, transaction_list
+
+# Rows read from the database, and decorated, at a time.
+CHUNK_SIZE = 1000
+
+
+def listing_rows(listing: Listing[Any], *, chunk_size: int | None = None) -> Iterator[Any]:
+    """Every row of a list selector, in its ordering, decorated chunk by chunk."""
+    size = chunk_size or CHUNK_SIZE
+    rows = listing.rows.order_by(*listing.ordering).iterator(chunk_size=size)
+    while chunk := list(itertools.islice(rows, size)):
+        yield from listing.page(chunk)
+
+
+def _when(value: Any) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def _id(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export: its file name, its header and its rows (already CSV cells)."""
+
+    name: str
+    header: list[str]
+    rows: Iterator[list[str]]
+
+
+def _rows(listing: Listing[Any], cells: Callable[[Any], list[str]]) -> Iterator[list[str]]:
+    return (cells(row) for row in listing_rows(listing))
+
+
+# --- bills with their counts ----------------------------------------------------------------
+
+BILL_HEADER = [
+    "id",
+    "reference",
+    "title",
+    "category",
+    "amount",
+    "currency",
+    "due_date",
+    "allow_payment_after_due",
+    "is_cluster_wide",
+    "user_id",
+    "cancelled_at",
+    "created_at",
+    "schedule_id",
+    "schedule_period",
+    "eligible",
+    "acknowledged",
+    "paid",
+    "disputed",
+    "waived",
+    "overdue",
+    "outstanding",
+    "collected_amount",
+]
+
+
+def bills_export(*, access: EstateAccess, filters: BillFilters) -> Export:
+    """What the bill list shows, every bill the filters keep."""
+    currency = access.cluster.currency
+
+    def cells(bill: Any) -> list[str]:
+        return [
+            str(bill.pk),
+            bill.reference,
+            text(bill.title),
+            bill.category,
+            amount(bill.amount),
+            currency,
+            bill.due_date.isoformat(),
+            str(bill.allow_payment_after_due).lower(),
+            str(bill.user_id is None).lower(),
+            _id(bill.user_id),
+            _when(bill.cancelled_at),
+            _when(bill.created_at),
+            _id(bill.schedule_id),
+            _id(bill.schedule_period),
+            str(bill.stat_eligible),
+            str(bill.stat_acknowledged),
+            str(bill.stat_paid),
+            str(bill.stat_disputed),
+            str(bill.stat_waived),
+            str(bill.stat_overdue),
+            str(bill.stat_outstanding),
+            amount(bill.stat_collected),
+        ]
+
+    return Export("bills", BILL_HEADER, _rows(bill_list(access=access, filters=filters), cells))
+
+
+# --- one bill, member by member -------------------------------------------------------------
+
+BILL_MEMBER_HEADER = ["user_id", "name", "email", "status", "acknowledged_at", "paid_at", "dispute_id"]
+
+
+def bill_members_export(*, bill: Bill, filters: BillMemberFilters) -> Export:
+    """Each member of one bill's audience (a bill from ``access_bill_as_staff``) with
+    their status, as the bill's member list."""
+
+    def cells(membership: Any) -> list[str]:
+        return [
+            str(membership.user_id),
+            text(membership.user.name),
+            text(membership.user.email),
+            str(membership.status),
+            _when(membership.acknowledged_at),
+            _when(membership.paid_at),
+            _id(membership.dispute_id),
+        ]
+
+    listing = bill_member_list(bill=bill, filters=filters)
+    return Export(f"bill-{bill.reference}-members", BILL_MEMBER_HEADER, _rows(listing, cells))
+
+
+# --- members with their bill summary --------------------------------------------------------
+
+MEMBER_HEADER = [
+    "id",
+    "email",
+    "name",
+    "role",
+    "is_resident",
+    "active",
+    "joined_at",
+    "outstanding_count",
+    "outstanding_amount",
+    "overdue_count",
+    "unacknowledged_count",
+    "disputed_count",
+    "paid_count",
+    "currency",
+]
+
+
+def members_export(*, access: EstateAccess, filters: MemberFilters) -> Export:
+    """The member list with each member's bill summary (the hover card's figures)."""
+    currency = access.cluster.currency
+
+    def cells(membership: Any) -> list[str]:
+        return [
+            str(membership.user_id),
+            text(membership.user.email),
+            text(membership.user.name),
+            membership.role,
+            str(membership.is_resident).lower(),
+            str(membership.active).lower(),
+            _when(membership.joined_at),
+            str(membership.sum_outstanding_count),
+            amount(membership.sum_outstanding_amount),
+            str(membership.sum_overdue_count),
+            str(membership.sum_unacknowledged_count),
+            str(membership.sum_disputed_count),
+            str(membership.sum_paid_count),
+            currency,
+        ]
+
+    return Export("members", MEMBER_HEADER, _rows(member_list(access=access, filters=filters), cells))
+
+
+# --- the ledger -----------------------------------------------------------------------------
+
+TRANSACTION_HEADER = [
+    "id",
+    "reference",
+    "created_at",
+    "type",
+    "status",
+    "amount",
+    "currency",
+    "balance_after",
+    "user_id",
+    "bill_id",
+    "initiated_by_id",
+    "failure_reason",
+    "note",
+    "retry_of_id",
+    "reverses_id",
+]
+
+
+def transactions_export(*, access: EstateAccess, filters: TransactionFilters) -> Export:
+    """The estate's ledger entries the filters keep, newest first."""
+    currency = access.cluster.currency
+
+    def cells(tx: Any) -> list[str]:
+        return [
+            str(tx.pk),
+            tx.reference,
+            _when(tx.created_at),
+            tx.type,
+            tx.status,
+            amount(tx.amount),
+            currency,
+            amount(tx.balance_after),
+            str(tx.payer_id),
+            _id(tx.bill_id),
+            str(tx.initiated_by_id),
+            tx.failure_reason,
+            text(tx.note),
+            _id(tx.retry_of_id),
+            _id(tx.reverses_id),
+        ]
+
+    return Export("transactions", TRANSACTION_HEADER, _rows(transaction_list(access=access, filters=filters), cells))

@@ -1,0 +1,107 @@
+"""How the pages write amounts, dates and statuses: one way each, used by every template
+through the filters of ``levy.web.templatetags.levy``.
+
+- An amount carries its estate's currency symbol and grouping: ``₦15,000.00``.
+- Dates are on the estate's calendar (``settings.TIME_ZONE``, the clock due dates are
+  judged by), and read relative where that helps: "due in 3 days", "overdue by 12 days".
+- A status is a badge whose words match the status names of ``product.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from levy.billing.status import BillStatus
+
+CURRENCY_SYMBOLS = {
+    "NGN": "₦",
+    "GHS": "GH₵",
+    "KES": "KSh ",
+    "ZAR": "R ",
+    "USD": "$",
+    "GBP": "£",
+    "EUR": "€",
+    "XOF": "CFA ",
+}
+CENT = Decimal("0.01")
+
+
+def money(amount: object, currency: str = "NGN") -> str:
+    """``₦15,000.00``; ``-₦500.00`` for a negative amount; an unknown currency is written
+    as its code (``XYZ 15,000.00``)."""
+    try:
+        value = Decimal(str(amount)).quantize(CENT, rounding=ROUND_HALF_UP)
+    except (InvalidOperation, ValueError, TypeError):
+        return ""
+    symbol = CURRENCY_SYMBOLS.get((currency or "").upper(), f"{(currency or '').upper()} ")
+    sign = "-" if value < 0 else ""
+    return f"{sign}{symbol}{abs(value):,.2f}"
+
+
+def estate_date(value: datetime.date | datetime.datetime | None) -> str:
+    """``5 Dec 2026`` on the estate's calendar."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime.datetime):
+        value = timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
+    return f"{value.day} {value:%b %Y}"
+
+
+def estate_datetime(value: datetime.datetime | None) -> str:
+    """``5 Dec 2026, 14:05`` in the estate's time zone."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def due_relative(due: datetime.date | None, today: datetime.date | None = None) -> str:
+    """ "due in 3 days", "due today", "due tomorrow", "overdue by 12 days"."""
+    if due is None:
+        return ""
+    day = today or timezone.localdate()
+    delta = (due - day).days
+    if delta == 0:
+        return "due today"
+    if delta == 1:
+        return "due tomorrow"
+    if delta > 1:
+        return f"due in {_days(delta)}"
+    return f"overdue by {_days(-delta)}"
+
+
+def ago(value: datetime.datetime | None, now: datetime.datetime | None = None) -> str:
+    """ "just now", "5 minutes ago", "3 hours ago", "2 days ago", then the date."""
+    if value is None:
+        return ""
+    seconds = int(((now or timezone.now()) - value).total_seconds())
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    if seconds < 86400:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''} ago"
+    if seconds < 7 * 86400:
+        return f"{_days(seconds // 86400)} ago"
+    return estate_date(value)
+
+
+STATUS_LABELS = {status.value: status.label for status in BillStatus}
+
+
+def status_badge(status: object) -> SafeString:
+    """A status as a badge: its word (never colour alone) in the status's colour."""
+    key = str(getattr(status, "value", status) or "")
+    label = STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
+    return format_html('<span class="badge badge-{}">{}</span>', key or "none", label)

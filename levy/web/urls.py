@@ -1,0 +1,27 @@
+"""The pages. Estate pages live under ``estates/<cluster_id>/`` and are views of
+:class:`levy.web.views.base.EstatePage`; ``tests/web/test_page_isolation.py`` fails for
+one without isolation coverage."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver, include, path
+
+from levy.web.views import auth, dashboard, home
+
+app_name = "web"
+
+estate_patterns: list[URLPattern | URLResolver] = [
+    path("", home.EstateLanding.as_view(), name="estate"),
+    path("dashboard/", dashboard.DashboardPage.as_view(), name="dashboard"),
+]
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", home.home, name="home"),
+    path("sign-in/", auth.SignInView.as_view(), name="sign-in"),
+    path("sign-out/", auth.SignOutView.as_view(), name="sign-out"),
+    path("password/forgot/", auth.ForgotPasswordView.as_view(), name="password-forgot"),
+    path("password/sent/", auth.PasswordSentView.as_view(), name="password-sent"),
+    path("password/set/<uidb64>/<token>/", auth.SetPasswordView.as_view(), name="set-password"),
+    path("notifications/", home.notifications, name="notifications"),
+    path("estates/<str:cluster_id>/", include(estate_patterns)),
+]
