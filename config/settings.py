@@ -121,6 +121,10 @@ def production_problems() -> list[str]:
         )
     if not env("DJANGO_HSTS_SECONDS", "0").isdigit():
         problems.append("DJANGO_HSTS_SECONDS must be a whole number of seconds")
+    from levy.payments.secrets import key_problem  # the provider secrets' key: one rule, in its module
+
+    if provider_key_problem := key_problem(env("LEVY_PROVIDER_SECRETS_KEY")):
+        problems.append(provider_key_problem)
     return problems
 
 
@@ -151,6 +155,7 @@ INSTALLED_APPS = [
     "levy.estates",
     "levy.billing",
     "levy.wallets",
+    "levy.payments",
     "levy.notifications",
     "levy.audit",
     "levy.api",
@@ -200,7 +205,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "levy.web.context.layout",
             ],
-            "builtins": ["levy.web.templatetags.levy"],
+            "builtins": ["levy.web.templatetags.levy", "template_partials.templatetags.partials"],
         },
     },
 ]
@@ -346,6 +351,13 @@ LEVY_RATE_LIMITS = {
     "pay": env("LEVY_RATE_PAY", "30/min"),
     "credit": env("LEVY_RATE_CREDIT", "120/min"),
     "bill_create": env("LEVY_RATE_BILL_CREATE", "60/min"),
+    "top_up": env("LEVY_RATE_TOP_UP", "20/min"),
+    "top_up_return": env("LEVY_RATE_TOP_UP_RETURN", "60/min"),
+    "webhook": env("LEVY_RATE_WEBHOOK", "600/min"),
+    # "Forgot your password?" emails: per client address, and per email address asked for
+    # (so nobody can flood someone's inbox with reset links).
+    "password_reset": env("LEVY_RATE_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": env("LEVY_RATE_PASSWORD_RESET_EMAIL", "5/hour"),
 }
 LEVY_RATE_LIMITS_ENABLED = env_bool("LEVY_RATE_LIMITS_ENABLED", True)
 # Per account, in the database: this many wrong passwords in a row (each within the
@@ -401,6 +413,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "levy.billing.status.BillStatus",
         "ScheduleStatusEnum": "levy.billing.selectors.schedules.SCHEDULE_STATUSES",
+        "TopUpStatusEnum": "levy.payments.models.TopUpStatus",
     },
     # The docs page's scripts are served by Levy itself (no CDN).
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -443,6 +456,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "levy.notifications.tasks.sweep_undelivered",
         "schedule": float(env("LEVY_SWEEP_EVERY_SECONDS", "60")),
     },
+    "sweep-top-ups": {
+        "task": "levy.payments.tasks.sweep_top_ups",
+        "schedule": float(env("LEVY_TOPUP_SWEEP_EVERY_SECONDS", "300")),
+    },
     "payment-reminders": {
         "task": "levy.notifications.tasks.send_payment_reminders",
         "schedule": crontab(hour=int(env("LEVY_REMINDER_HOUR", "8")), minute=0),
@@ -454,7 +471,27 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900")),
         "options": {"expires": float(env("LEVY_SCHEDULE_EVERY_SECONDS", "900"))},
     },
+    "issue-late-fees": {
+        "task": "levy.billing.tasks.issue_late_fees",
+        "schedule": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900")),
+        "options": {"expires": float(env("LEVY_LATE_FEE_EVERY_SECONDS", "900"))},
+    },
 }
+# A late fee is due this many days after it is charged (it can be paid after that too).
+LEVY_LATE_FEE_PAY_DAYS = int(env("LEVY_LATE_FEE_PAY_DAYS", "14"))
+
+# --- payment providers (docs/operations.md) ---------------------------------------------------
+# Fernet key(s) sealing the estates' provider secrets; the first seals, all open. Required
+# in production; development and tests use a key derived from a fixed string.
+LEVY_PROVIDER_SECRETS_KEY = env("LEVY_PROVIDER_SECRETS_KEY")
+LEVY_PAYSTACK_BASE_URL = env("LEVY_PAYSTACK_BASE_URL", "https://api.paystack.co")
+LEVY_FLUTTERWAVE_BASE_URL = env("LEVY_FLUTTERWAVE_BASE_URL", "https://api.flutterwave.com")
+LEVY_PROVIDER_TIMEOUT_SECONDS = float(env("LEVY_PROVIDER_TIMEOUT_SECONDS", "5"))
+LEVY_PROVIDER_RETRIES = int(env("LEVY_PROVIDER_RETRIES", "1"))
+LEVY_TOPUP_EXPIRE_MINUTES = int(env("LEVY_TOPUP_EXPIRE_MINUTES", "60"))
+LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS = int(env("LEVY_TOPUP_SWEEP_MIN_AGE_SECONDS", "120"))
+# Where the provider sends the resident back after checkout (default: the API's return endpoint).
+LEVY_TOPUP_RETURN_URL = env("LEVY_TOPUP_RETURN_URL")
 
 # --- notifications -----------------------------------------------------------------------------
 LEVY_NOTIFICATION_CHANNELS = [c for c in env("LEVY_NOTIFICATION_CHANNELS", "email").split(",") if c]
@@ -490,6 +527,9 @@ LEVY_PUBLIC_URL = env("LEVY_PUBLIC_URL") or env("LEVY_SITE_URL", "http://127.0.0
 if not LEVY_PUBLIC_URL.endswith("/"):
     LEVY_PUBLIC_URL += "/"
 LEVY_SITE_URL = LEVY_PUBLIC_URL
+# A members import whose run has not finished after this long (its worker died) is
+# taken over by the next delivery of its task (levy/estates/imports.py).
+LEVY_IMPORT_STALE_SECONDS = int(env("LEVY_IMPORT_STALE_SECONDS", "900"))
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).
 LEVY_PDF_FONT_DIR = env("LEVY_PDF_FONT_DIR", "/usr/share/fonts/truetype/dejavu")

@@ -25,7 +25,8 @@ from levy.billing.models import Bill, BillDispute, BillSchedule
 from levy.common.db import column, db_value, fetch_one, model_columns, model_from_row, table
 from levy.common.errors import NotFoundError
 from levy.estates.access import EstateAccess, access_cluster, parse_uuid
-from levy.estates.models import Membership
+from levy.estates.models import MemberImport, Membership
+from levy.estates.permissions import MembersPermissions
 from levy.wallets.models import Transaction
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "access_bill_as_staff",
     "access_cluster",
     "access_dispute",
+    "access_member_import",
     "access_membership",
     "access_own_transaction",
     "access_schedule",
@@ -58,6 +60,12 @@ def access_membership(access: EstateAccess, user_id: object) -> Membership:
     """A membership of the caller's estate, by the member's user id (404 otherwise)."""
     pk = parse_uuid(user_id)
     return _one(Membership.objects.select_related("user").filter(cluster_id=access.cluster.pk, user_id=pk))
+
+
+def access_member_import(access: EstateAccess, import_id: object) -> MemberImport:
+    """A members import of the caller's estate, for a caller who manages its members."""
+    access.require(MembersPermissions.ManageMembers)
+    return _one(MemberImport.objects.filter(cluster_id=access.cluster.pk, pk=parse_uuid(import_id)).defer("content"))
 
 
 # --- bills and disputes -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from levy.billing.services import BillInput, bill_create_cluster_wide, bill_crea
 from levy.estates.access import EstateAccess, access_cluster
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
+from levy.payments.fake import FakeProviderServer
 from levy.wallets.models import Transaction
 from levy.wallets.services import wallet_credit
 from tests.factories import ClusterFactory, MembershipFactory
@@ -39,6 +40,25 @@ def _tasks_in_process() -> Iterator[None]:
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="session")
+def fake_provider_server() -> Iterator[FakeProviderServer]:
+    """One local fake of Paystack and Flutterwave for the whole run (levy/payments/fake.py)."""
+    server = FakeProviderServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _providers_are_local_fakes(fake_provider_server: FakeProviderServer, settings: Any) -> None:
+    """No test talks to a real provider: the adapters' base URLs point at the fake, with
+    short timeouts so that a "timeout" test takes a second, not a minute."""
+    settings.LEVY_PAYSTACK_BASE_URL = fake_provider_server.paystack_url
+    settings.LEVY_FLUTTERWAVE_BASE_URL = fake_provider_server.flutterwave_url
+    settings.LEVY_PROVIDER_TIMEOUT_SECONDS = 1.0
+    settings.LEVY_PROVIDER_RETRIES = 1
+    fake_provider_server.fake.reset()
 
 
 @pytest.fixture(autouse=True)

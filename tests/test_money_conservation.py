@@ -1,6 +1,7 @@
 """Money is conserved: a hypothesis state machine over the real services on PostgreSQL.
 
-The machine runs random sequences of credits, bills (estate-wide and user-specific),
+The machine runs random sequences of credits, top-ups through a payment provider (the
+local fake, over HTTP), bills (estate-wide and user-specific),
 acknowledgements, disputes, resolutions, payments (and replays of their idempotency
 keys), cancellations and refunds. It keeps a plain Python model of what each call
 must do — succeed, or be refused with exactly which error — and of every wallet's
@@ -59,6 +60,9 @@ from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.estates.services import member_update
+from levy.payments.fake import FakeProvider, FakeProviderServer
+from levy.payments.models import TopUp, TopUpStatus
+from levy.payments.services import provider_account_save, topup_return, topup_start, webhook_receive
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
 from levy.wallets.services import bill_pay, bill_payment_refund, wallet_credit
@@ -79,6 +83,9 @@ bill_amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("20000.0
 # A monotonic clock for "who joined before which bill": an estate-wide bill applies
 # to the resident members whose membership began on or before its issue time.
 _ticks = itertools.count(1)
+
+# The local fake of the payment providers (tests/conftest.py) the top-ups go through.
+PROVIDER: dict[str, FakeProvider] = {}
 
 # What the calls did, over the whole run: proof the run exercised every path.
 OUTCOMES: Counter[str] = Counter()
@@ -134,6 +141,9 @@ OK = Expectation()
 
 
 MAX_RESIDENCY_CHANGES = 3
+# Rationed like residency changes: each top-up is two HTTP calls to the fake, and the
+# money they bring must not starve the paths that need a short wallet.
+MAX_TOP_UPS = 2
 
 
 class MoneyMachine(RuleBasedStateMachine):
@@ -153,6 +163,8 @@ class MoneyMachine(RuleBasedStateMachine):
         self.received = ZERO
         self.revenue = ZERO
         self.residency_changes = 0
+        self.top_ups = 0
+        provider_account_save(access=self.admin, provider="paystack", secret_key=new_key("sk_test"), active=True)
 
     # --- the model's rules ---------------------------------------------------------
 
@@ -310,6 +322,30 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(data=st.data(), amount=credits)
     def credit(self, data: st.DataObject, amount: Decimal) -> None:
         self.fund(data.draw(st.sampled_from(self.members), label="member"), amount)
+
+    @precondition(lambda self: self.top_ups < MAX_TOP_UPS)
+    @rule(data=st.data(), amount=bill_amounts, by_webhook=st.booleans())
+    def top_up(self, data: st.DataObject, amount: Decimal, by_webhook: bool) -> None:
+        """A member tops up through the provider (the fake, over HTTP); the payment is
+        confirmed by the webhook or the return page, then by the other one: credited once."""
+        self.top_ups += 1
+        member = data.draw(st.sampled_from(self.members), label="member")
+        started = self.call(OK, topup_start, access=member.access, amount=amount, idempotency_key=new_key("topup"))
+        PROVIDER["fake"].pay(started.reference, send_webhook=False)
+        body, headers = PROVIDER["fake"].webhook(started.reference)
+        for confirm_by_webhook in (by_webhook, not by_webhook):
+            if confirm_by_webhook:
+                webhook_receive(account_id=started.account_id, body=body, headers=headers)
+            else:
+                topup_return(reference=started.reference)
+        member.balance += amount
+        self.received += amount
+        credited = TopUp.objects.select_related("transaction").get(pk=started.pk)
+        assert (credited.status, credited.transaction.amount, credited.transaction.balance_after) == (
+            TopUpStatus.CREDITED,
+            amount,
+            member.balance,
+        )
 
     @precondition(lambda self: len(self.bills) < MAX_BILLS)
     @rule(amount=bill_amounts)
@@ -563,6 +599,7 @@ class MoneyMachine(RuleBasedStateMachine):
 MUST_REACH = frozenset(
     {
         "wallet_credit: ok",
+        "topup_start: ok",
         "bill_acknowledge: ok",
         "bill_acknowledge: NotFoundError",
         "bill_dispute: ok",
@@ -586,10 +623,11 @@ MUST_REACH = frozenset(
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_money_is_conserved(settings: Any) -> None:
+def test_money_is_conserved(settings: Any, fake_provider_server: FakeProviderServer) -> None:
     # The factories set a password on every user; PBKDF2 would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     OUTCOMES.clear()
+    PROVIDER["fake"] = fake_provider_server.fake
     run_state_machine_as_test(
         MoneyMachine,
         settings=hypothesis.settings(

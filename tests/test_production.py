@@ -11,6 +11,7 @@ process itself stays in development mode and needs no database.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -29,6 +30,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 from django.conf import settings
 
+from levy.payments.secrets import development_key
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         "DATABASE_URL": scratch_url("DATABASE_URL", "postgres://root@127.0.0.1:5432/levy", "/postgres"),
         "REDIS_URL": scratch_url("REDIS_URL", "redis://127.0.0.1:6379/0", "/2"),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LEVY_PROVIDER_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "LEVY_METRICS_TOKEN": METRICS_TOKEN,
     }
     for name, value in overrides.items():
@@ -113,6 +116,15 @@ REFUSALS = {
     "debug on": Refusal({"DJANGO_DEBUG": "1"}, ("DJANGO_DEBUG is on: production never runs with DEBUG",)),
     "HSTS seconds not a number": Refusal(
         {"DJANGO_HSTS_SECONDS": "one year"}, ("DJANGO_HSTS_SECONDS must be a whole number of seconds",)
+    ),
+    "provider secrets key missing": Refusal(
+        {"LEVY_PROVIDER_SECRETS_KEY": None}, ("LEVY_PROVIDER_SECRETS_KEY is not set",)
+    ),
+    "provider secrets key not a Fernet key": Refusal(
+        {"LEVY_PROVIDER_SECRETS_KEY": "not-a-key"}, ("LEVY_PROVIDER_SECRETS_KEY holds a key that is not a Fernet key",)
+    ),
+    "development provider secrets key": Refusal(
+        {"LEVY_PROVIDER_SECRETS_KEY": development_key()}, ("LEVY_PROVIDER_SECRETS_KEY is the development key",)
     ),
     "metrics token missing": Refusal(
         {"LEVY_METRICS_TOKEN": None},

@@ -28,6 +28,7 @@ STATUS_BY_ERROR: list[tuple[type[app.ApplicationError], int]] = [
     (app.NotFoundError, 404),
     (app.RuleViolation, 409),
     (app.IdempotencyKeyReusedError, 422),
+    (app.UpstreamError, 503),
 ]
 
 

@@ -68,6 +68,7 @@ class BillBaseSerializer(serializers.Serializer):
     due_date = serializers.DateField()
     allow_payment_after_due = serializers.BooleanField()
     is_cluster_wide = serializers.SerializerMethodField()
+    late_fee_of_id = serializers.UUIDField(allow_null=True, help_text="On a late fee: the bill it is the late fee of.")
     created_at = serializers.DateTimeField()
 
     def get_is_cluster_wide(self, bill: Any) -> bool:

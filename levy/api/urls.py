@@ -1,15 +1,22 @@
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.api import auth_views
+from levy.api import auth_views, payments_views
 from levy.api.management import views as management
+from levy.api.management import views_payments as management_payments
 from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
+from levy.api.members import views_payments as member_payments
 from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),
     path("members/export.csv", reports.MembersExportView.as_view(), name="management-members-export"),
     path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
+    path(
+        "members/imports/<str:import_id>/",
+        management.MemberImportStatusView.as_view(),
+        name="management-members-import-status",
+    ),
     path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
     path(
         "members/<str:user_id>/unlock-sign-in/",
@@ -34,6 +41,22 @@ management_patterns: list[URLPattern | URLResolver] = [
     path("transactions/", management.TransactionListView.as_view(), name="management-transactions"),
     path("transactions/export.csv", reports.TransactionsExportView.as_view(), name="management-transactions-export"),
     path("wallets/<str:user_id>/credit/", management.WalletCreditView.as_view(), name="management-wallet-credit"),
+    path(
+        "payment-providers/",
+        management_payments.ProviderAccountListView.as_view(),
+        name="management-payment-providers",
+    ),
+    path("top-ups/", management_payments.ManagedTopUpListView.as_view(), name="management-top-ups"),
+    path(
+        "transactions/<str:transaction_id>/refund/",
+        management_payments.TransactionRefundView.as_view(),
+        name="management-transaction-refund",
+    ),
+    path(
+        "payment-anomalies/",
+        management_payments.PaymentAnomalyListView.as_view(),
+        name="management-payment-anomalies",
+    ),
     path(
         "transactions/<str:transaction_id>/receipt/",
         reports.ManagementReceiptView.as_view(),
@@ -70,6 +93,9 @@ cluster_patterns: list[URLPattern | URLResolver] = [
     path("leave/", members.LeaveView.as_view(), name="member-leave"),
     path("wallet/transactions/", members.WalletTransactionsView.as_view(), name="member-wallet-transactions"),
     path("transactions/<str:transaction_id>/retry/", members.RetryView.as_view(), name="member-transaction-retry"),
+    path("top-ups/", member_payments.TopUpListView.as_view(), name="member-top-ups"),
+    path("top-ups/<str:top_up_id>/", member_payments.TopUpDetailView.as_view(), name="member-top-up"),
+    path("bills/<str:bill_id>/pay-by-card/", member_payments.PayByCardView.as_view(), name="member-bill-pay-by-card"),
     path(
         "transactions/<str:transaction_id>/receipt/",
         reports.MemberReceiptView.as_view(),
@@ -85,6 +111,10 @@ urlpatterns = [
     path("me/", auth_views.MeView.as_view(), name="me"),
     path("clusters/", auth_views.ClusterListView.as_view(), name="clusters"),
     path("clusters/<str:cluster_id>/", include(cluster_patterns)),
+    # Provider-facing: a webhook per estate account (its id is the secret-free part of
+    # the URL entered in the provider's dashboard) and the return from checkout.
+    path("payments/webhooks/<str:account_id>/", payments_views.WebhookView.as_view(), name="payments-webhook"),
+    path("payments/return/", payments_views.TopUpReturnView.as_view(), name="payments-return"),
     path("notifications/", auth_views.NotificationListView.as_view(), name="notifications"),
     path("notifications/read-all/", auth_views.NotificationReadAllView.as_view(), name="notifications-read-all"),
     path(

@@ -31,6 +31,11 @@ class BillCategory(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class LateFeeKind(models.TextChoices):
+    FIXED = "fixed", "Fixed amount"
+    PERCENT = "percent", "Percentage of the bill"
+
+
 class ScheduleFrequency(models.TextChoices):
     MONTHLY = "monthly", "Monthly"
     QUARTERLY = "quarterly", "Quarterly"
@@ -141,9 +146,42 @@ class Bill(UUIDModel):
         BillSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="bills", db_index=False
     )
     schedule_period = models.PositiveIntegerField(null=True, blank=True)
+    # The late-fee rule ("" = none): a fixed amount or a percentage of ``amount``,
+    # charged to each member still owing ``late_fee_grace_days`` after the due date
+    # (levy.billing.late_fees). ``late_fees_issued_at``: when that was done.
+    late_fee_kind = models.CharField(max_length=16, choices=LateFeeKind.choices, blank=True, default="", db_default="")
+    late_fee_value = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, null=True, blank=True)
+    late_fee_grace_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    late_fees_issued_at = models.DateTimeField(null=True, blank=True)
+    # Set on a late-fee bill: the bill it is the late fee of.
+    late_fee_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="late_fees", db_index=False
+    )
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=Q(late_fee_kind="", late_fee_value__isnull=True, late_fee_grace_days__isnull=True)
+                | Q(late_fee_kind=LateFeeKind.FIXED, late_fee_value__gt=0, late_fee_grace_days__isnull=False)
+                | Q(
+                    late_fee_kind=LateFeeKind.PERCENT,
+                    late_fee_value__gt=0,
+                    late_fee_value__lte=100,
+                    late_fee_grace_days__isnull=False,
+                ),
+                name="bill_late_fee_rule_valid",
+            ),
+            # A late fee is one member's, and carries no late fee of its own.
+            models.CheckConstraint(
+                condition=Q(late_fee_of__isnull=True) | Q(user__isnull=False, late_fee_kind=""),
+                name="bill_late_fee_is_a_members",
+            ),
+            # One late fee per member per bill, whoever issues it and however often.
+            models.UniqueConstraint(
+                fields=["late_fee_of", "user"],
+                condition=Q(late_fee_of__isnull=False),
+                name="late_fee_once_per_member",
+            ),
             # Each period of a schedule is billed at most once, whoever issues it.
             models.UniqueConstraint(
                 fields=["schedule", "schedule_period"],
@@ -179,6 +217,12 @@ class Bill(UUIDModel):
                 fields=["cluster", "-created_at"],
                 name="bill_cluster_wide_idx",
                 condition=Q(user__isnull=True),
+            ),
+            # What the late-fee task reads: bills with a rule whose fees are not issued.
+            models.Index(
+                fields=["due_date"],
+                name="late_fee_pending_idx",
+                condition=Q(late_fees_issued_at__isnull=True, cancelled_at__isnull=True) & ~Q(late_fee_kind=""),
             ),
         ]
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from levy.audit.services import audit_record
 from levy.billing import rules
 from levy.billing.counters import counter_add, counters_open, recount
-from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus
+from levy.billing.late_fees import late_fee_for_member, late_fee_run_wait, late_fee_waive, late_fees_cancel
+from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus, LateFeeKind
 from levy.billing.selectors import BillStats, bill_audience, estate_today
 from levy.billing.status import BillStatus, derive_status
 from levy.common.db import insert_row, insert_unless_exists, lock_row_for_share, refresh_for_share
@@ -47,6 +48,11 @@ class BillInput:
     amount: Any
     due_date: datetime.date
     allow_payment_after_due: bool
+    # The late-fee rule, set when the bill is created (see levy.billing.late_fees):
+    # "" (none), "fixed" (an amount) or "percent" (of the bill's amount).
+    late_fee_kind: str = ""
+    late_fee_value: Any = None
+    late_fee_grace_days: Any = None
 
 
 def _clean_text(value: Any, field: str, *, required: bool, max_length: int, errors: dict[str, list[str]]) -> str:
@@ -134,9 +140,48 @@ def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
 # --- creation ---------------------------------------------------------------------------
 
 
+MAX_GRACE_DAYS = 366
+
+
+def _validated_late_fee(data: BillInput, *, currency: str) -> dict[str, Any]:
+    """The late-fee rule's fields, or ``ValidationError`` naming each bad one."""
+    if not data.late_fee_kind:
+        extra = {"late_fee_value": data.late_fee_value, "late_fee_grace_days": data.late_fee_grace_days}
+        given = [name for name, value in extra.items() if value is not None]
+        if given:
+            raise ValidationError(fields={name: ["Choose a late_fee_kind first."] for name in given})
+        return {}
+    errors: dict[str, list[str]] = {}
+    if data.late_fee_kind not in LateFeeKind.values:
+        errors["late_fee_kind"] = [f"Choose one of: {', '.join(LateFeeKind.values)}."]
+    value = None
+    try:
+        # A fixed fee is money in the estate's currency; a percentage has up to two places.
+        in_currency = currency if data.late_fee_kind == LateFeeKind.FIXED else None
+        value = parse_amount(data.late_fee_value, field="late_fee_value", currency=in_currency)
+    except ValidationError as exc:
+        errors.update(exc.fields)
+    if value is not None and data.late_fee_kind == LateFeeKind.PERCENT and value > 100:
+        errors["late_fee_value"] = ["A percentage is at most 100."]
+    grace = data.late_fee_grace_days
+    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= MAX_GRACE_DAYS:
+        errors["late_fee_grace_days"] = [f"Enter a whole number of days from 0 to {MAX_GRACE_DAYS}."]
+    if errors:
+        raise ValidationError(fields=errors)
+    return {"late_fee_kind": data.late_fee_kind, "late_fee_value": value, "late_fee_grace_days": grace}
+
+
 def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
     access.require(PaymentsPermissions.ManageBill)
-    values = _validated(data, currency=access.cluster.currency)
+    errors: dict[str, list[str]] = {}
+    values: dict[str, Any] = {}
+    for validate in (_validated, _validated_late_fee):
+        try:
+            values.update(validate(data, currency=access.cluster.currency))
+        except ValidationError as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise ValidationError(fields=errors)
     with transaction.atomic():
         return bill_issue(
             cluster=access.cluster,
@@ -333,6 +378,7 @@ def dispute_resolve(
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
+        late_fee_run_wait(dispute.bill)
         locked = BillDispute.objects.select_for_update().filter(pk=dispute.pk, cluster_id=access.cluster.pk).get()
         if locked.status != DisputeStatus.OPEN:
             raise RuleViolation("This dispute has already been resolved.", code="dispute_already_resolved")
@@ -350,6 +396,12 @@ def dispute_resolve(
         if bill_audience(bill).filter(user_id=locked.user_id).exists():
             upheld = int(resolution == DisputeStatus.UPHELD)
             counter_add(bill_id=bill.pk, user_id=locked.user_id, disputed=-1, waived=upheld)
+        if bill.late_fees_issued_at is not None:
+            # The bill's late fees were issued meanwhile: the member's follows the outcome.
+            if resolution == DisputeStatus.UPHELD:
+                late_fee_waive(bill=bill, user_id=locked.user_id, resolver=access.user, note=note)
+            else:
+                late_fee_for_member(bill=bill, user_id=locked.user_id)
         audit_record(
             action="dispute.resolve",
             target=locked,
@@ -380,6 +432,7 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
+        late_fee_run_wait(bill)
         locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
         if locked.cancelled_at is not None:
             raise RuleViolation("This bill has already been cancelled.", code="bill_cancelled")
@@ -388,6 +441,8 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
         locked.cancellation_reason = reason
         locked.save(update_fields=["cancelled_at", "cancelled_by", "cancellation_reason", "updated_at"])
         locked.cluster = access.cluster
+        if locked.late_fees_issued_at is not None:
+            late_fees_cancel(bill=locked, by=access.user, reason=reason)
         audit_record(
             action="bill.cancel",
             target=locked,

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
+from levy.billing.late_fees import late_fees_issue_due
 from levy.billing.schedules import schedules_issue_due
 
 
@@ -15,3 +16,11 @@ def issue_scheduled_bills() -> dict[str, Any]:
     outage). The schedule's row lock and the (schedule, period) unique key make a
     concurrent or repeated run issue nothing twice."""
     return schedules_issue_due()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def issue_late_fees() -> dict[str, Any]:
+    """Beat: issue the late fees of every bill whose grace period has ended (and of those
+    a stopped scheduler missed). Each bill's run claims it with a conditional UPDATE,
+    and a member's fee is unique in the database: nothing is charged twice."""
+    return late_fees_issue_due()

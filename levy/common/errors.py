@@ -78,6 +78,14 @@ class IdempotencyKeyReusedError(ApplicationError):
     default_message = "This idempotency key was already used for a different request."
 
 
+class UpstreamError(ApplicationError):
+    """A service Levy depends on (a payment provider) failed or timed out (HTTP 503):
+    nothing was decided, and the same request may be tried again later."""
+
+    code = "upstream_unavailable"
+    default_message = "A service Levy depends on is unavailable. Try again in a few minutes."
+
+
 class NotAuthenticatedError(ApplicationError):
     """Wrong or missing credentials (HTTP 401)."""
 

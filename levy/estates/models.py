@@ -74,3 +74,39 @@ class Membership(UUIDModel):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.cluster} ({self.role})"
+
+
+class MemberImport(UUIDModel):
+    """One uploaded members CSV and the background job that imports it: its status,
+    progress and per-line errors (levy/estates/imports.py). The file is kept only until
+    the job ends."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        VALIDATING = "validating", "Checking the lines"
+        IMPORTING = "importing", "Importing"
+        SUCCEEDED = "succeeded", "Imported"
+        FAILED = "failed", "Nothing imported"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="member_imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="member_imports"
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    content = models.TextField(blank=True, help_text="The CSV as uploaded; emptied when the import ends.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    total_lines = models.PositiveIntegerField(default=0, help_text="Lines after the header.")
+    processed_lines = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0, help_text="Bad lines (only the first 1,000 are kept).")
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["cluster", "-created_at"], name="member_import_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.cluster_id} ({self.status})"

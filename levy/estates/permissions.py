@@ -22,7 +22,12 @@ class MembersPermissions(StrEnum):
     ManageMembers = "members.manage_members"
 
 
-Permission = PaymentsPermissions | MembersPermissions
+class EstatePermissions(StrEnum):
+    # The estate's own settings, e.g. its payment provider account and credentials.
+    ManageProviders = "estate.manage_providers"
+
+
+Permission = PaymentsPermissions | MembersPermissions | EstatePermissions
 
 
 class Role(models.TextChoices):
@@ -33,7 +38,7 @@ class Role(models.TextChoices):
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
-    Role.ADMIN: frozenset([*PaymentsPermissions, MembersPermissions.ManageMembers]),
+    Role.ADMIN: frozenset([*PaymentsPermissions, MembersPermissions.ManageMembers, EstatePermissions.ManageProviders]),
     Role.TREASURER: frozenset(PaymentsPermissions),
     Role.AUDITOR: frozenset([PaymentsPermissions.ViewPayments]),
     Role.RESIDENT: frozenset(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -55,7 +55,7 @@ def _validate_role(role: str) -> str:
     return role
 
 
-def _lock_estate_audiences(cluster: Cluster) -> None:
+def lock_estate_audiences(cluster: Cluster) -> None:
     """Membership changes move members in and out of bill audiences: they lock the
     estate row, as bill creation does (its reference sequence), so a bill's audience
     count at issue time and a membership change never interleave."""
@@ -88,7 +88,7 @@ def member_add(
     resident = default_is_resident(role) if is_resident is None else bool(is_resident)
     cluster = access.cluster
     with transaction.atomic():
-        _lock_estate_audiences(cluster)
+        lock_estate_audiences(cluster)
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
             user = User.objects.create_user(email=email, password=password or None, name=(name or "").strip())
@@ -124,7 +124,12 @@ def member_add(
         )
         if user.is_active and not user.has_usable_password():
             _invite_after_commit(user, cluster, access.user)
-        _notify_added(membership, cluster)
+        notify_added(
+            cluster=cluster,
+            user_ids=[membership.user_id],
+            role=membership.role,
+            event_key=f"membership-added:{membership.pk}:{membership.joined_at.isoformat()}",
+        )
     membership.user = user
     return membership
 
@@ -138,9 +143,10 @@ def _invite_after_commit(user: User, cluster: Cluster, inviter: User) -> None:
     transaction.on_commit(lambda: send_invitation.delay(*args), robust=True)
 
 
-def _notify_added(membership: Membership, cluster: Cluster) -> None:
-    """The person learns that they were added (and how to leave), in their inbox and by
-    email: nobody is made a member of an estate without being told."""
+def notify_added(*, cluster: Cluster, user_ids: list[Any], role: str | None, event_key: str) -> None:
+    """The people added learn it (and how to leave), in their inbox and by email: nobody
+    is made a member of an estate without being told. Call it in the transaction that
+    adds them; ``role`` is named in the message when all of them have it."""
     from levy.notifications.events import NotificationEvents
     from levy.notifications.recipients import Recipients
     from levy.notifications.services import notify
@@ -148,13 +154,13 @@ def _notify_added(membership: Membership, cluster: Cluster) -> None:
     notify(
         event=NotificationEvents.MEMBERSHIP_ADDED,
         cluster=cluster,
-        recipients=Recipients.users(membership.user_id),
+        recipients=Recipients.users(*user_ids),
         context={
             "cluster_id": str(cluster.pk),
             "cluster_name": cluster.name,
-            "role": Role(membership.role).label.lower(),
+            "as_role": f" as {Role(role).label.lower()}" if role else "",
         },
-        event_key=f"membership-added:{membership.pk}:{membership.joined_at.isoformat()}",
+        event_key=event_key,
     )
 
 
@@ -162,7 +168,7 @@ def member_leave(*, access: EstateAccess, origin: Origin = Origin()) -> Membersh
     """A member leaves the estate: their membership is deactivated (as an admin's
     deactivation would), unless they are its last admin. Their wallet and ledger stay."""
     with transaction.atomic():
-        _lock_estate_audiences(access.cluster)
+        lock_estate_audiences(access.cluster)
         locked = Membership.objects.select_for_update().get(cluster_id=access.cluster.pk, user_id=access.user.pk)
         refusal = last_admin_refusal(membership=locked, role=None, active=False)
         if refusal is not None:
@@ -219,7 +225,7 @@ def member_update(
         raise ValidationError(fields={"active": ["Add the person again to reactivate their membership."]})
     changes: dict[str, object] = {}
     with transaction.atomic():
-        _lock_estate_audiences(access.cluster)
+        lock_estate_audiences(access.cluster)
         locked = Membership.objects.select_for_update().get(pk=membership.pk)
         refusal = last_admin_refusal(membership=locked, role=role, active=active)
         if refusal is not None:

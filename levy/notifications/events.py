@@ -16,6 +16,9 @@ class NotificationEvents(models.TextChoices):
     DISPUTE_RESOLVED = "DISPUTE_RESOLVED", "Dispute resolved"
     BILL_CANCELLED = "BILL_CANCELLED", "Bill cancelled"
     PAYMENT_REMINDER = "PAYMENT_REMINDER", "Payment reminder"
+    TOP_UP_CREDITED = "TOP_UP_CREDITED", "Wallet topped up"
+    TOP_UP_MISMATCH = "TOP_UP_MISMATCH", "Top-up not credited: mismatch"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED", "Payment refunded"
     MEMBERSHIP_ADDED = "MEMBERSHIP_ADDED", "Added to an estate"
 
 
@@ -74,10 +77,28 @@ EVENT_SPECS: dict[str, EventSpec] = {
         "Reminder: {bill_title}",
         "{bill_reference} — {currency} {amount} is due on {due_date}.",
     ),
+    NotificationEvents.TOP_UP_CREDITED: EventSpec(
+        Priority.NORMAL,
+        "Wallet topped up: {currency} {amount}",
+        "{currency} {amount} paid through {provider} (reference {top_up_reference}) is in your wallet. "
+        "Wallet balance {currency} {wallet_balance}.",
+    ),
+    NotificationEvents.TOP_UP_MISMATCH: EventSpec(
+        Priority.HIGH,
+        "Top-up not credited: {top_up_reference}",
+        "{provider} reported {reported_currency} {reported_amount} for top-up {top_up_reference} of {member_name}, "
+        "which was for {currency} {amount}. Nothing was credited; check the payment in the provider's dashboard.",
+    ),
+    NotificationEvents.PAYMENT_REFUNDED: EventSpec(
+        Priority.NORMAL,
+        "Refund: {bill_title}",
+        "Your payment of {currency} {amount} for {bill_reference} was refunded to your wallet: {reason}. "
+        "Wallet balance {currency} {wallet_balance}.",
+    ),
     NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
         Priority.HIGH,
         "You were added to {cluster_name}",
-        "An admin of {cluster_name} added you to the estate as {role}. If you do not belong to this estate, "
+        "An admin of {cluster_name} added you to the estate{as_role}. If you do not belong to this estate, "
         "leave it: POST /api/v1/clusters/{cluster_id}/leave/ (or ask its admin to remove you).",
     ),
 }

@@ -10,7 +10,9 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from levy.estates.models import Membership
 
-KINDS = frozenset({"users", "bill_audience", "bill_unpaid", "bill_owing_undisputed", "permission_holders"})
+KINDS = frozenset(
+    {"users", "bill_audience", "bill_unpaid", "bill_owing_undisputed", "bill_late_fees", "permission_holders"}
+)
 # A list of at most this many people counts as few recipients (see ``is_few``).
 FEW_USERS = 50
 
@@ -42,6 +44,12 @@ class Recipients:
     def bill_owing_undisputed(cls, bill: Any) -> Recipients:
         """Members who still owe the bill and have no open dispute on it (reminders)."""
         return cls(kind="bill_owing_undisputed", bill_id=str(bill.pk))
+
+    @classmethod
+    def bill_late_fees(cls, bill: Any) -> Recipients:
+        """Members holding a late fee of the bill (levy.billing.late_fees): one intent
+        for all of a bill's late fees, resolved by the worker in one query."""
+        return cls(kind="bill_late_fees", bill_id=str(bill.pk))
 
     @classmethod
     def permission_holders(cls, permission: Any) -> Recipients:
@@ -108,6 +116,11 @@ class Recipients:
         audience = bill_audience(bill)
         if self.kind == "bill_audience":
             return audience
+        if self.kind == "bill_late_fees":
+            holds_fee = Bill.objects.filter(
+                late_fee_of_id=bill.pk, user_id=OuterRef("user_id"), cancelled_at__isnull=True
+            )
+            return audience.filter(Exists(holds_fee))
         paid = paid_fact(bill.pk, OuterRef("user_id"))
         if self.kind == "bill_unpaid":
             return audience.exclude(paid)

@@ -196,6 +196,33 @@ def wallet_credit(
     return tx
 
 
+def ledger_deposit_on_locked_wallet(
+    *, wallet: Wallet, amount: Decimal, initiated_by_id: Any, idempotency_key: str, note: str
+) -> Transaction:
+    """Write a completed deposit into ``wallet`` (which the caller's transaction has
+    locked with ``wallet_lock``) and move its balance: money that reached the estate's
+    account for the wallet's owner (a provider top-up). The ledger's (wallet,
+    initiator, key) constraint makes a second entry for the same key impossible."""
+    balance = _move_balance(wallet, amount)
+    if balance is None:
+        raise RuleViolation("This would take the wallet past the most it can hold.", code="wallet_balance_limit")
+    return insert_row(
+        Transaction(
+            cluster_id=wallet.cluster_id,
+            wallet=wallet,
+            type=TransactionType.DEPOSIT,
+            status=TransactionStatus.COMPLETED,
+            amount=amount,
+            balance_after=balance,
+            payer_id=wallet.user_id,
+            initiated_by_id=initiated_by_id,
+            reference=_new_reference(),
+            idempotency_key=idempotency_key,
+            note=note,
+        )
+    )
+
+
 # --- payments ---------------------------------------------------------------------------
 
 
@@ -348,7 +375,8 @@ def bill_payment_refund(
     *, access: EstateAccess, payment: Transaction, idempotency_key: str, note: str = "", origin: Origin = Origin()
 ) -> Transaction:
     """Return a payment of a cancelled bill to the payer's wallet with a reversing
-    entry. The payment itself stays on the ledger, unchanged."""
+    entry, ``note`` being the reason. The payment itself stays on the ledger,
+    unchanged; the payer is notified (``PAYMENT_REFUNDED``)."""
     access.require(PaymentsPermissions.ManageTransaction)
     key = validate_idempotency_key(idempotency_key)
     if payment.cluster_id != access.cluster.pk:
@@ -404,6 +432,26 @@ def bill_payment_refund(
             actor=access.user,
             cluster=access.cluster,
             origin=origin,
-            data={"payment_id": str(payment.pk), "amount": f"{amount:.2f}", "bill_id": str(bill.pk)},
+            data={
+                "payment_id": str(payment.pk),
+                "amount": f"{amount:.2f}",
+                "bill_id": str(bill.pk),
+                "reason": tx.note,
+            },
+        )
+        bill.cluster = access.cluster
+        notify(
+            event=NotificationEvents.PAYMENT_REFUNDED,
+            cluster=access.cluster,
+            recipients=Recipients.users(payment.payer_id),
+            context={
+                **bill_context(bill),
+                "amount": f"{amount:.2f}",
+                "reason": tx.note or "no reason given",
+                "transaction_id": str(tx.pk),
+                "payment_id": str(payment.pk),
+                "wallet_balance": f"{balance:.2f}",
+            },
+            event_key=f"PAYMENT_REFUNDED:tx:{tx.pk}",
         )
     return tx

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, dashboard, home
+from levy.web.views import auth, bills, dashboard, home
 
 app_name = "web"
 
 estate_patterns: list[URLPattern | URLResolver] = [
     path("", home.EstateLanding.as_view(), name="estate"),
     path("dashboard/", dashboard.DashboardPage.as_view(), name="dashboard"),
+    path("bills/", bills.BillListPage.as_view(), name="bills"),
+    path("bills/new/", bills.NewBillPage.as_view(), name="bill-new"),
+    path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

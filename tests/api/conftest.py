@@ -32,6 +32,10 @@ class Api:
         with committed():
             return self.client.post(path, data or {}, format="json", headers=headers, **extra)
 
+    def post_multipart(self, path: str, data: Any) -> Any:
+        with committed():
+            return self.client.post(path, data, format="multipart")
+
     def patch(self, path: str, data: Any) -> Any:
         with committed():
             return self.client.patch(path, data, format="json")

@@ -164,7 +164,14 @@ def test_me_lists_active_memberships_with_their_permissions(db: None) -> None:
     assert {k: admin[k] for k in ("cluster_name", "role", "permissions")} == {
         "cluster_name": "Palm Grove",
         "role": "admin",
-        "permissions": ["ManageBill", "ManageMembers", "ManageTransaction", "ManageWallet", "ViewPayments"],
+        "permissions": [
+            "ManageBill",
+            "ManageMembers",
+            "ManageProviders",
+            "ManageTransaction",
+            "ManageWallet",
+            "ViewPayments",
+        ],
     }
     resident = memberships[str(resident_of.cluster_id)]
     assert {k: resident[k] for k in ("cluster_name", "role", "permissions")} == {

@@ -37,9 +37,11 @@ from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.common.errors import InsufficientFundsError
-from levy.estates.models import Cluster, Membership
+from levy.estates.models import Cluster, MemberImport, Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
+from levy.payments.models import ProviderAccount, TopUp
+from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
 from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as
@@ -88,7 +90,10 @@ def db_snapshot() -> dict[str, dict[Any, Any]]:
         "notifications": rows(Notification, "event_key", "read_at"),
         "audit_events": rows(AuditEvent, "action"),
         "idempotency_records": rows(IdempotencyRecord, "key", "state", "response_status"),
+        "provider_accounts": rows(ProviderAccount, "provider", "active", "secret_key_sealed", "updated_at"),
+        "top_ups": rows(TopUp, "status", "amount", "transaction_id", "bill_outcome"),
         "sign_in_states": rows(SignInState, "failures", "locked_until"),
+        "member_imports": rows(MemberImport, "status", "created_count"),
     }
 
 
@@ -134,8 +139,10 @@ ROUTES = estate_routes()
 
 # The kinds of object a path parameter can name (see ``World.ids``).
 CLUSTER, BILL, MEMBER, DISPUTE, FAILED_TX = "cluster", "bill", "member", "dispute", "failed_transaction"
+TOP_UP = "top_up"
 RECEIPT_TX = "receipt_transaction"
 SCHEDULE = "schedule"
+MEMBER_IMPORT = "member_import"
 
 
 def _due() -> str:
@@ -155,6 +162,7 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER},
         {"post": {"email": "intruder@example.test", "name": "Intruder", "role": Role.ADMIN}},
     ),
+    "management-members-import-status": Recipe({"cluster_id": CLUSTER, "import_id": MEMBER_IMPORT}),
     "management-members-import": Recipe(
         {"cluster_id": CLUSTER},
         {"post": lambda: {"file": SimpleUploadedFile("m.csv", b"email,name,role,is_resident\nx@e.test,X,admin,no\n")}},
@@ -204,6 +212,17 @@ RECIPES: dict[str, Recipe] = {
     "member-wallet": Recipe({"cluster_id": CLUSTER}),
     "member-wallet-transactions": Recipe({"cluster_id": CLUSTER}),
     "member-transaction-retry": Recipe({"cluster_id": CLUSTER, "transaction_id": FAILED_TX}),
+    "management-payment-providers": Recipe(
+        {"cluster_id": CLUSTER}, {"put": {"provider": "paystack", "secret_key": "sk_test_intruder", "active": True}}
+    ),
+    "management-top-ups": Recipe({"cluster_id": CLUSTER}),
+    "management-transaction-refund": Recipe(
+        {"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}, {"post": {"reason": "Because"}}
+    ),
+    "management-payment-anomalies": Recipe({"cluster_id": CLUSTER}),
+    "member-top-ups": Recipe({"cluster_id": CLUSTER}, {"post": {"amount": "1000.00"}}),
+    "member-top-up": Recipe({"cluster_id": CLUSTER, "top_up_id": TOP_UP}),
+    "member-bill-pay-by-card": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "member-transaction-receipt": Recipe({"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX}),
     "member-wallet-statement-pdf": Recipe({"cluster_id": CLUSTER}),
     "member-wallet-statement-csv": Recipe({"cluster_id": CLUSTER}),
@@ -232,6 +251,8 @@ class World:
     dual: Membership  # a resident of A who is also a (resident) admin of B
     former: Membership  # a deactivated member of A
     schedule: BillSchedule  # a paused estate-wide schedule of A
+    member_import: MemberImport  # a finished members import of A
+    top_up: TopUp  # a pending top-up in A, by the dual member
 
     def ids(self, kind: str, cluster: Cluster) -> Any:
         return {
@@ -240,8 +261,10 @@ class World:
             MEMBER: self.a.residents[0].user_id,
             DISPUTE: self.dispute.pk,
             FAILED_TX: self.failed.pk,
+            TOP_UP: self.top_up.pk,
             RECEIPT_TX: self.deposit.pk,
             SCHEDULE: self.schedule.pk,
+            MEMBER_IMPORT: self.member_import.pk,
         }[kind]
 
 
@@ -271,6 +294,10 @@ def build_world() -> World:
             estate.fund(member, "50000.00")
     b.fund(b.admin, "50000.00")
     b.wide_bill(title="B's own bill")
+    # Both estates take payments by card; the dual member has a top-up pending in A.
+    for estate in (a, b):
+        provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
+    top_up = topup_start(access=access(dual_in_a), amount="3000.00", idempotency_key=new_key("topup"))
     deposit = Transaction.objects.get(cluster=a.cluster, payer=dual_in_a.user, type="deposit")
     schedule = schedule_create(access=access(a.admin), data=schedule_input())
     # Paused, so that resuming it would change it too.
@@ -286,6 +313,10 @@ def build_world() -> World:
         dual=dual,
         former=former,
         schedule=schedule,
+        member_import=MemberImport.objects.create(
+            cluster=a.cluster, created_by=a.admin.user, status=MemberImport.Status.SUCCEEDED
+        ),
+        top_up=top_up,
     )
 
 

@@ -31,9 +31,11 @@ from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute, BillSchedule
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
-from levy.billing.services import bill_acknowledge, bill_dispute
+from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.common.errors import InsufficientFundsError
-from levy.estates.models import Membership
+from levy.estates.models import MemberImport, Membership
+from levy.payments.models import TopUp
+from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
@@ -51,6 +53,8 @@ VIEW_PAYMENTS = frozenset({"auditor", "treasurer", "admin"})
 MANAGE_BILL = frozenset({"treasurer", "admin"})
 MANAGE_WALLET = frozenset({"treasurer", "admin"})
 MANAGE_MEMBERS = frozenset({"admin", "operator"})
+MANAGE_PROVIDERS = frozenset({"admin"})
+MANAGE_TRANSACTION = frozenset({"treasurer", "admin"})
 PLATFORM_OPERATOR = frozenset({"operator"})
 # The member endpoints are for any active member. A bill that does not apply to the
 # caller (staff do not live in the estate, so estate-wide bills are not theirs) is
@@ -74,6 +78,10 @@ class World:
     operator: Any
     schedule: BillSchedule  # a running monthly schedule
     paused_schedule: BillSchedule
+    member_import: MemberImport
+    big_bill: Bill  # acknowledged by the resident; more than their wallet holds (pay by card)
+    top_up: TopUp  # the resident's pending top-up
+    refundable: Transaction  # another resident's payment of a bill cancelled since
 
     @property
     def resident(self) -> Membership:
@@ -97,7 +105,11 @@ class World:
             "fresh_bill": self.fresh_bill.pk,
             "dispute": self.dispute.pk,
             "member": self.estate.residents[2].user_id,
+            "member_import": self.member_import.pk,
             "failed": self.failed.pk,
+            "big_bill": self.big_bill.pk,
+            "top_up": self.top_up.pk,
+            "refundable": self.refundable.pk,
             "receipt": self.deposit.pk,
             "schedule": self.schedule.pk,
             "paused_schedule": self.paused_schedule.pk,
@@ -120,12 +132,38 @@ def build_world() -> World:
         user=estate.residents[2].user, failures=10, locked_until=timezone.now() + datetime.timedelta(minutes=15)
     )
     operator = UserFactory(is_superuser=True, is_staff=True)
+    big_bill = estate.wide_bill(title="Borehole repair", amount=Decimal("80000.00"))
+    bill_acknowledge(access=access(resident), bill=big_bill)
+    provider_account_save(access=access(estate.admin), provider="paystack", secret_key=new_key("sk"), active=True)
+    top_up = topup_start(access=access(resident), amount="1000.00", idempotency_key=new_key("topup"))
     schedules = [
         schedule_create(access=access(estate.admin), data=schedule_input(title=title))
         for title in ("Service charge", "Gate levy")
     ]
     BillSchedule.objects.filter(pk=schedules[1].pk).update(paused_at=timezone.now())
-    return World(estate, bill, fresh_bill, dispute, failed, deposit, operator, *schedules)
+    member_import = MemberImport.objects.create(
+        cluster=estate.cluster, created_by=estate.admin.user, status=MemberImport.Status.SUCCEEDED
+    )
+    payer = estate.residents[1]
+    estate.fund(payer, "2000.00")
+    water = estate.user_bill(payer, title="Water", amount=Decimal("2000.00"))
+    bill_acknowledge(access=access(payer), bill=water)
+    refundable = bill_pay(access=access(payer), bill=water, idempotency_key=new_key("pay"))
+    bill_cancel(access=access(estate.admin), bill=water, reason="Meter misread")
+    return World(
+        estate,
+        bill,
+        fresh_bill,
+        dispute,
+        failed,
+        deposit,
+        operator,
+        *schedules,
+        member_import,
+        big_bill,
+        top_up,
+        refundable,
+    )
 
 
 def _due() -> str:
@@ -170,7 +208,8 @@ ENDPOINTS = [
         201,
         {"email": "new.person@example.test", "name": "New Person", "role": "resident"},
     ),
-    Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 200, _csv, multipart=True),
+    Endpoint("members-import", "post", f"{M}/members/import/", MANAGE_MEMBERS, 202, _csv, multipart=True),
+    Endpoint("members-import-status", "get", f"{M}/members/imports/{{member_import}}/", MANAGE_MEMBERS),
     Endpoint("member-change", "patch", f"{M}/members/{{member}}/", MANAGE_MEMBERS, 200, {"role": "auditor"}),
     Endpoint("member-unlock-sign-in", "post", f"{M}/members/{{member}}/unlock-sign-in/", MANAGE_MEMBERS),
     Endpoint("bills-list", "get", f"{M}/bills/", VIEW_PAYMENTS),
@@ -205,6 +244,25 @@ ENDPOINTS = [
         201,
         {"amount": "10000.00", "note": "bank transfer"},
     ),
+    Endpoint("payment-providers", "get", f"{M}/payment-providers/", VIEW_PAYMENTS),
+    Endpoint(
+        "payment-providers-set",
+        "put",
+        f"{M}/payment-providers/",
+        MANAGE_PROVIDERS,
+        200,
+        {"provider": "flutterwave", "secret_key": "FLWSECK_TEST-perm", "webhook_secret": "hash"},
+    ),
+    Endpoint("top-ups-list", "get", f"{M}/top-ups/", VIEW_PAYMENTS),
+    Endpoint(
+        "refund",
+        "post",
+        f"{M}/transactions/{{refundable}}/refund/",
+        MANAGE_TRANSACTION,
+        201,
+        {"reason": "The bill was issued by mistake"},
+    ),
+    Endpoint("payment-anomalies", "get", f"{M}/payment-anomalies/", VIEW_PAYMENTS),
     Endpoint("receipt-for-staff", "get", f"{M}/transactions/{{receipt}}/receipt/", VIEW_PAYMENTS),
     Endpoint("statement-pdf-for-staff", "get", f"{M}/members/{{member}}/statement.pdf", VIEW_PAYMENTS),
     Endpoint("statement-csv-for-staff", "get", f"{M}/members/{{member}}/statement.csv", VIEW_PAYMENTS),
@@ -250,6 +308,10 @@ ENDPOINTS = [
     Endpoint("wallet", "get", f"{C}/wallet/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("wallet-transactions", "get", f"{C}/wallet/transactions/", ANY_MEMBER, refusal=NOT_FOUND),
     Endpoint("retry", "post", f"{C}/transactions/{{failed}}/retry/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
+    Endpoint("my-top-ups", "get", f"{C}/top-ups/", ANY_MEMBER, refusal=NOT_FOUND),
+    Endpoint("top-up", "post", f"{C}/top-ups/", ANY_MEMBER, 201, {"amount": "1000.00"}, refusal=NOT_FOUND),
+    Endpoint("my-top-up", "get", f"{C}/top-ups/{{top_up}}/", BILLED_MEMBER, refusal=NOT_FOUND),
+    Endpoint("pay-by-card", "post", f"{C}/bills/{{big_bill}}/pay-by-card/", BILLED_MEMBER, 201, refusal=NOT_FOUND),
     # only the payer (the resident) has this receipt
     Endpoint("my-receipt", "get", f"{C}/transactions/{{receipt}}/receipt/", BILLED_MEMBER, refusal=NOT_FOUND),
     Endpoint("my-statement-pdf", "get", f"{C}/wallet/statement.pdf", ANY_MEMBER, refusal=NOT_FOUND),

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from levy.billing.counters import recount
 from levy.billing.models import Bill
@@ -28,6 +29,8 @@ from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
+from levy.payments.models import PaymentAnomaly, ProviderAccount, TopUp
+from levy.payments.services import provider_account_save
 from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.conftest import Estate, access, new_key, schedule_input
@@ -257,6 +260,61 @@ def member_wallet_transactions() -> Scenario:
     return Scenario(e, me, f"{_base(e)}/wallet/transactions/", grow)
 
 
+# --- payments -------------------------------------------------------------------------------
+
+
+def _top_ups(e: Estate, member: Membership, n: int, **fields: Any) -> None:
+    """``n`` top-ups of ``member``, written directly (no provider call is measured here)."""
+    account = ProviderAccount.objects.filter(cluster=e.cluster).first() or provider_account_save(
+        access=access(e.admin), provider="paystack", secret_key=new_key("sk"), active=True
+    )
+    now = timezone.now()
+    TopUp.objects.bulk_create(
+        TopUp(
+            cluster=e.cluster,
+            user=member.user,
+            account=account,
+            provider="paystack",
+            reference=new_key("LVYQC"),
+            amount=Decimal("100.00"),
+            currency="NGN",
+            idempotency_key=new_key(),
+            created_at=now,
+            expires_at=now + datetime.timedelta(hours=1),
+            **fields,
+        )
+        for _ in range(n)
+    )
+
+
+def management_top_ups() -> Scenario:
+    e = _lean_estate(residents=2)
+    return Scenario(
+        e,
+        e.admin,
+        f"{_base(e)}/management/top-ups/",
+        lambda n: _top_ups(e, e.residents[n % 2], n),
+    )
+
+
+def management_payment_anomalies() -> Scenario:
+    e = _lean_estate(residents=1)
+
+    def grow(n: int) -> None:
+        PaymentAnomaly.objects.bulk_create(
+            PaymentAnomaly(cluster=e.cluster, kind="unknown_reference", source="webhook", reference=new_key("R"))
+            for _ in range(n)
+        )
+
+    return Scenario(e, e.admin, f"{_base(e)}/management/payment-anomalies/", grow)
+
+
+def member_top_ups() -> Scenario:
+    e = _lean_estate(residents=1)
+    me = e.residents[0]
+    return Scenario(e, me, f"{_base(e)}/top-ups/", lambda n: _top_ups(e, me, n))
+
+
 # --- the caller -----------------------------------------------------------------------------
 
 
@@ -314,6 +372,10 @@ EXPECTED: dict[str, int] = {
     "member-bill": AUTH + ESTATE + 2,
     "member-wallet": AUTH + ESTATE + 1,
     "member-wallet-transactions": AUTH + ESTATE + 1,
+    # the page of top-ups (with their members, for the management list)
+    "management-top-ups": AUTH + ESTATE + 1,
+    "management-payment-anomalies": AUTH + ESTATE + 1,
+    "member-top-ups": AUTH + ESTATE + 1,
     "notifications": AUTH + 1,
     # the caller's active memberships with their estates
     "me": AUTH + 1,
@@ -333,6 +395,9 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "member-bill": member_bill,
     "member-wallet": member_wallet,
     "member-wallet-transactions": member_wallet_transactions,
+    "management-top-ups": management_top_ups,
+    "management-payment-anomalies": management_payment_anomalies,
+    "member-top-ups": member_top_ups,
     "notifications": notifications,
     "me": me,
     "clusters": clusters,

@@ -328,8 +328,13 @@ def test_a_bill_collected_past_twelve_digits_is_served(world: World) -> None:
 
 
 # A field over the csv module's 131072-character limit (well inside the 5 MB upload
-# limit) is bad input, not a crash.
+# limit) is bad input, not a crash: the upload is accepted and its import fails,
+# naming the line, with nothing imported.
 def test_an_import_with_an_oversized_field_is_refused(world: World) -> None:
+    from levy.estates.imports import members_import
+    from levy.estates.models import MemberImport, Membership
+
+    members = Membership.objects.count()
     text = 'email,name,role,is_resident\n"' + "x" * 140_000 + '",Someone,resident,true\n'
     response = call(
         world,
@@ -339,4 +344,9 @@ def test_an_import_with_an_oversized_field_is_refused(world: World) -> None:
         body={"file": text.encode()},
         media_type="multipart/form-data",
     )
-    assert response.status_code == 400, response.text
+    assert response.status_code == 202, response.text
+    members_import(import_id=response.json()["id"])  # the job, whether or not it ran already
+    job = MemberImport.objects.get(pk=response.json()["id"])
+    assert job.status == MemberImport.Status.FAILED
+    assert job.errors == [{"line": 2, "message": "The file is not valid CSV: field larger than field limit (131072)."}]
+    assert Membership.objects.count() == members

@@ -172,6 +172,18 @@ def _change_schedule(action: str) -> Callable[[Estate, Any], Request]:
     return scenario
 
 
+def _import_members(estate: Estate, bill: Any) -> Request:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = api_as(estate.admin).client
+    text = b"email,name,role,is_resident\nnew.person@example.test,New Person,resident,true\n"
+    return lambda: client.post(
+        f"{base(estate)}/management/members/import/",
+        {"file": SimpleUploadedFile("members.csv", text, content_type="text/csv")},
+        format="multipart",
+    )
+
+
 def _read_all(estate: Estate, bill: Any) -> Request:
     client = api_as(estate.admin).client
     return lambda: client.post("/api/v1/notifications/read-all/")
@@ -192,6 +204,7 @@ WRITES: dict[str, tuple[Callable[[Estate, Any], Request], int, int]] = {
     "retry payment": (_retry, 201, 16),
     "read all notifications": (_read_all, 200, 2),
     "leave the estate": (_leave, 200, 9),
+    "upload a members import": (_import_members, 202, 5),
     "unlock a member's sign-in": (_unlock_sign_in, 200, 7),
     "create schedule": (_create_schedule, 201, 5),
     "pause schedule": (_change_schedule("pause"), 200, 7),

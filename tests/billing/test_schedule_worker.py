@@ -1,4 +1,4 @@
-"""Recurring bills issued by real Celery: ``celery beat`` processes sending
+"""Recurring bills and late fees issued by real Celery: ``celery beat`` processes sending
 ``issue_scheduled_bills`` every second to real ``celery worker`` processes, on a
 throwaway Redis and the pytest database (see tests/notifications/test_worker.py for
 the fixtures and why the data must be committed).
@@ -16,16 +16,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillSchedule
 from levy.billing.schedules import add_months, period_due_date, schedule_create
 from levy.billing.selectors import estate_today
-from levy.notifications.models import NotificationIntent
-from tests.conftest import Estate, access, make_estate, schedule_input
+from levy.billing.services import bill_acknowledge, bill_dispute
+from levy.notifications.models import Notification, NotificationIntent
+from levy.wallets.services import bill_pay
+from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.notifications.test_worker import ROOT, RedisServer, Worker, database_url, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -35,9 +39,9 @@ class Beat(Worker):
     """One ``celery beat`` process with its own schedule and pid files; stopped as a
     worker is."""
 
-    def sent(self) -> int:
+    def sent(self, entry: str = "issue-scheduled-bills") -> int:
         text = self.log_path.read_text(errors="replace")
-        return text.count("Scheduler: Sending due task issue-scheduled-bills")
+        return text.count(f"Scheduler: Sending due task {entry} ")
 
 
 @pytest.fixture
@@ -54,6 +58,7 @@ def start_beat(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[[
             "CELERY_BROKER_URL": redis_server.url,
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "LEVY_SCHEDULE_EVERY_SECONDS": "1",
+            "LEVY_LATE_FEE_EVERY_SECONDS": "1",
             "LEVY_SWEEP_EVERY_SECONDS": "3600",
             "PYTHONUNBUFFERED": "1",
         }
@@ -208,3 +213,40 @@ def test_a_task_killed_while_issuing_is_retried_and_issues_each_period_once(
     assert bills_by_period(schedule) == expected(schedule, range(3))
     assert Bill.objects.filter(cluster=estate.cluster).count() == 3
     assert_notified_once_each(schedule)
+
+
+# --- late fees -------------------------------------------------------------------------------
+
+
+def test_two_schedulers_charge_each_late_fee_once_and_it_reaches_each_member_once(
+    real_broker: RedisServer, start_worker, start_beat
+) -> None:
+    estate = make_estate(residents=4)
+    payer, owing, disputer, silent = estate.residents
+    bill = estate.wide_bill(late_fee_kind="fixed", late_fee_value=Decimal("1500.00"), late_fee_grace_days=2)
+    estate.fund(payer, "15000.00")
+    bill_acknowledge(access=access(payer), bill=bill)
+    bill_pay(access=access(payer), bill=bill, idempotency_key=new_key("pay"))
+    bill_acknowledge(access=access(owing), bill=bill)
+    bill_dispute(access=access(disputer), bill=bill, reason="Not mine")
+    # The grace period ended yesterday.
+    Bill.objects.filter(pk=bill.pk).update(due_date=estate_today() - datetime.timedelta(days=3))
+
+    workers = [start_worker(), start_worker()]
+    beats = [start_beat(), start_beat()]
+    key = f"PAYMENT_DUE:late-fees:bill:{bill.pk}"
+    wait_for(
+        lambda: NotificationIntent.objects.filter(event_key=key, delivered_at__isnull=False).exists(),
+        what="the late fees, announced",
+        log=workers[0].log,
+    )
+    wait_for(lambda: min(beat.sent("issue-late-fees") for beat in beats) >= 3, what="more ticks")
+    time.sleep(1)
+
+    fees = Bill.objects.filter(late_fee_of=bill)
+    assert sorted(fees.values_list("user_id", "amount")) == sorted(
+        [(owing.user_id, Decimal("1500.00")), (silent.user_id, Decimal("1500.00"))]
+    )
+    inbox = Notification.objects.filter(event_key=key)
+    assert sorted(inbox.values_list("recipient_id", flat=True)) == sorted([owing.user_id, silent.user_id])
+    assert AuditEvent.objects.filter(action="bill.late_fees", target_id=str(bill.pk)).count() == 1

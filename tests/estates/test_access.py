@@ -14,6 +14,7 @@ from levy.common.errors import NotFoundError, PermissionDeniedError, RuleViolati
 from levy.estates.access import access_cluster, has_permission, require_permission
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import (
+    EstatePermissions,
     MembersPermissions,
     PaymentsPermissions,
     Role,
@@ -32,20 +33,24 @@ P = PaymentsPermissions
 
 
 def test_roles_are_sets_of_named_permissions() -> None:
-    assert permissions_for_role(Role.ADMIN) == {*P, MembersPermissions.ManageMembers}
+    assert permissions_for_role(Role.ADMIN) == {*P, MembersPermissions.ManageMembers, EstatePermissions.ManageProviders}
     assert permissions_for_role(Role.TREASURER) == set(P)
     assert permissions_for_role(Role.AUDITOR) == {P.ViewPayments}
     assert permissions_for_role(Role.RESIDENT) == set()
     assert permissions_for_role("janitor") == set()
     assert roles_with(P.ManageBill) == [Role.ADMIN, Role.TREASURER]
     assert roles_with(MembersPermissions.ManageMembers) == [Role.ADMIN]
+    assert roles_with(EstatePermissions.ManageProviders) == [Role.ADMIN]
     assert default_is_resident(Role.RESIDENT) and not default_is_resident(Role.TREASURER)
 
 
 @pytest.mark.parametrize(
     ("role", "granted"),
     [
-        ("admin", {"ManageBill", "ManageWallet", "ManageTransaction", "ViewPayments", "ManageMembers"}),
+        (
+            "admin",
+            {"ManageBill", "ManageWallet", "ManageTransaction", "ViewPayments", "ManageMembers", "ManageProviders"},
+        ),
         ("treasurer", {"ManageBill", "ManageWallet", "ManageTransaction", "ViewPayments"}),
         ("auditor", {"ViewPayments"}),
         ("resident", set()),
@@ -55,7 +60,7 @@ def test_has_permission_answers_per_estate(estate: Estate, other_estate: Estate,
     member = {"admin": estate.admin, "treasurer": estate.treasurer, "auditor": estate.auditor}.get(
         role, estate.residents[0]
     )
-    for perm in [*P, MembersPermissions.ManageMembers]:
+    for perm in [*P, MembersPermissions.ManageMembers, EstatePermissions.ManageProviders]:
         assert has_permission(member.user, estate.cluster, perm) == (perm.name in granted)
         # nothing in an estate they do not belong to
         assert not has_permission(member.user, other_estate.cluster, perm)

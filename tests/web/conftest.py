@@ -21,9 +21,9 @@ class Browser:
         if user is not None:
             self.client.force_login(user)
 
-    def get(self, path: str, **params: Any) -> Any:
+    def get(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
         with committed():
-            return self.client.get(path, params)
+            return self.client.get(path, params, headers=headers)
 
     def csrf_token(self) -> str:
         token = self.client.cookies.get("csrftoken")

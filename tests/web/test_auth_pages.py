@@ -167,3 +167,16 @@ def test_a_failed_membership_sends_no_invitation(estate: Estate) -> None:
     with committed(), pytest.raises(ValidationError):
         member_add(access=access(estate.admin), email=estate.residents[0].user.email)
     assert mail.outbox == []
+
+
+def test_forgot_password_is_limited_per_email_address(estate: Estate, settings: Any) -> None:
+    settings.LEVY_RATE_LIMITS = {**settings.LEVY_RATE_LIMITS, "password_reset_email": "2/hour"}
+    email = estate.residents[0].user.email
+    for address in ("10.1.0.1", "10.1.0.2"):
+        assert Browser().post("/password/forgot/", {"email": email}, REMOTE_ADDR=address).status_code == 302
+    refused = Browser().post("/password/forgot/", {"email": email.upper()}, REMOTE_ADDR="10.1.0.3")
+    assert refused.status_code == 200
+    assert b"Too many requests for a new password link" in refused.content
+    assert len(mail.outbox) == 2
+    other = Browser().post("/password/forgot/", {"email": estate.residents[1].user.email}, REMOTE_ADDR="10.1.0.3")
+    assert other.status_code == 302

@@ -24,7 +24,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, MEMBER, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import BILL, CLUSTER, PARAM, World, build_world, db_snapshot
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -50,6 +50,20 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "web:estate": Recipe({"cluster_id": CLUSTER}),
     "web:dashboard": Recipe({"cluster_id": CLUSTER}),
+    "web:bills": Recipe({"cluster_id": CLUSTER}),
+    "web:bill-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": {
+                "title": "Rogue levy",
+                "category": "other",
+                "amount": "999.00",
+                "due_date": "2030-01-01",
+                "target": "estate",
+            }
+        },
+    ),
+    "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
 }
 
 # Pages that are not estate-scoped: each shows or changes only the signed-in person's own
@@ -154,6 +168,3 @@ def test_the_estates_own_staff_open_every_page() -> None:
         path = fill(page, world, world.a.cluster)
         response = browser_as(world.a.admin).get(path)
         assert response.status_code in (200, 302), (page.name, response.status_code)
-
-
-__all__ = ["BILL", "DISPUTE", "MEMBER"]

@@ -7,18 +7,15 @@ need the permission named in api.md. Every view is scoped to the caller's estate
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from levy.access import access_bill_as_staff, access_dispute, access_membership
+from levy.access import access_bill_as_staff, access_dispute, access_member_import, access_membership
 from levy.api.idempotency import HEADER, run_idempotent
 from levy.api.pagination import listing_response
 from levy.api.parsers import SafeJSONParser
@@ -31,7 +28,7 @@ from levy.api.serializers import (
     TransactionSerializer,
 )
 from levy.api.views import EstateAPIView
-from levy.billing.models import BillCategory, DisputeStatus
+from levy.billing.models import BillCategory, DisputeStatus, LateFeeKind
 from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
@@ -55,7 +52,8 @@ from levy.billing.services import (
 )
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
-from levy.estates.models import Membership
+from levy.estates.imports import MAX_IMPORT_BYTES, member_import_start
+from levy.estates.models import MemberImport
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
 from levy.estates.services import member_add, member_sign_in_unlock, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
@@ -175,19 +173,30 @@ class MemberSignInUnlockView(EstateAPIView):
         return Response({"user_id": membership.user_id, "unlocked": unlocked})
 
 
-class ImportResultSerializer(serializers.Serializer):
-    created = serializers.IntegerField()
-    skipped = serializers.IntegerField()
-    errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+class MemberImportSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=MemberImport.Status.choices)
+    file_name = serializers.CharField()
+    total_lines = serializers.IntegerField(help_text="Lines after the header.")
+    processed_lines = serializers.IntegerField(help_text="Lines checked so far (all of them once imported).")
+    created = serializers.IntegerField(source="created_count", help_text="Members added (new or returning).")
+    skipped = serializers.IntegerField(
+        source="skipped_count", help_text="Lines whose email is already an active member: not imported."
+    )
+    error_count = serializers.IntegerField(help_text="Bad lines; any bad line means nothing was imported.")
+    errors = ImportErrorSerializer(many=True, help_text="The bad lines (the first 1,000).")  # type: ignore[assignment]
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class ImportInputSerializer(serializers.Serializer):
     file = serializers.FileField()
-
-
-MAX_IMPORT_BYTES = 5 * 1024 * 1024
-TRUE_WORDS = {"true", "1", "yes", "y"}
-FALSE_WORDS = {"false", "0", "no", "n", ""}
 
 
 class MemberImportView(EstateAPIView):
@@ -195,87 +204,37 @@ class MemberImportView(EstateAPIView):
 
     @extend_schema(
         request={"multipart/form-data": ImportInputSerializer},
-        responses={200: ImportResultSerializer, **ERRORS},
-        summary="Import members from CSV (email,name,role,is_resident); all or nothing",
-        description="A file with any bad line imports nothing and answers 400 validation_error, "
-        "with each bad line in error.details.errors as {line, message}.",
+        responses={202: MemberImportSerializer, **ERRORS},
+        summary="Import members from CSV (email,name,role,is_resident), as a background job",
+        description="Answers 202 at once with the import's id and status (queued); follow it at "
+        "members/imports/{import_id}/ (the Location header). A file with any bad line imports nothing "
+        "(status failed, each bad line in errors as {line, message}); emails already active in the estate "
+        "are skipped and counted. A file over 5 MB or not UTF-8 is refused at once (400 on file).",
     )
     def post(self, request: Request, cluster_id: str) -> Response:
         self.access.require(MembersPermissions.ManageMembers)
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationError(fields={"file": ["Upload a CSV file in the field 'file'."]})
-        if upload.size > MAX_IMPORT_BYTES:
+        if upload.size is not None and upload.size > MAX_IMPORT_BYTES:
             raise ValidationError(fields={"file": ["The file is larger than 5 MB."]})
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ValidationError(fields={"file": ["The file must be UTF-8 text."]}) from None
-        try:
-            rows, errors = _parse_members_csv(text)
-        except csv.Error as exc:
-            raise ValidationError(fields={"file": [f"The file is not valid CSV: {exc}."]}) from None
-        if errors:
-            raise ValidationError(
-                "The file has errors; nothing was imported.",
-                fields={"file": [f"{len(errors)} line(s) have errors; nothing was imported."]},
-                extra={"errors": errors},
-            )
-        existing = set(
-            Membership.objects.filter(cluster=self.access.cluster, active=True).values_list("user__email", flat=True)
+        job = member_import_start(
+            access=self.access, file_name=upload.name or "", content=upload.read(), origin=self.origin
         )
-        created = skipped = 0
-        with transaction.atomic():
-            for row in rows:
-                if row["email"] in existing:
-                    skipped += 1
-                    continue
-                member_add(access=self.access, origin=self.origin, **row)
-                existing.add(row["email"])
-                created += 1
-        return Response({"created": created, "skipped": skipped, "errors": []})
+        location = f"{request.path.rstrip('/').rsplit('/', 1)[0]}/imports/{job.pk}/"
+        return Response(MemberImportSerializer(job).data, status=202, headers={"Location": location})
 
 
-def _parse_members_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if "email" not in header:
-        return [], [
-            {"line": 1, "message": "The first line must be a header with at least: email,name,role,is_resident"}
-        ]
-    reader.fieldnames = header
-    rows: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for raw in reader:
-        line = reader.line_num
-        values = {k: (v or "").strip() for k, v in raw.items() if k}
-        email = values.get("email", "").lower()
-        role = values.get("role", "") or Role.RESIDENT
-        resident_word = values.get("is_resident", "").lower()
-        problems: list[str] = []
-        parsed = MemberInputSerializer(data={"email": email, "name": values.get("name", ""), "role": role})
-        if not parsed.is_valid():
-            problems.extend(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in parsed.errors.items())
-        if resident_word not in TRUE_WORDS | FALSE_WORDS:
-            problems.append("is_resident: use true or false")
-        if email in seen:
-            problems.append("email: appears twice in the file")
-        seen.add(email)
-        if problems:
-            errors.append({"line": line, "message": "; ".join(problems)})
-            continue
-        rows.append(
-            {
-                "email": email,
-                "name": values.get("name", ""),
-                "role": role,
-                "is_resident": None if resident_word == "" else resident_word in TRUE_WORDS,
-            }
-        )
-    if not rows and not errors:
-        errors.append({"line": 1, "message": "The file has no members."})
-    return rows, errors
+class MemberImportStatusView(EstateAPIView):
+    @extend_schema(
+        responses={200: MemberImportSerializer, **ERRORS},
+        summary="A members import: status, progress and per-line errors",
+        description="status: queued, validating (processed_lines counts the lines checked), importing, "
+        "succeeded or failed. Poll it (every second or two) until succeeded or failed.",
+    )
+    def get(self, request: Request, cluster_id: str, import_id: str) -> Response:
+        job = access_member_import(self.access, import_id)
+        return Response(MemberImportSerializer(job).data)
 
 
 # --- bills ----------------------------------------------------------------------------------
@@ -298,6 +257,10 @@ class ManagedBillSerializer(BillBaseSerializer):
     cancellation_reason = serializers.CharField()
     schedule_id = serializers.UUIDField(allow_null=True)
     schedule_period = serializers.IntegerField(allow_null=True)
+    late_fee_kind = serializers.CharField(help_text='"" (no late fee), "fixed" or "percent".')
+    late_fee_value = MoneyField(allow_null=True, help_text="The fixed amount, or the percentage of the amount.")
+    late_fee_grace_days = serializers.IntegerField(allow_null=True)
+    late_fees_issued_at = serializers.DateTimeField(allow_null=True)
     stats = serializers.SerializerMethodField()
 
     @extend_schema_field(BillStatsSerializer)
@@ -313,6 +276,28 @@ class BillCreateSerializer(serializers.Serializer):
     due_date = serializers.DateField()
     allow_payment_after_due = serializers.BooleanField(required=False, default=False)
     user_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+    late_fee_kind = serializers.ChoiceField(
+        choices=LateFeeKind.choices,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Leave out for no late fee.",
+    )
+    late_fee_value = MoneyField(
+        min_value=None,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='The fixed amount ("500.00") or the percentage of the amount ("2.5", at most 100).',
+    )
+    late_fee_grace_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=366,
+        help_text="Days after the due date before the fee is charged.",
+    )
 
 
 class BillUpdateSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ guard (``levy.accounts.signin_guard``) before its password is checked."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from django.urls import reverse_lazy
 
 from levy.accounts.invitations import public_url
 from levy.accounts.models import User
-from levy.accounts.signin_guard import sign_in_check, sign_in_failed, sign_in_succeeded
+from levy.accounts.signin_guard import limit_count, limit_wait, sign_in_check, sign_in_failed, sign_in_succeeded
 from levy.common.errors import AccountLockedError, NotAuthenticatedError, TooManyAttemptsError
 from levy.common.origin import origin_of
 
@@ -110,6 +111,23 @@ class ForgotPasswordView(auth_views.PasswordResetView):
         # Links in the email start with the configured public address, not the request's host.
         self.extra_email_context = {"public_url": public_url("")}
         return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form: ForgotPasswordForm) -> HttpResponse:  # type: ignore[override]
+        """Limited per client address and per email address asked for (the same answer
+        either way: the page never says whether an account exists)."""
+        email = form.cleaned_data["email"].strip().lower()
+        limits = [
+            ("password_reset", f"ip:{origin_of(self.request).ip or 'unknown'}"),
+            ("password_reset_email", "email:" + hashlib.sha256(email.encode()).hexdigest()[:32]),
+        ]
+        waits = [limit_wait(scope=scope, subject=subject) for scope, subject in limits]
+        if any(wait is not None for wait in waits):
+            wait = max(w for w in waits if w is not None)
+            form.add_error(None, f"Too many requests for a new password link. Try again in {_minutes(wait)}.")
+            return self.form_invalid(form)
+        for scope, subject in limits:
+            limit_count(scope=scope, subject=subject)
+        return super().form_valid(form)
 
 
 class PasswordSentView(auth_views.PasswordResetDoneView):

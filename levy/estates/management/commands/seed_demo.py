@@ -41,6 +41,7 @@ from levy.estates.access import EstateAccess, access_cluster
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
 from levy.estates.services import cluster_create, member_add
+from levy.payments.services import provider_account_save
 from levy.wallets.models import Transaction
 from levy.wallets.services import bill_pay, bill_payment_refund, wallet_credit
 
@@ -48,6 +49,7 @@ ESTATE_NAME = "Palm Grove Estate"
 CURRENCY = "NGN"
 # Demo data only: one published password for every demo login.
 DEMO_PASSWORD = "levy-demo-2026"  # noqa: S105
+DEMO_PAYSTACK_SECRET_KEY = "sk_test_palmgrove_demo_0000000000000000"  # noqa: S105 - the local fake's only
 ORIGIN = Origin(ip="127.0.0.1", user_agent="seed_demo")
 DEFAULT_ADDR = "127.0.0.1:8000"
 
@@ -156,6 +158,16 @@ class DemoEstate:
         residents = [self.members[resident_email(name)] for name in RESIDENT_NAMES]
         self.fund(residents)
         self.bills(residents)
+        # Residents top up by card through the estate's Paystack account: the demo runs a
+        # local fake of Paystack (manage.py fake_provider) that knows this test key.
+        provider_account_save(
+            access=self.access(ADMIN_EMAIL),
+            provider="paystack",
+            secret_key=DEMO_PAYSTACK_SECRET_KEY,
+            public_key="pk_test_palmgrove_demo",
+            active=True,
+            origin=ORIGIN,
+        )
         return self.cluster
 
     def fund(self, residents: list[Membership]) -> None:

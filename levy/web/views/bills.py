@@ -1,0 +1,313 @@
+"""The manager's bill pages: the list, a new bill, one bill (its members' statuses,
+cancel, edit). Every read is a billing selector, every write a billing service."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+
+from levy.access import access_bill_as_staff
+from levy.api import throttles
+from levy.billing.models import BillCategory
+from levy.billing.selectors import (
+    BillFilters,
+    BillMemberFilters,
+    BillStats,
+    MemberFilters,
+    bill_detail,
+    bill_list,
+    bill_member_list,
+    estate_today,
+    member_list,
+)
+from levy.billing.services import (
+    BillInput,
+    bill_cancel,
+    bill_create_cluster_wide,
+    bill_create_user_specific,
+    bill_terms_locked,
+    bill_update,
+)
+from levy.billing.status import BillStatus
+from levy.common.errors import RuleViolation, ValidationError
+from levy.estates.permissions import PaymentsPermissions
+from levy.web.charts import stacked_bar
+from levy.web.paging import web_page
+from levy.web.views.base import EstatePage
+
+ANY = [("", "Any")]
+
+
+class BillFilterForm(forms.Form):
+    """The list's filters, read from the URL (a filtered list is a link to share)."""
+
+    search = forms.CharField(required=False, max_length=200, label="Search title or reference")
+    scope = forms.ChoiceField(
+        required=False, choices=[*ANY, ("cluster", "Estate-wide"), ("user", "One resident")], label="For"
+    )
+    category = forms.ChoiceField(required=False, choices=[*ANY, *BillCategory.choices])
+    due_after = forms.DateField(required=False, label="Due from", widget=forms.DateInput(attrs={"type": "date"}))
+    due_before = forms.DateField(required=False, label="Due until", widget=forms.DateInput(attrs={"type": "date"}))
+    cancelled = forms.ChoiceField(
+        required=False,
+        choices=[("", "Live and cancelled"), ("no", "Live only"), ("yes", "Cancelled only")],
+        label="Cancelled",
+    )
+
+    def filters(self) -> BillFilters:
+        data = self.cleaned_data if self.is_valid() else {}
+        cancelled = {"yes": True, "no": False}.get(data.get("cancelled") or "")
+        return BillFilters(
+            scope=data.get("scope") or None,
+            category=data.get("category") or None,
+            due_before=data.get("due_before"),
+            due_after=data.get("due_after"),
+            cancelled=cancelled,
+            search=(data.get("search") or "").strip() or None,
+        )
+
+
+# The segments of a bill's bar, in this order, with their legend words.
+BAR_SEGMENTS = (
+    ("paid", "Paid"),
+    ("acknowledged", "Acknowledged"),
+    ("pending", "Pending"),
+    ("disputed", "Disputed"),
+    ("overdue", "Overdue"),
+    ("waived", "Waived"),
+)
+
+
+def bill_bar(stats: BillStats) -> list[Any]:
+    """A bill's counts as one bar over its audience. The counters say how many
+    acknowledged (ever) and paid; a member who pays has acknowledged, so the
+    acknowledged-and-still-owing are ``acknowledged - paid``, bounded by those still
+    owing that are neither disputed nor overdue (a member who acknowledged and then
+    disputed counts as disputed)."""
+    open_ = max(0, stats.eligible - stats.paid - stats.waived - stats.disputed - stats.overdue)
+    acknowledged = min(open_, max(0, stats.acknowledged - stats.paid))
+    counts = {
+        "paid": stats.paid,
+        "acknowledged": acknowledged,
+        "pending": open_ - acknowledged,
+        "disputed": stats.disputed,
+        "overdue": stats.overdue,
+        "waived": stats.waived,
+    }
+    return stacked_bar([(name, counts[name]) for name, _ in BAR_SEGMENTS])
+
+
+class BillListPage(EstatePage):
+    template_name = "web/bills/list.html"
+    finances = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        form = BillFilterForm(self.request.GET or None)
+        page = web_page(bill_list(access=self.access, filters=form.filters()), self.request)
+        rows = [(bill, BillStats.of(bill), bill_bar(BillStats.of(bill))) for bill in page.rows]
+        context.update(form=form, page=page, rows=rows, legend=BAR_SEGMENTS, filtered=bool(self.request.GET.dict()))
+        context["can_create"] = self.access.can(PaymentsPermissions.ManageBill)
+        return context
+
+
+class NewBillForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    category = forms.ChoiceField(choices=BillCategory.choices)
+    amount = forms.CharField(
+        max_length=20,
+        help_text="In the estate's currency, e.g. 15000 or 15000.50.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    due_date = forms.DateField(label="Due date", widget=forms.DateInput(attrs={"type": "date"}))
+    allow_payment_after_due = forms.BooleanField(required=False, label="Accept payment after the due date")
+    target = forms.ChoiceField(
+        choices=[("estate", "Everyone in the estate"), ("resident", "One resident")],
+        initial="estate",
+        widget=forms.RadioSelect,
+        label="Who pays it",
+    )
+    user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["due_date"].widget.attrs["min"] = estate_today().isoformat()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("target") == "resident" and not data.get("user_id"):
+            self.add_error("user_id", "Find the resident by name or email and choose them.")
+        return data
+
+
+RESIDENT_MATCHES = 8
+
+
+class NewBillPage(EstatePage):
+    """A bill for the whole estate or for one resident. The resident is found by name
+    or email as you type: the search box asks this same page for its ``residents``
+    fragment (htmx), so the search passes the page's own checks."""
+
+    template_name = "web/bills/new.html"
+    permission = PaymentsPermissions.ManageBill
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if getattr(request, "htmx", False) and "q" in request.GET:
+            return render(request, "web/bills/new.html#residents", self.residents(request.GET.get("q", "")))
+        return self.render_to_response(self.get_context_data(form=NewBillForm(initial={"target": "estate"})))
+
+    def residents(self, query: str) -> dict[str, Any]:
+        term = query.strip()
+        if len(term) < 2:
+            return {"query": term, "matches": []}
+        # Anyone who lives in the estate may be billed (a treasurer who is also a resident too).
+        listing = member_list(access=self.access, filters=MemberFilters(active=True, search=term))
+        matches = list(listing.rows.filter(is_resident=True).order_by("user__name", "id")[:RESIDENT_MATCHES])
+        return {"query": term, "matches": matches}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = NewBillForm(request.POST)
+        # The API's limit on issuing bills, counted on the same counter.
+        wait = throttles.check_scope(request, "bill_create")
+        if wait is not None:
+            form.is_valid()
+            form.add_error(
+                None, f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
+            )
+        elif form.is_valid():
+            data = form.cleaned_data
+            bill_input = BillInput(
+                title=data["title"],
+                description=data["description"],
+                category=data["category"],
+                amount=data["amount"],
+                due_date=data["due_date"],
+                allow_payment_after_due=data["allow_payment_after_due"],
+            )
+            try:
+                if data["target"] == "resident":
+                    bill = bill_create_user_specific(
+                        access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
+                    )
+                else:
+                    bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+            except ValidationError as exc:
+                for field, errors in exc.fields.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")
+                return HttpResponseRedirect(
+                    reverse("web:bill", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill.pk})
+                )
+        chosen = None
+        if form.data.get("user_id"):
+            chosen = self.chosen_resident(form.data.get("user_id", ""))
+        return self.render_to_response(self.get_context_data(form=form, chosen=chosen), status=400)
+
+    def chosen_resident(self, user_id: str) -> Any:
+        from levy.access import access_membership
+        from levy.common.errors import NotFoundError
+
+        try:
+            return access_membership(self.access, user_id)
+        except NotFoundError:
+            return None
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        # The audience of an estate-wide bill issued now: the estate's active residents,
+        # kept by the database (Cluster.billable_members), read without counting them.
+        context["estate_residents"] = self.access.cluster.billable_members
+        return context
+
+
+class EditBillForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class CancelBillForm(forms.Form):
+    reason = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The residents who have not paid are told, with this reason.",
+    )
+
+
+STATUS_CHOICES = [("", "Every status"), *BillStatus.choices]
+
+
+class BillPage(EstatePage):
+    """One bill: its terms (locked once acknowledged or paid), its members' statuses
+    with a filter, and for those who manage bills: edit the title and description,
+    cancel with a reason."""
+
+    template_name = "web/bills/detail.html"
+    finances = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        bill = bill_detail(access=self.access, bill_id=self.kwargs["bill_id"])
+        status = self.request.GET.get("status") or None
+        if status not in BillStatus.values:
+            status = None
+        page = web_page(bill_member_list(bill=bill, filters=BillMemberFilters(status=status)), self.request)
+        stats = BillStats.of(bill)
+        can_manage = self.access.can(PaymentsPermissions.ManageBill) and bill.cancelled_at is None
+        context.update(
+            bill=bill,
+            stats=stats,
+            bar=bill_bar(stats),
+            legend=BAR_SEGMENTS,
+            terms_locked=bill_terms_locked(bill),
+            page=page,
+            status=status or "",
+            statuses=STATUS_CHOICES,
+            can_manage=can_manage,
+        )
+        if can_manage:
+            context.setdefault(
+                "edit_form", EditBillForm(initial={"title": bill.title, "description": bill.description})
+            )
+            context.setdefault("cancel_form", CancelBillForm())
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """``action=edit`` (title, description) or ``action=cancel`` (reason)."""
+        self.access.require(PaymentsPermissions.ManageBill)
+        bill = access_bill_as_staff(self.access, kwargs["bill_id"])
+        action = request.POST.get("action")
+        extra: dict[str, Any] = {}
+        try:
+            if action == "edit":
+                edit = EditBillForm(request.POST)
+                extra["edit_form"] = edit
+                if edit.is_valid():
+                    bill_update(access=self.access, bill=bill, changes=dict(edit.cleaned_data), origin=self.origin)
+                    messages.success(request, "Saved.")
+                    return HttpResponseRedirect(request.path)
+            elif action == "cancel":
+                cancel = CancelBillForm(request.POST)
+                extra["cancel_form"] = cancel
+                if cancel.is_valid():
+                    bill_cancel(access=self.access, bill=bill, reason=cancel.cleaned_data["reason"], origin=self.origin)
+                    messages.success(request, "Bill cancelled. The residents who had not paid are being told.")
+                    return HttpResponseRedirect(request.path)
+            else:
+                messages.error(request, "Choose what to do: save the title and description, or cancel the bill.")
+                return HttpResponseRedirect(request.path)
+        except ValidationError as exc:
+            form = extra.get("edit_form") or extra.get("cancel_form")
+            for field, errors in exc.fields.items():
+                form.add_error(field if form is not None and field in form.fields else None, errors)  # type: ignore[union-attr]
+        except RuleViolation as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(request.path)
+        return self.render_to_response(self.get_context_data(**extra), status=400)
