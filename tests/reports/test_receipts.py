@@ -186,6 +186,6 @@ def test_a_receipt_costs_the_same_queries_whatever_the_ledger_holds(estate: Esta
     for _ in range(5):
         estate.fund(member, "10.00")
         paid(estate, estate.add(role=Role.RESIDENT), amount="100.00")
-    # the user (token), the membership with its estate, the entry with its bill
+    # the user (token) with the membership and its estate, the entry with its bill
     # [, the payer: on their own receipt the payer is the caller]
-    assert queries_of_download(caller, path) == first == (3 if who == "payer" else 4)
+    assert queries_of_download(caller, path) == first == (2 if who == "payer" else 3)

@@ -229,9 +229,9 @@ def test_a_statement_costs_the_same_queries_however_long_it_is(estate: Estate, s
     first = queries_of_download(caller, path)
     for _ in range(30):
         estate.fund(member, "1.00")
-    # the user (token), the caller's membership with its estate, [the member asked for,]
-    # the wallet, the opening balance, the period's entries with their bills
-    assert queries_of_download(caller, path) == first == (5 if who == "member" else 6)
+    # the user (token) with the caller's membership and its estate, [the member asked
+    # for,] the wallet, the opening balance, the period's entries with their bills
+    assert queries_of_download(caller, path) == first == (4 if who == "member" else 5)
 
 
 def test_the_access_helper_finds_former_members_too(estate: Estate) -> None:
