@@ -9,10 +9,10 @@ from django.db import IntegrityError, InternalError, connection, transaction
 from django.utils import timezone
 
 from levy.billing.models import Bill, BillDispute
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
 from levy.estates.models import Cluster, Membership
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

@@ -11,11 +11,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import ledger_balance
-from levy.wallets.services import bill_pay
 from loadtest.billday import bill_facts, fund_wallets, problems, successes
 from tests.conftest import Estate, access, make_estate
 

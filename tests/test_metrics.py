@@ -29,12 +29,12 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import app as celery_app
+from levy.billing.payments import bill_pay, transaction_retry
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError, RuleViolation
 from levy.monitoring.collectors import queue_keys
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
 from levy.wallets.models import Transaction, TransactionStatus
-from levy.wallets.services import bill_pay, transaction_retry
 from tests.conftest import Estate, access, committed, new_key
 from tests.notifications.test_worker import RedisServer, free_port, redis_server  # noqa: F401 - a fixture
 

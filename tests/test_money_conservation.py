@@ -48,6 +48,7 @@ from hypothesis.stateful import (
 
 from levy.billing.counters import counters_drift
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import (
     ApplicationError,
@@ -65,7 +66,7 @@ from levy.payments.models import TopUp, TopUpStatus
 from levy.payments.services import provider_account_save, topup_return, topup_start, webhook_receive
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
-from levy.wallets.services import bill_pay, bill_payment_refund, wallet_credit
+from levy.wallets.services import wallet_credit
 from tests.conftest import access, make_estate, new_key
 from tests.factories import MembershipFactory
 

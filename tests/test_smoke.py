@@ -1,7 +1,7 @@
 from decimal import Decimal
 
+from levy.billing.payments import bill_pay
 from levy.billing.status import BillStatus
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, new_key
 
 

@@ -32,10 +32,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, QuerySet
 
+from levy.billing import locks
 from levy.billing.models import Bill, BillCounter, DisputeStatus
 from levy.billing.selectors import bill_audience, bills_with_stats, bills_with_stats_recomputed
 from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
-from levy.estates.models import Cluster
 
 # Rows per bill that concurrent writers spread over (by member).
 SLOTS = 16
@@ -200,10 +200,9 @@ def recount(bills: QuerySet[Bill]) -> int:
     for batch in _batches(ids, RECOUNT_BATCH):
         with transaction.atomic():
             # Fact changes hold the bill FOR SHARE; membership changes lock the estate row.
-            # Bills first, then estates: the order a bill edit takes them in too.
-            list(Bill.objects.select_for_update().filter(pk__in=batch).order_by("pk").values_list("pk", flat=True))
-            clusters = Bill.objects.filter(pk__in=batch).values("cluster_id")
-            list(Cluster.objects.select_for_update(no_key=True).filter(pk__in=clusters).order_by("pk").values("pk"))
+            # Bills first, then estates: the order of levy.billing.locks.
+            locks.lock_bills(batch)
+            locks.lock_estates_of_bills(batch)
             values = _stats(bills_with_stats_recomputed, batch)
             BillCounter.objects.filter(bill_id__in=batch).delete()
             BillCounter.objects.bulk_create(

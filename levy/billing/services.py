@@ -15,13 +15,13 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
-from levy.billing import rules
+from levy.billing import locks, rules
 from levy.billing.counters import counter_add, counters_open, recount
 from levy.billing.late_fees import late_fee_for_member, late_fee_run_wait, late_fee_waive, late_fees_cancel
 from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus, LateFeeKind
 from levy.billing.selectors import BillStats, bill_audience, estate_today
 from levy.billing.status import BillStatus, derive_status
-from levy.common.db import insert_row, insert_unless_exists, lock_row_for_share, refresh_for_share
+from levy.common.db import insert_row, insert_unless_exists
 from levy.common.errors import RuleViolation, ValidationError
 from levy.common.money import parse_amount
 from levy.common.origin import Origin
@@ -280,7 +280,7 @@ def bill_acknowledge_with_status(
     the facts the acknowledgement read under its locks, not a second read)."""
     membership = access.require_member()
     with transaction.atomic():
-        refresh_for_share(bill, also=(Membership, membership.pk))
+        locks.share_bill_and_membership(bill, membership)
         bill.cluster = access.cluster
         read = rules.read_member_facts(bill=bill, user=access.user)
         refusal = rules.acknowledge_refusal(bill, read)
@@ -318,19 +318,15 @@ def bill_acknowledge_with_status(
 
 def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin = Origin()) -> BillDispute:
     """The caller disputes ``bill``. While the dispute is open they cannot pay it."""
-    from levy.wallets.services import wallet_lock
-
     membership = access.require_member()
     errors: dict[str, list[str]] = {}
     reason = _clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
-        refresh_for_share(bill, also=(Membership, membership.pk))
-        bill.cluster = access.cluster
         # The member's wallet row is the per-member lock shared with payments, so a
         # dispute and a payment of the same bill cannot both pass their checks.
-        wallet_lock(cluster=access.cluster, user=access.user)
+        locks.lock_member_action(bill, membership, cluster=access.cluster, user=access.user)
         refusal = rules.dispute_refusal(bill, rules.read_member_facts(bill=bill, user=access.user))
         if refusal is not None:
             raise refusal
@@ -379,13 +375,13 @@ def dispute_resolve(
         raise ValidationError(fields=errors)
     with transaction.atomic():
         late_fee_run_wait(dispute.bill)
-        locked = BillDispute.objects.select_for_update().filter(pk=dispute.pk, cluster_id=access.cluster.pk).get()
+        locked = locks.lock_dispute(dispute_id=dispute.pk, cluster_id=access.cluster.pk)
         if locked.status != DisputeStatus.OPEN:
             raise RuleViolation("This dispute has already been resolved.", code="dispute_already_resolved")
-        lock_row_for_share(Bill, locked.bill_id)
+        locks.share_bill(locked.bill_id)
         member = Membership.objects.filter(cluster_id=access.cluster.pk, user_id=locked.user_id).first()
         if member is not None:
-            lock_row_for_share(Membership, member.pk)
+            locks.share_membership(member.pk)
         locked.status = resolution
         locked.resolved_at = timezone.now()
         locked.resolved_by = access.user
@@ -433,7 +429,7 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
         raise ValidationError(fields=errors)
     with transaction.atomic():
         late_fee_run_wait(bill)
-        locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
+        locked = locks.lock_bill(bill_id=bill.pk, cluster_id=access.cluster.pk)
         if locked.cancelled_at is not None:
             raise RuleViolation("This bill has already been cancelled.", code="bill_cancelled")
         locked.cancelled_at = timezone.now()
@@ -483,7 +479,7 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
     if unknown:
         raise ValidationError(fields={name: ["This field cannot be changed."] for name in sorted(unknown)})
     with transaction.atomic():
-        locked = Bill.objects.select_for_update().filter(pk=bill.pk, cluster_id=access.cluster.pk).get()
+        locked = locks.lock_bill(bill_id=bill.pk, cluster_id=access.cluster.pk)
         if locked.cancelled_at is not None:
             raise RuleViolation("A cancelled bill cannot be edited.", code="bill_cancelled")
         current = BillInput(

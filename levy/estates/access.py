@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
@@ -76,7 +76,13 @@ def access_cluster(user: User, cluster_id: object) -> EstateAccess:
     if user is None or not user.is_authenticated or not user.is_active:
         raise NotFoundError()
     pk = parse_uuid(cluster_id)
-    membership = active_membership(user.pk, pk)
+    # Read with the caller by the bearer-token authentication of this request (one
+    # statement for both); taken once, so a later check in the request reads afresh.
+    prefetched = user.__dict__.pop(PREFETCHED_MEMBERSHIP, None)
+    if prefetched is not None and prefetched[0] == pk:
+        membership = prefetched[1]
+    else:
+        membership = active_membership(user.pk, pk)
     if membership is not None:
         return EstateAccess(
             user=user,
@@ -93,14 +99,27 @@ def access_cluster(user: User, cluster_id: object) -> EstateAccess:
     raise NotFoundError()
 
 
+def _membership_join() -> tuple[str, str, str]:
+    """(``m`` joined to its cluster ``c``, the condition of one user's active membership
+    of one estate — parameters cluster, active — and ``m``'s user column)."""
+    m_cluster, m_user, m_active = (column(Membership, n) for n in ("cluster", "user", "active"))
+    joined = f"{table(Membership)} m JOIN {table(Cluster)} c ON c.{column(Cluster, 'id')} = m.{m_cluster}"
+    return joined, f"m.{m_cluster} = %s AND m.{m_active} = %s", f"m.{m_user}"
+
+
 @functools.cache
 def _active_membership_sql(vendor: str) -> str:
-    m_cluster, m_user, m_active = (column(Membership, n) for n in ("cluster", "user", "active"))
+    joined, active_in, user = _membership_join()
     return (
         f"SELECT {model_columns(Membership, 'm')}, {model_columns(Cluster, 'c')} "  # noqa: S608 - identifiers from the models
-        f"FROM {table(Membership)} m JOIN {table(Cluster)} c ON c.{column(Cluster, 'id')} = m.{m_cluster} "
-        f"WHERE m.{m_cluster} = %s AND m.{m_user} = %s AND m.{m_active} = %s"
+        f"FROM {joined} WHERE {active_in} AND {user} = %s"
     )
+
+
+def _membership_from_row(row: Any, start: int) -> Membership:
+    membership, after = model_from_row(Membership, row, start)
+    membership.cluster = model_from_row(Cluster, row, after)[0]
+    return membership
 
 
 def active_membership(user_id: uuid.UUID, cluster_id: uuid.UUID) -> Membership | None:
@@ -108,14 +127,46 @@ def active_membership(user_id: uuid.UUID, cluster_id: uuid.UUID) -> Membership |
     statement, since every estate request makes this read (see ``levy.common.db``)."""
     row = fetch_one(
         _active_membership_sql(connection.vendor),
-        [db_value(Membership, "cluster", cluster_id), db_value(Membership, "user", user_id), True],
+        [db_value(Membership, "cluster", cluster_id), True, db_value(Membership, "user", user_id)],
+    )
+    return None if row is None else _membership_from_row(row, 0)
+
+
+# The attribute of a User read by ``user_with_membership``: (estate id, the active
+# membership of that estate or None).
+PREFETCHED_MEMBERSHIP = "_levy_prefetched_membership"
+
+
+@functools.cache
+def _user_with_membership_sql(vendor: str) -> str:
+    from levy.accounts.models import User
+
+    joined, active_in, user = _membership_join()
+    u_id = f"u.{column(User, 'id')}"
+    return (
+        f"SELECT {model_columns(User, 'u')}, {model_columns(Membership, 'm')}, {model_columns(Cluster, 'c')} "  # noqa: S608 - identifiers from the models
+        f"FROM {table(User)} u LEFT JOIN ({joined}) ON {user} = {u_id} AND {active_in} WHERE {u_id} = %s"
+    )
+
+
+def user_with_membership(user_id: object, cluster_id: uuid.UUID) -> User | None:
+    """The user, and their active membership of the estate with its cluster, in one
+    statement (None if there is no such user). The membership (or its absence) rides
+    on the user for the request's ``access_cluster``, which would otherwise read it
+    with a second statement: every estate request of the API makes both reads."""
+    from levy.accounts.models import User
+
+    row = fetch_one(
+        _user_with_membership_sql(connection.vendor),
+        [db_value(Membership, "cluster", cluster_id), True, db_value(User, "id", user_id)],
     )
     if row is None:
         return None
-    membership, after = model_from_row(Membership, row)
-    cluster, _ = model_from_row(Cluster, row, after)
-    membership.cluster = cluster
-    return membership
+    user, after = model_from_row(User, row)
+    # the membership's id is NULL when the LEFT JOIN found none
+    membership = None if row[after] is None else _membership_from_row(row, after)
+    user.__dict__[PREFETCHED_MEMBERSHIP] = (cluster_id, membership)
+    return user
 
 
 def has_permission(user: User, cluster: Cluster, permission: Permission) -> bool:

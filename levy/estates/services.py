@@ -8,8 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing import locks
 from levy.billing.counters import MemberState, counters_move_member
-from levy.common.errors import PermissionDeniedError, RuleViolation, ValidationError
+from levy.common.errors import NotFoundError, PermissionDeniedError, RuleViolation, ValidationError
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
 from levy.estates.models import Cluster, Membership
@@ -59,7 +60,7 @@ def lock_estate_audiences(cluster: Cluster) -> None:
     """Membership changes move members in and out of bill audiences: they lock the
     estate row, as bill creation does (its reference sequence), so a bill's audience
     count at issue time and a membership change never interleave."""
-    Cluster.objects.select_for_update(no_key=True).filter(pk=cluster.pk).values_list("pk").get()
+    locks.lock_estate(cluster.pk)
 
 
 def member_add(
@@ -92,7 +93,7 @@ def member_add(
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
             user = User.objects.create_user(email=email, password=password or None, name=(name or "").strip())
-        membership = Membership.objects.select_for_update().filter(cluster=cluster, user=user).first()
+        membership = locks.lock_membership(cluster_id=cluster.pk, user_id=user.pk)
         if membership is not None and membership.active:
             raise ValidationError(fields={"email": ["This person is already a member of the estate."]})
         before = MemberState.of(membership) if membership is not None else None
@@ -169,7 +170,9 @@ def member_leave(*, access: EstateAccess, origin: Origin = Origin()) -> Membersh
     deactivation would), unless they are its last admin. Their wallet and ledger stay."""
     with transaction.atomic():
         lock_estate_audiences(access.cluster)
-        locked = Membership.objects.select_for_update().get(cluster_id=access.cluster.pk, user_id=access.user.pk)
+        locked = locks.lock_membership(cluster_id=access.cluster.pk, user_id=access.user.pk)
+        if locked is None:
+            raise NotFoundError()
         refusal = last_admin_refusal(membership=locked, role=None, active=False)
         if refusal is not None:
             raise refusal
@@ -226,7 +229,9 @@ def member_update(
     changes: dict[str, object] = {}
     with transaction.atomic():
         lock_estate_audiences(access.cluster)
-        locked = Membership.objects.select_for_update().get(pk=membership.pk)
+        locked = locks.lock_membership(cluster_id=membership.cluster_id, user_id=membership.user_id)
+        if locked is None:
+            raise NotFoundError()
         refusal = last_admin_refusal(membership=locked, role=role, active=active)
         if refusal is not None:
             raise refusal

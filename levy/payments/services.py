@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing import rules
+from levy.billing.payments import bill_pay
 from levy.common.db import refresh_for_share
 from levy.common.errors import (
     ApplicationError,
@@ -57,13 +58,9 @@ from levy.payments.providers.base import (
 )
 from levy.payments.providers.registry import adapter_for
 from levy.payments.selectors import active_provider_account
+from levy.wallets.ledger import lock_wallet, validate_idempotency_key
 from levy.wallets.models import Wallet
-from levy.wallets.services import (
-    bill_pay,
-    ledger_deposit_on_locked_wallet,
-    validate_idempotency_key,
-    wallet_lock,
-)
+from levy.wallets.services import ledger_deposit_on_locked_wallet
 
 if TYPE_CHECKING:
     from levy.billing.models import Bill
@@ -402,7 +399,7 @@ def _credit(top_up: TopUp, verification: Verification, *, source: str) -> TopUp:
         bill = top_up.bill
         if bill is not None:
             refresh_for_share(bill)
-        wallet = wallet_lock(cluster=top_up.cluster, user=top_up.user)
+        wallet = lock_wallet(cluster=top_up.cluster, user=top_up.user)
         locked = TopUp.objects.select_related("cluster", "user").select_for_update(of=("self",)).get(pk=top_up.pk)
         if locked.status not in OPEN_STATUSES:
             return locked

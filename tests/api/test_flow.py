@@ -76,8 +76,8 @@ def test_the_api_docs_page_serves_its_own_assets() -> None:
 
 
 def test_due_soon_lists_only_bills_someone_still_owes() -> None:
+    from levy.billing.payments import bill_pay
     from levy.billing.services import bill_acknowledge
-    from levy.wallets.services import bill_pay
     from tests.conftest import access, make_estate, new_key
 
     estate = make_estate(residents=1)

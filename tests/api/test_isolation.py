@@ -33,6 +33,7 @@ from levy.accounts.models import SignInState, User
 from levy.api.models import IdempotencyRecord
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, BillSchedule
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
@@ -43,7 +44,6 @@ from levy.notifications.models import Notification
 from levy.payments.models import ProviderAccount, TopUp
 from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
-from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.factories import MembershipFactory

@@ -19,13 +19,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from levy.accounts.models import User
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillDispute
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as, assert_error, make_past_due, walk
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.factories import ClusterFactory, MembershipFactory, UserFactory

@@ -186,4 +186,4 @@ def test_the_status_read_is_one_query_after_access(estate: Estate) -> None:
     client.get(path)
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(path).status_code == 200
-    assert len(ctx.captured_queries) == 3  # the caller's membership, the estate's, the import
+    assert len(ctx.captured_queries) == 2  # the caller with their membership and its estate, the import

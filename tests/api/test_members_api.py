@@ -16,11 +16,11 @@ import pytest
 from django.utils import timezone
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.estates.models import Membership
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as, assert_error, base, make_past_due, walk
 from tests.conftest import Estate, access, make_estate, new_key
 

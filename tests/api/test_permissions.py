@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from levy.accounts.models import SignInState
 from levy.billing.models import Bill, BillDispute, BillSchedule
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
@@ -37,7 +38,6 @@ from levy.estates.models import MemberImport, Membership
 from levy.payments.models import TopUp
 from levy.payments.services import provider_account_save, topup_start
 from levy.wallets.models import Transaction, TransactionStatus
-from levy.wallets.services import bill_pay
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input

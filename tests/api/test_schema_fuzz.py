@@ -42,12 +42,12 @@ from schemathesis.specs.openapi.checks import (
 
 from levy.accounts.models import User
 from levy.billing.models import BillDispute, DisputeStatus
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import InsufficientFundsError
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from levy.audit.models import AuditEvent
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.common.errors import RuleViolation
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
@@ -18,7 +19,6 @@ from levy.notifications.events import NotificationEvents
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, TransactionType
 from levy.wallets.rules import own_wallet_refusal
-from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.api.conftest import api_as, assert_error, base
 from tests.api.test_isolation import db_snapshot
 from tests.conftest import Estate, access, make_estate, new_key

@@ -16,12 +16,12 @@ from django.db import connections
 
 from levy.billing.counters import SLOTS, counters_drift, recount
 from levy.billing.models import Bill, BillCounter, DisputeStatus
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import BillStats, bills_with_stats, bills_with_stats_recomputed
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import InsufficientFundsError
 from levy.estates.models import Membership
 from levy.estates.services import member_add, member_update
-from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.conftest import Estate, access, committed, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

@@ -14,13 +14,13 @@ from levy.audit.models import AuditEvent
 from levy.billing.counters import counters_drift
 from levy.billing.late_fees import _insert_late_fees, late_fee_amount, late_fees_issue_due
 from levy.billing.models import Bill, BillDispute
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_cancel, bill_dispute, dispute_resolve
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
 from levy.notifications.models import NotificationIntent
 from levy.notifications.recipients import Recipients
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from levy.billing.models import BillCategory, DisputeStatus
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
@@ -28,7 +29,6 @@ from levy.common.errors import PermissionDeniedError
 from levy.estates.permissions import Role
 from levy.wallets.models import TransactionType
 from levy.wallets.selectors import TransactionFilters, member_transaction_list, transaction_list
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

@@ -24,11 +24,11 @@ import pytest
 
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillSchedule
+from levy.billing.payments import bill_pay
 from levy.billing.schedules import add_months, period_due_date, schedule_create
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.notifications.models import Notification, NotificationIntent
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input
 from tests.notifications.test_worker import ROOT, RedisServer, Worker, database_url, wait_for
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from levy.access import access_bill_as_member, access_bill_as_staff, access_dispute
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
     bill_audience,
     estate_today,
@@ -33,7 +34,6 @@ from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, bill_input, committed, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

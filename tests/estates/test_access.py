@@ -197,3 +197,43 @@ def test_user_manager_requires_an_email_and_makes_superusers() -> None:
     assert (boss.email, boss.is_staff, boss.is_superuser, str(boss)) == ("boss@levy.test", True, True, "boss@levy.test")
     assert boss.get_full_name() == boss.get_short_name() == "boss@levy.test"
     assert not User.objects.create_user(email="nopass@levy.test").has_usable_password()
+
+
+def test_the_caller_and_their_membership_are_read_in_one_statement(estate: Estate, other_estate: Estate) -> None:
+    """The bearer-token authentication reads the user with their membership of the URL's
+    estate; ``access_cluster`` uses it once, then reads afresh."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from levy.estates.access import user_with_membership
+
+    member = estate.residents[0]
+    with CaptureQueriesContext(connection) as statements:
+        user = user_with_membership(member.user_id, estate.cluster.pk)
+        assert user is not None and user.pk == member.user_id
+        first = access_cluster(user, estate.cluster.pk)
+    assert len(statements.captured_queries) == 1
+    assert (first.membership.pk, first.cluster.pk, first.permissions) == (
+        member.pk,
+        estate.cluster.pk,
+        permissions_for_role(Role.RESIDENT),
+    )
+    with CaptureQueriesContext(connection) as statements:
+        again = access_cluster(user, estate.cluster.pk)  # taken once: read again
+    assert len(statements.captured_queries) == 1
+    assert again.membership.pk == member.pk
+
+    # another estate, an estate that does not exist, a deactivated member: 404 as ever
+    for cluster_id in (other_estate.cluster.pk, uuid.uuid4()):
+        outsider = user_with_membership(member.user_id, cluster_id)
+        with pytest.raises(NotFoundError):
+            access_cluster(outsider, cluster_id)
+    gone = estate.residents[1]
+    Membership.objects.filter(pk=gone.pk).update(active=False, deactivated_at=timezone.now())
+    with pytest.raises(NotFoundError):
+        access_cluster(user_with_membership(gone.user_id, estate.cluster.pk), estate.cluster.pk)
+    # read for one estate, asked for another: the other is read, not taken from the first
+    user = user_with_membership(member.user_id, estate.cluster.pk)
+    with pytest.raises(NotFoundError):
+        access_cluster(user, other_estate.cluster.pk)
+    assert user_with_membership(uuid.uuid4(), estate.cluster.pk) is None

@@ -107,7 +107,7 @@ def test_recipients_are_resolved_in_the_database(estate: Estate) -> None:
     payer, disputer, waived = estate.residents
     bill = estate.wide_bill()
     estate.fund(payer, "15000.00")
-    from levy.wallets.services import bill_pay
+    from levy.billing.payments import bill_pay
 
     bill_acknowledge(access=access(payer), bill=bill)
     bill_pay(access=access(payer), bill=bill, idempotency_key="k")

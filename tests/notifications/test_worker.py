@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from levy.accounts.models import User
+from levy.billing.payments import bill_pay
 from levy.billing.services import (
     bill_acknowledge,
     bill_create_cluster_wide,
@@ -47,7 +48,6 @@ from levy.estates.permissions import Role
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
 from levy.notifications.services import intents_sweep
 from levy.wallets.models import Transaction, TransactionStatus
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, bill_input, make_estate, new_key
 from tests.factories import password_hash
 

@@ -40,7 +40,7 @@ def test_admin_sets_a_provider_and_never_sees_the_secret_again(estate: Estate) -
         listed = admin.client.get(url)
     assert secret not in listed.content.decode()
     assert [a["provider"] for a in listed.json()] == ["paystack"]
-    assert len(queries) == 3  # the user, the membership with its estate, the accounts
+    assert len(queries) == 2  # the user with the membership and its estate, the accounts
     assert_error(
         admin.client.put(url, {"provider": "stripe", "secret_key": "x"}, format="json"),
         400,
@@ -68,7 +68,7 @@ def test_resident_tops_up_through_checkout_and_return(estate: Estate, fake: Fake
     # user, membership, idempotency claim, key lookup, active account, the top-up and its
     # audit in one transaction (a savepoint pair inside the test's), the checkout URL,
     # the idempotency record
-    assert len(queries) == 11, [q["sql"][:70] for q in queries]
+    assert len(queries) == 10, [q["sql"][:70] for q in queries]
     body = response.json()
     assert (body["status"], body["amount"], body["currency"], body["provider"]) == (
         "pending",
@@ -82,7 +82,7 @@ def test_resident_tops_up_through_checkout_and_return(estate: Estate, fake: Fake
     assert get_return(body["reference"]).json()["status"] == "credited"
     with CaptureQueriesContext(connection) as queries:
         detail = api.get(f"{url}{body['id']}/")
-    assert len(queries) == 3
+    assert len(queries) == 2  # the user with the membership and its estate, the top-up
     assert (detail.json()["status"], detail.json()["transaction_id"] is not None) == ("credited", True)
     assert api.get(f"{base(estate)}/wallet/").json()["balance"] == "5000.00"
     # Someone else's top-up is not found.

@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, Wallet
-from levy.wallets.services import bill_pay
 from tests.api.conftest import Api, api_as, assert_error, base
 from tests.conftest import Estate, access, committed, make_estate, new_key
 
@@ -64,7 +64,7 @@ def test_refund_through_the_api_reverses_once_and_tells_the_payer(estate: Estate
     # already-refunded checks, the balance, the entry (in its own savepoint), the
     # counter, the audit and the notification's intent; the idempotency record. The
     # notification's fan-out runs after the commit, in the worker.
-    assert len(queries) == 18, "\n".join(q["sql"][:90] for q in queries)
+    assert len(queries) == 17, "\n".join(q["sql"][:90] for q in queries)
     assert api.post(refund_url(estate, payment), {"reason": "Issued twice"}, key="refund-1").json() == body
     again = api.post(refund_url(estate, payment), {"reason": "Issued twice"}, key=new_key())
     assert_error(again, 409, "payment_already_refunded")

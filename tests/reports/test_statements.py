@@ -13,13 +13,13 @@ from django.db import connection
 from django.utils import timezone
 
 from levy.access import access_membership
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.common.errors import InsufficientFundsError
 from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows, text
 from levy.reports.pdf import render_statement
 from levy.reports.selectors import member_statement
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
-from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.reports.conftest import queries_of_download
@@ -229,9 +229,9 @@ def test_a_statement_costs_the_same_queries_however_long_it_is(estate: Estate, s
     first = queries_of_download(caller, path)
     for _ in range(30):
         estate.fund(member, "1.00")
-    # the user (token), the caller's membership with its estate, [the member asked for,]
-    # the wallet, the opening balance, the period's entries with their bills
-    assert queries_of_download(caller, path) == first == (5 if who == "member" else 6)
+    # the user (token) with the caller's membership and its estate, [the member asked
+    # for,] the wallet, the opening balance, the period's entries with their bills
+    assert queries_of_download(caller, path) == first == (4 if who == "member" else 5)
 
 
 def test_the_access_helper_finds_former_members_too(estate: Estate) -> None:

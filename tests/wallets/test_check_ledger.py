@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.common.errors import InsufficientFundsError
 from levy.wallets.management.commands.check_ledger import (
@@ -25,7 +26,6 @@ from levy.wallets.management.commands.check_ledger import (
 )
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue
-from levy.wallets.services import bill_pay, bill_payment_refund
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

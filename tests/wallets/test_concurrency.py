@@ -18,12 +18,12 @@ import pytest
 from django.db import connections
 
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError, RuleViolation
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
-from levy.wallets.services import bill_pay
 from tests.conftest import Estate, access, make_estate, new_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -10,6 +10,7 @@ import pytest
 from levy.access import access_own_transaction, access_transaction
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay, bill_payment_refund, transaction_retry
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel
 from levy.billing.status import BillStatus
@@ -31,7 +32,7 @@ from levy.wallets.selectors import (
     ledger_balance,
     member_transactions,
 )
-from levy.wallets.services import bill_pay, bill_payment_refund, transaction_retry, wallet_credit
+from levy.wallets.services import wallet_credit
 from tests.billing.test_services import raises_code
 from tests.conftest import Estate, access, committed, new_key
 

@@ -11,9 +11,9 @@ import pytest
 
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
-from levy.wallets.services import bill_pay
 from tests.api.test_isolation import db_snapshot
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.web.conftest import browser_as, count_queries, estate_url

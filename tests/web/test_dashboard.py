@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
-from levy.wallets.services import bill_pay
 from levy.web.selectors import collections_by_week
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.web.conftest import browser_as, count_queries, estate_url

@@ -24,11 +24,11 @@ from levy.api.payments_serializers import (
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import TransactionSerializer
 from levy.api.views import EstateAPIView
+from levy.billing.payments import bill_payment_refund
 from levy.estates.permissions import PaymentsPermissions
 from levy.payments.models import TopUpStatus
 from levy.payments.selectors import cluster_payment_anomalies, cluster_top_ups, provider_accounts
 from levy.payments.services import provider_account_save
-from levy.wallets.services import bill_payment_refund
 
 ERRORS = errors()
 

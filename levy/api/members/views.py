@@ -16,12 +16,13 @@ from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.serializers import DisputeSerializer, MemberBillSerializer, MoneyField, TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.models import BillCategory
+from levy.billing.payments import bill_pay, transaction_retry
 from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
 from levy.estates.services import member_leave
 from levy.wallets.selectors import member_transaction_list
-from levy.wallets.services import bill_pay, member_wallet, transaction_retry
+from levy.wallets.services import member_wallet
 
 ERRORS = errors()
 IDEMPOTENCY_HEADER = OpenApiParameter(

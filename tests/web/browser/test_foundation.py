@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
-from levy.wallets.services import bill_pay
 from tests.conftest import access, make_estate, new_key
 from tests.web.browser.conftest import shoot, sign_in
 

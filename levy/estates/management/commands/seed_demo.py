@@ -24,6 +24,7 @@ from django.db import transaction
 
 from levy.accounts.models import User
 from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import bill_member_statuses, estate_today
 from levy.billing.services import (
     BillInput,
@@ -43,7 +44,7 @@ from levy.estates.permissions import Role
 from levy.estates.services import cluster_create, member_add
 from levy.payments.services import provider_account_save
 from levy.wallets.models import Transaction
-from levy.wallets.services import bill_pay, bill_payment_refund, wallet_credit
+from levy.wallets.services import wallet_credit
 
 ESTATE_NAME = "Palm Grove Estate"
 CURRENCY = "NGN"
