@@ -21,6 +21,7 @@ PostgreSQL and Redis first. docs/performance.md explains every figure.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import http.client
@@ -524,6 +525,7 @@ class Config:
         env = {
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DJANGO_SECRET_KEY": self.secret_key,
+            "LEVY_PROVIDER_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": self.database_url,
             "REDIS_URL": f"{self.redis}/{self.cache_db}",

@@ -62,6 +62,8 @@ export DATABASE_URL="$PG/$DB"
 export DJANGO_ENV=production
 DJANGO_SECRET_KEY="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(64))')"
 export DJANGO_SECRET_KEY
+LEVY_PROVIDER_SECRETS_KEY="$("$VENV/bin/python" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+export LEVY_PROVIDER_SECRETS_KEY
 export DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
 # The server listens on 127.0.0.1 only: its metrics are private.
 export LEVY_METRICS_PRIVATE=1

@@ -27,6 +27,7 @@ run ``manage.py migrate`` on it first).
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import shutil
@@ -120,6 +121,7 @@ def main() -> int:
         **os.environ,
         "DJANGO_ENV": "production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "LEVY_PROVIDER_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "PGAPPNAME": app_name,
         # one session for the whole measurement (the fixup would close it every 1,000 tasks,

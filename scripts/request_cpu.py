@@ -27,6 +27,7 @@ receipts' tasks are left in it), e.g. ``redis://127.0.0.1:6379/15``.
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import io
 import json
@@ -64,6 +65,7 @@ def main() -> int:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DJANGO_ENV": "production",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+            "LEVY_PROVIDER_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LEVY_SERVER_TIMING": "1",
             "LEVY_RATE_LIMITS_ENABLED": "1",

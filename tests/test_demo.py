@@ -119,6 +119,15 @@ def test_demo_migrates_and_seeds_on_sqlite_idempotently(tmp_path: Path) -> None:
         refunds = conn.execute(
             "SELECT COUNT(*) FROM wallets_transaction WHERE type = 'refund' AND cluster_id = ?", [cluster_id]
         ).fetchone()[0]
+        stuck = conn.execute(
+            "SELECT event, last_error FROM notifications_notificationintent"
+            " WHERE delivered_at IS NULL OR last_error != ''"
+        ).fetchall()
+        intents = conn.execute("SELECT COUNT(*) FROM notifications_notificationintent").fetchone()[0]
+    # Every notification the seed raised reached its inbox on SQLite too (the batch's
+    # PostgreSQL-only statement once failed here and left them undelivered).
+    assert intents > 0
+    assert stuck == []
     assert roles == {"admin": 1, "treasurer": 1, "auditor": 1, "resident": 12}
     assert residents == 12  # staff roles do not live in the estate by default
     assert wallets == 15

@@ -4,6 +4,7 @@ queued), and the JSON and text formats."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import json
@@ -239,6 +240,7 @@ def test_log_format_defaults_to_text_in_development_and_json_in_production() -> 
         "LOG_FORMAT",
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY=uuid.uuid4().hex + uuid.uuid4().hex,
+        LEVY_PROVIDER_SECRETS_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         DATABASE_URL="postgres://root@127.0.0.1:5432/postgres",
         REDIS_URL="redis://127.0.0.1:6379/3",
         DJANGO_ALLOWED_HOSTS="levy.example",

@@ -5,6 +5,7 @@ server's directory."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import os
@@ -109,6 +110,7 @@ def gunicorn(tmp_path: Path, redis_server: RedisServer) -> Iterator[Gunicorn]:  
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_ENV": "production",
         "DJANGO_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+        "LEVY_PROVIDER_SECRETS_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": database_url(),
         "REDIS_URL": "redis://127.0.0.1:6379/3",

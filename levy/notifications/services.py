@@ -453,7 +453,14 @@ def _intent_delivered_sql(vendor: str) -> str:
 
 
 def _intent_delivered(intent_id: Any) -> int:
-    """Mark the intent delivered with the count of its inbox rows; one statement."""
+    """Mark the intent delivered with the count of its inbox rows; one statement on
+    PostgreSQL, two through the ORM elsewhere (SQLite, the demo, has no arrays)."""
+    if connection.vendor != "postgresql":
+        count = Notification.objects.filter(intent_id=intent_id).count()
+        NotificationIntent.objects.filter(pk=intent_id).update(
+            delivered_at=timezone.now(), delivered_count=count, last_error=""
+        )
+        return count
     pk = db_value(NotificationIntent, "id", intent_id)
     row = fetch_one(_intent_delivered_sql(connection.vendor), [timezone.now(), [pk]])
     return int(row[0]) if row else 0
