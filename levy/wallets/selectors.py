@@ -11,9 +11,10 @@ from typing import Any
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from levy.common.errors import NotFoundError
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
-from levy.estates.models import Cluster
+from levy.estates.models import Cluster, Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 ZERO = Decimal("0.00")
@@ -57,6 +58,20 @@ def transaction_list(
     names = (("user_id", "payer_id"), ("type", "type"), ("status", "status"), ("bill_id", "bill_id"))
     lookups = {name: getattr(filters, key) for key, name in names if getattr(filters, key) is not None}
     return Listing(cluster_transactions(access, **lookups))
+
+
+def member_wallet_balance(*, access: EstateAccess, membership: Membership) -> Decimal:
+    """A member's wallet balance (zero before their wallet exists), for staff who may
+    read the estate's finances; ``membership`` comes from ``access_membership``."""
+    access.require_read_finances()
+    if membership.cluster_id != access.cluster.pk:
+        raise NotFoundError()
+    balance = (
+        Wallet.objects.filter(cluster_id=access.cluster.pk, user_id=membership.user_id)
+        .values_list("balance", flat=True)
+        .first()
+    )
+    return ZERO if balance is None else Decimal(balance)
 
 
 # --- sums -------------------------------------------------------------------------------

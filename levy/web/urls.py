@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, home
+from levy.web.views import auth, bills, dashboard, home, members
 
 app_name = "web"
 
@@ -16,6 +16,8 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/", bills.BillListPage.as_view(), name="bills"),
     path("bills/new/", bills.NewBillPage.as_view(), name="bill-new"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
+    path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

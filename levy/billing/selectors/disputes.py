@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from levy.billing.models import BillDispute
@@ -12,6 +13,7 @@ from levy.estates.access import EstateAccess
 @dataclass(frozen=True)
 class DisputeFilters:
     status: str | None = None  # a DisputeStatus
+    user_id: uuid.UUID | None = None  # the member who disputes
 
 
 def dispute_list(*, access: EstateAccess, filters: DisputeFilters = DisputeFilters()) -> Listing[BillDispute]:
@@ -20,4 +22,6 @@ def dispute_list(*, access: EstateAccess, filters: DisputeFilters = DisputeFilte
     disputes = BillDispute.objects.filter(cluster=access.cluster)
     if filters.status:
         disputes = disputes.filter(status=filters.status)
+    if filters.user_id:
+        disputes = disputes.filter(user_id=filters.user_id)
     return Listing(disputes)
