@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, home
+from levy.web.views import auth, bills, dashboard, disputes, home
 
 app_name = "web"
 
@@ -16,6 +16,9 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/", bills.BillListPage.as_view(), name="bills"),
     path("bills/new/", bills.NewBillPage.as_view(), name="bill-new"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
+    path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
+    path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
+    path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

@@ -24,7 +24,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, PARAM, World, build_world, db_snapshot
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +64,11 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
+    "web:disputes": Recipe({"cluster_id": CLUSTER}),
+    "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
+    "web:dispute": Recipe(
+        {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
+    ),
 }
 
 # Pages that are not estate-scoped: each shows or changes only the signed-in person's own
