@@ -24,7 +24,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, MEMBER, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, MEMBER, PARAM, World, build_world, db_snapshot
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +68,11 @@ RECIPES: dict[str, Recipe] = {
     "web:member": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER},
         {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
+    ),
+    "web:disputes": Recipe({"cluster_id": CLUSTER}),
+    "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
+    "web:dispute": Recipe(
+        {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
     ),
 }
 
