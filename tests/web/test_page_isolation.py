@@ -24,7 +24,17 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, MEMBER, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import (
+    BILL,
+    CLUSTER,
+    DISPUTE,
+    MEMBER,
+    PARAM,
+    RECEIPT_TX,
+    World,
+    build_world,
+    db_snapshot,
+)
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +83,12 @@ RECIPES: dict[str, Recipe] = {
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(
         {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
+    ),
+    "web:transactions": Recipe({"cluster_id": CLUSTER}),
+    "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
+    "web:transaction": Recipe(
+        {"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX},
+        {"post": {"reason": "Rogue refund", "idempotency_key": "isolation-refund"}},
     ),
 }
 
