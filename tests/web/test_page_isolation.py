@@ -73,6 +73,8 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
+    "web:bills-export": Recipe({"cluster_id": CLUSTER}),
+    "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "web:disputes": Recipe({"cluster_id": CLUSTER}),
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(
