@@ -74,6 +74,8 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
+    "web:bills-export": Recipe({"cluster_id": CLUSTER}),
+    "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "web:members": Recipe({"cluster_id": CLUSTER}),
     "web:member": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER},
