@@ -7,15 +7,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0007_late_fee_pending_index'),
+        ("billing", "0007_late_fee_pending_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='billcounter',
-            name='collected',
+            model_name="billcounter",
+            name="collected",
             field=models.DecimalField(decimal_places=2, default=0, max_digits=20),
         ),
     ]
