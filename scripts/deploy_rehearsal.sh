@@ -242,6 +242,12 @@ build_release() {  # build_release SHA LABEL
   local sha="$1" label="$2" dir="$DIR/releases/$1"
   mkdir -p "$dir"
   git -C "$ROOT" archive "$sha" | tar -x -C "$dir"
+  # The pages' assets (htmx), pinned by package-lock.json, as docs/operations.md and the
+  # Dockerfile install them: without them every page, the error pages included, fails.
+  if [ -f "$dir/package-lock.json" ]; then
+    (cd "$dir" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >"$dir/npm-ci.log" 2>&1) ||
+      fail "npm ci failed for $label: see $dir/npm-ci.log"
+  fi
   say "$label: $(git -C "$ROOT" log -n1 --format='%h %s' "$sha" | cut -c1-100)"
   say "      code in $dir"
 }
