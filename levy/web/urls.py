@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members_add, transactions
+from levy.web.views import auth, bills, dashboard, disputes, home, members, members_add, transactions
 
 app_name = "web"
 
@@ -22,6 +22,8 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("members/new/", members_add.NewMemberPage.as_view(), name="member-new"),
     path("members/import/", members_add.ImportMembersPage.as_view(), name="members-import"),
     path("members/imports/<str:import_id>/", members_add.MemberImportPage.as_view(), name="member-import"),
+    path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),

@@ -33,6 +33,12 @@ def _upload(browser: Any, estate: Estate, text: str | bytes, name: str = "member
     return browser.post(estate_url(estate, "members/import/"), {"file": SimpleUploadedFile(name, content)})
 
 
+def test_the_members_page_links_to_adding_and_importing(estate: Estate) -> None:
+    html = browser_as(estate.admin).get(estate_url(estate, "members/")).content.decode()
+    assert f'href="{estate_url(estate, "members/new/")}"' in html
+    assert f'href="{estate_url(estate, "members/import/")}"' in html
+
+
 def test_a_manager_adds_a_member_who_is_invited_to_choose_a_password(estate: Estate) -> None:
     browser = browser_as(estate.admin)
     form = browser.get(estate_url(estate, "members/new/"))
@@ -51,7 +57,7 @@ def test_a_manager_adds_a_member_who_is_invited_to_choose_a_password(estate: Est
     assert "Ada Obi (ada.obi@example.test) added as Treasurer. They have been emailed a link" in page
 
 
-def test_someone_with_an_account_is_added_without_an_invitation_and_their_name_stays_theirs(
+def test_someone_with_an_account_is_added_without_an_invitation_and_told_by_the_name_typed(
     estate: Estate, other_estate: Estate
 ) -> None:
     elsewhere = other_estate.residents[0].user
@@ -62,7 +68,8 @@ def test_someone_with_an_account_is_added_without_an_invitation_and_their_name_s
     )
     assert response.status_code == 302 and _invitations() == []
     page = browser.get(response["Location"]).content.decode()
-    assert "Typed Name" in page and elsewhere.name not in page and "already have a Levy account" in page
+    message = page.split('<div class="messages" role="status">')[1].split("</div>")[0]
+    assert "Typed Name" in message and elsewhere.name not in message and "already have a Levy account" in message
     assert Membership.objects.get(cluster=estate.cluster, user=elsewhere).is_resident
 
 

@@ -29,6 +29,7 @@ from tests.api.test_isolation import (
     BILL,
     CLUSTER,
     DISPUTE,
+    MEMBER,
     MEMBER_IMPORT,
     PARAM,
     RECEIPT_TX,
@@ -77,6 +78,11 @@ RECIPES: dict[str, Recipe] = {
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
     "web:bills-export": Recipe({"cluster_id": CLUSTER}),
     "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "web:members": Recipe({"cluster_id": CLUSTER}),
+    "web:member": Recipe(
+        {"cluster_id": CLUSTER, "user_id": MEMBER},
+        {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
+    ),
     "web:member-new": Recipe(
         {"cluster_id": CLUSTER},
         {"post": {"name": "Rogue Member", "email": "rogue@example.test", "role": "admin", "lives_here": "no"}},
