@@ -24,7 +24,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, PARAM, SCHEDULE, World, build_world, db_snapshot
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +60,9 @@ RECIPES: dict[str, Recipe] = {
                 "amount": "999.00",
                 "due_date": "2030-01-01",
                 "target": "estate",
+                "late_fee_kind": "fixed",
+                "late_fee_value": "500",
+                "late_fee_grace_days": "3",
             }
         },
     ),
@@ -69,6 +72,22 @@ RECIPES: dict[str, Recipe] = {
     "web:dispute": Recipe(
         {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
     ),
+    "web:schedules": Recipe({"cluster_id": CLUSTER}),
+    "web:schedule-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": {
+                "title": "Rogue monthly levy",
+                "category": "other",
+                "amount": "999.00",
+                "frequency": "monthly",
+                "first_due_date": "2030-01-01",
+                "issue_days_before": "14",
+                "target": "estate",
+            }
+        },
+    ),
+    "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
 }
 
 # Pages that are not estate-scoped: each shows or changes only the signed-in person's own
