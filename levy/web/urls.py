@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, schedules
+from levy.web.views import auth, bills, dashboard, disputes, home, members, schedules, transactions
 
 app_name = "web"
 
@@ -15,13 +15,20 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("dashboard/", dashboard.DashboardPage.as_view(), name="dashboard"),
     path("bills/", bills.BillListPage.as_view(), name="bills"),
     path("bills/new/", bills.NewBillPage.as_view(), name="bill-new"),
+    path("bills/export.csv", bills.BillsExport.as_view(), name="bills-export"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
+    path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
+    path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
     path("schedules/", schedules.ScheduleListPage.as_view(), name="schedules"),
     path("schedules/new/", schedules.NewSchedulePage.as_view(), name="schedule-new"),
     path("schedules/<str:schedule_id>/", schedules.SchedulePage.as_view(), name="schedule"),
+    path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
+    path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
+    path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

@@ -24,7 +24,18 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, DISPUTE, PARAM, SCHEDULE, World, build_world, db_snapshot
+from tests.api.test_isolation import (
+    BILL,
+    CLUSTER,
+    DISPUTE,
+    MEMBER,
+    PARAM,
+    RECEIPT_TX,
+    SCHEDULE,
+    World,
+    build_world,
+    db_snapshot,
+)
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +78,13 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
+    "web:bills-export": Recipe({"cluster_id": CLUSTER}),
+    "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "web:members": Recipe({"cluster_id": CLUSTER}),
+    "web:member": Recipe(
+        {"cluster_id": CLUSTER, "user_id": MEMBER},
+        {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
+    ),
     "web:disputes": Recipe({"cluster_id": CLUSTER}),
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(
@@ -88,6 +106,12 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
+    "web:transactions": Recipe({"cluster_id": CLUSTER}),
+    "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
+    "web:transaction": Recipe(
+        {"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX},
+        {"post": {"reason": "Rogue refund", "idempotency_key": "isolation-refund"}},
+    ),
 }
 
 # Pages that are not estate-scoped: each shows or changes only the signed-in person's own
