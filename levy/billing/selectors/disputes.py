@@ -1,10 +1,10 @@
-"""The estate's disputes, for its managers."""
+"""The estate's disputes, for its managers; a member's own disputes of a bill."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from levy.billing.models import BillDispute
+from levy.billing.models import Bill, BillDispute
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
 
@@ -21,3 +21,14 @@ def dispute_list(*, access: EstateAccess, filters: DisputeFilters = DisputeFilte
     if filters.status:
         disputes = disputes.filter(status=filters.status)
     return Listing(disputes)
+
+
+def member_bill_disputes(*, access: EstateAccess, bill: Bill) -> list[BillDispute]:
+    """The caller's own disputes of ``bill`` (from ``member_bill`` or an access helper),
+    newest first: the open one, or how each was answered."""
+    membership = access.require_member()
+    return list(
+        BillDispute.objects.filter(cluster_id=access.cluster.pk, bill_id=bill.pk, user_id=membership.user_id).order_by(
+            "-created_at", "-id"
+        )
+    )
