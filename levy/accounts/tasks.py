@@ -20,3 +20,17 @@ def send_invitation(user_id: str, estate_name: str, invited_by: str) -> bool:
     if user is None:
         return False
     return invitation_send(user=user, estate_name=estate_name, invited_by=invited_by)
+
+
+@shared_task(name="levy.accounts.tasks.send_invitations")
+def send_invitations(user_ids: list[str], estate_name: str, invited_by: str) -> int:
+    """Invite a batch of people added together (a CSV import): each who cannot sign in
+    yet gets their email. One that fails to send is handed to ``send_invitation``,
+    which retries it alone, so the others are not sent twice."""
+    sent = 0
+    for user in User.objects.filter(pk__in=user_ids):
+        try:
+            sent += invitation_send(user=user, estate_name=estate_name, invited_by=invited_by)
+        except OSError:
+            send_invitation.delay(str(user.pk), estate_name, invited_by)
+    return sent

@@ -163,6 +163,23 @@ def transaction_retry(
     return bill_pay(access=access, bill=bill, idempotency_key=idempotency_key, origin=origin, retry_of=failed)
 
 
+def refund_refusal(payment: Transaction, *, bill_cancelled: bool, refunded: bool) -> RuleViolation | None:
+    """Why ``payment`` cannot be refunded, or None: only a completed payment of a
+    cancelled bill, once. ``bill_payment_refund`` applies it (with the bill locked);
+    a page reads it to offer a refund, or to say why there is none."""
+    if (
+        payment.type != TransactionType.BILL_PAYMENT
+        or payment.status != TransactionStatus.COMPLETED
+        or payment.bill_id is None
+    ):
+        return RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    if not bill_cancelled:
+        return RuleViolation("Only payments of cancelled bills are refunded.", code="bill_not_cancelled")
+    if refunded:
+        return RuleViolation("This payment has already been refunded.", code="payment_already_refunded")
+    return None
+
+
 def bill_payment_refund(
     *, access: EstateAccess, payment: Transaction, idempotency_key: str, note: str = "", origin: Origin = Origin()
 ) -> Transaction:
@@ -173,17 +190,15 @@ def bill_payment_refund(
     key = validate_idempotency_key(idempotency_key)
     if payment.cluster_id != access.cluster.pk:
         raise NotFoundError()
-    if (
-        payment.type != TransactionType.BILL_PAYMENT
-        or payment.status != TransactionStatus.COMPLETED
-        or payment.bill_id is None
-    ):
-        raise RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
+    if (refusal := refund_refusal(payment, bill_cancelled=True, refunded=False)) is not None:
+        raise refusal
     require_not_own_wallet(access=access, member_user_id=payment.payer_id, action="refund")
     with transaction.atomic():
         bill = locks.lock_bill(bill_id=payment.bill_id)
-        if bill.cancelled_at is None:
-            raise RuleViolation("Only payments of cancelled bills are refunded.", code="bill_not_cancelled")
+        if (
+            refusal := refund_refusal(payment, bill_cancelled=bill.cancelled_at is not None, refunded=False)
+        ) is not None:
+            raise refusal
         wallet = locks.lock_wallet_by_id(payment.wallet_id)
         amount = -payment.amount
         replayed = replay(
@@ -191,8 +206,9 @@ def bill_payment_refund(
         )
         if replayed is not None:
             return replayed
-        if Transaction.objects.filter(reverses=payment).exists():
-            raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded")
+        refunded = Transaction.objects.filter(reverses=payment).exists()
+        if (refusal := refund_refusal(payment, bill_cancelled=True, refunded=refunded)) is not None:
+            raise refusal
         balance = move_balance(wallet, amount)
         if balance is None:
             raise RuleViolation(

@@ -10,7 +10,9 @@ as a ``MemberImport`` and queues ``members_import`` (a Celery task), returning a
 3. otherwise writes every account, membership and wallet with set-based inserts in one
    transaction, under the estate's lock (as adding one member takes it), and records
    the counts. Emails that are already active members of the estate are skipped and
-   counted (``skipped``) — the only lines that are not imported.
+   counted (``skipped``) — the only lines that are not imported. Everyone added who
+   cannot sign in yet gets an invitation email once it commits, as when a manager adds
+   one member.
 
 The file itself is cleared when the job ends.
 """
@@ -244,7 +246,7 @@ def _batches(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
 def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tuple[int, int]:
     """Every account, membership and wallet of the file, set-based, in one transaction."""
     from levy.accounts.models import User
-    from levy.estates.services import lock_estate_audiences, notify_added
+    from levy.estates.services import invite_many_after_commit, lock_estate_audiences, notify_added
     from levy.wallets.models import Wallet
 
     cluster: Cluster = job.cluster
@@ -308,6 +310,9 @@ def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tu
                 role=None,
                 event_key=f"membership-added:import:{job.pk}:{chunk}",
             )
+        # As adding one member does: whoever cannot sign in yet is sent a link to choose
+        # a password, once the import commits.
+        invite_many_after_commit(added, cluster, job.created_by)
         MemberImport.objects.filter(pk=job.pk).update(
             status=MemberImport.Status.SUCCEEDED,
             created_count=len(added),

@@ -144,6 +144,24 @@ def _invite_after_commit(user: User, cluster: Cluster, inviter: User) -> None:
     transaction.on_commit(lambda: send_invitation.delay(*args), robust=True)
 
 
+# People per invitation task of an import.
+INVITATIONS_PER_TASK = 500
+
+
+def invite_many_after_commit(user_ids: list[Any], cluster: Cluster, inviter: User | None) -> None:
+    """Those of ``user_ids`` who cannot sign in yet get their invitation email once the
+    transaction that added them commits, a few hundred per task (a CSV import)."""
+    from levy.accounts.tasks import send_invitations
+
+    invited_by = inviter.get_full_name() if inviter is not None and inviter.pk else "Levy"
+    for start in range(0, len(user_ids), INVITATIONS_PER_TASK):
+        batch = [str(pk) for pk in user_ids[start : start + INVITATIONS_PER_TASK]]
+        transaction.on_commit(
+            lambda batch=batch: send_invitations.delay(batch, cluster.name, invited_by),  # type: ignore[misc]
+            robust=True,
+        )
+
+
 def notify_added(*, cluster: Cluster, user_ids: list[Any], role: str | None, event_key: str) -> None:
     """The people added learn it (and how to leave), in their inbox and by email: nobody
     is made a member of an estate without being told. Call it in the transaction that

@@ -20,9 +20,11 @@ from levy.billing.models import Bill
 from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
+    DisputeFilters,
     MemberFilters,
     bill_list,
     bill_member_list,
+    dispute_list,
     member_list,
 )
 from levy.common.listing import Listing
@@ -253,3 +255,51 @@ def transactions_export(*, access: EstateAccess, filters: TransactionFilters) ->
         ]
 
     return Export("transactions", TRANSACTION_HEADER, _rows(transaction_list(access=access, filters=filters), cells))
+
+
+# --- disputes -------------------------------------------------------------------------------
+
+DISPUTE_HEADER = [
+    "id",
+    "status",
+    "created_at",
+    "bill_id",
+    "bill_reference",
+    "bill_title",
+    "amount",
+    "currency",
+    "user_id",
+    "member_name",
+    "member_email",
+    "reason",
+    "resolved_at",
+    "resolved_by_id",
+    "resolution_note",
+]
+
+
+def disputes_export(*, access: EstateAccess, filters: DisputeFilters, queue: bool = False) -> Export:
+    """The estate's disputes the filters keep, in the order the list shows them."""
+    currency = access.cluster.currency
+
+    def cells(dispute: Any) -> list[str]:
+        return [
+            str(dispute.pk),
+            dispute.status,
+            _when(dispute.created_at),
+            str(dispute.bill_id),
+            dispute.bill.reference,
+            text(dispute.bill.title),
+            amount(dispute.bill.amount),
+            currency,
+            str(dispute.user_id),
+            text(dispute.user.get_full_name()),
+            text(dispute.user.email),
+            text(dispute.reason),
+            _when(dispute.resolved_at),
+            _id(dispute.resolved_by_id),
+            text(dispute.resolution_note),
+        ]
+
+    listing = dispute_list(access=access, filters=filters, queue=queue)
+    return Export("disputes", DISPUTE_HEADER, _rows(listing, cells))

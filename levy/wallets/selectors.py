@@ -3,6 +3,7 @@ filters, and the sums the ledger check compares."""
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
@@ -48,6 +50,14 @@ class TransactionFilters:
     type: str | None = None  # a TransactionType
     status: str | None = None  # a TransactionStatus
     bill_id: uuid.UUID | None = None
+    search: str | None = None  # part of the payer's name or email
+    created_from: datetime.date | None = None  # first day, on the estate's calendar (included)
+    created_to: datetime.date | None = None  # last day (included)
+
+
+def _day_start(day: datetime.date) -> datetime.datetime:
+    """Midnight starting ``day`` on the estate's calendar (``settings.TIME_ZONE``)."""
+    return datetime.datetime.combine(day, datetime.time.min, tzinfo=timezone.get_current_timezone())
 
 
 def transaction_list(
@@ -55,8 +65,16 @@ def transaction_list(
 ) -> Listing[Transaction]:
     """The estate's ledger entries, newest first. Needs a financial permission."""
     names = (("user_id", "payer_id"), ("type", "type"), ("status", "status"), ("bill_id", "bill_id"))
-    lookups = {name: getattr(filters, key) for key, name in names if getattr(filters, key) is not None}
-    return Listing(cluster_transactions(access, **lookups))
+    lookups: dict[str, Any] = {name: getattr(filters, key) for key, name in names if getattr(filters, key) is not None}
+    if filters.created_from is not None:
+        lookups["created_at__gte"] = _day_start(filters.created_from)
+    if filters.created_to is not None:
+        lookups["created_at__lt"] = _day_start(filters.created_to + datetime.timedelta(days=1))
+    rows = cluster_transactions(access, **lookups)
+    term = (filters.search or "").strip()
+    if term:
+        rows = rows.filter(Q(payer__name__icontains=term) | Q(payer__email__icontains=term))
+    return Listing(rows)
 
 
 # --- sums -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, home, resident
+from levy.web.views import auth, bills, dashboard, disputes, home, resident, transactions
 
 app_name = "web"
 
@@ -15,7 +15,15 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("dashboard/", dashboard.DashboardPage.as_view(), name="dashboard"),
     path("bills/", bills.BillListPage.as_view(), name="bills"),
     path("bills/new/", bills.NewBillPage.as_view(), name="bill-new"),
+    path("bills/export.csv", bills.BillsExport.as_view(), name="bills-export"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
+    path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
+    path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
+    path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
+    path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
+    path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
+    path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
+    path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
     path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
     path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
     path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),

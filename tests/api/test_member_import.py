@@ -187,3 +187,43 @@ def test_the_status_read_is_one_query_after_access(estate: Estate) -> None:
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(path).status_code == 200
     assert len(ctx.captured_queries) == 2  # the caller with their membership and its estate, the import
+
+
+def test_everyone_imported_who_cannot_sign_in_yet_is_invited_once_it_commits(estate: Estate, settings: Any) -> None:
+    """Issue 15 noted that people added by CSV got no invitation: they could not sign in."""
+    from django.core import mail
+
+    from levy.estates import services
+
+    settings.LEVY_PUBLIC_URL = "https://estate.example.org"
+    services_batch = services.INVITATIONS_PER_TASK
+    services.INVITATIONS_PER_TASK = 2  # several tasks for three people
+    try:
+        with_password = UserFactory(email="has.password@example.test")
+        text = (
+            HEADER
+            + "ada@example.test,Ada Obi,resident,true\n"
+            + "tunde@example.test,Tunde Bello,treasurer,\n"
+            + "chi@example.test,Chi Eze,resident,true\n"
+            + f"{with_password.email},Has Password,resident,true\n"
+            + f"{estate.residents[0].user.email},Already Here,resident,true\n"
+        )
+        mail.outbox.clear()
+        assert upload(estate, text).status_code == 202
+    finally:
+        services.INVITATIONS_PER_TASK = services_batch
+    invitations = [m for m in mail.outbox if m.subject.startswith("You have been added to")]
+    assert sorted(m.to[0] for m in invitations) == ["ada@example.test", "chi@example.test", "tunde@example.test"]
+    assert all("https://estate.example.org/password/set/" in m.body for m in invitations)
+    assert all(estate.admin.user.get_full_name() in m.body for m in invitations)
+
+
+def test_a_file_with_a_bad_line_invites_nobody(estate: Estate) -> None:
+    from django.core import mail
+
+    mail.outbox.clear()
+    assert (
+        upload(estate, HEADER + "ada@example.test,Ada Obi,resident,true\nnot-an-email,X,resident,true\n").status_code
+        == 202
+    )
+    assert not [m for m in mail.outbox if m.subject.startswith("You have been added to")]

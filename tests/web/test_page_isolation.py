@@ -25,7 +25,16 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
-from tests.api.test_isolation import BILL, CLUSTER, PARAM, World, build_world, db_snapshot
+from tests.api.test_isolation import (
+    BILL,
+    CLUSTER,
+    DISPUTE,
+    PARAM,
+    RECEIPT_TX,
+    World,
+    build_world,
+    db_snapshot,
+)
 from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
@@ -82,6 +91,19 @@ RECIPES: dict[str, Recipe] = {
     # The dual member's pending top-up in A, by its reference.
     "web:top-up-return": Recipe(
         {"cluster_id": CLUSTER}, opener="dual", query=lambda world: f"reference={world.top_up.reference}"
+    ),
+    "web:bills-export": Recipe({"cluster_id": CLUSTER}),
+    "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "web:disputes": Recipe({"cluster_id": CLUSTER}),
+    "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
+    "web:dispute": Recipe(
+        {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
+    ),
+    "web:transactions": Recipe({"cluster_id": CLUSTER}),
+    "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
+    "web:transaction": Recipe(
+        {"cluster_id": CLUSTER, "transaction_id": RECEIPT_TX},
+        {"post": {"reason": "Rogue refund", "idempotency_key": "isolation-refund"}},
     ),
 }
 

@@ -5,22 +5,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from levy.billing.models import Bill, BillDispute
-from levy.common.listing import Listing
+from levy.billing.status import DisputeStatus
+from levy.common.listing import NEWEST_FIRST, Listing
 from levy.estates.access import EstateAccess
+
+# The queue: the dispute waiting longest comes first.
+OLDEST_FIRST = ("created_at", "id")
+# Resolved disputes: the latest decision first.
+LATEST_RESOLVED_FIRST = ("-resolved_at", "-id")
 
 
 @dataclass(frozen=True)
 class DisputeFilters:
     status: str | None = None  # a DisputeStatus
+    resolved: bool | None = None  # True: upheld or rejected; False: open
 
 
-def dispute_list(*, access: EstateAccess, filters: DisputeFilters = DisputeFilters()) -> Listing[BillDispute]:
-    """The estate's disputes, newest first. Needs a financial permission."""
+def dispute_list(
+    *, access: EstateAccess, filters: DisputeFilters = DisputeFilters(), queue: bool = False
+) -> Listing[BillDispute]:
+    """The estate's disputes, newest first, with their bill and people. Needs a
+    financial permission.
+
+    ``queue=True`` orders them as a manager works through them: open disputes oldest
+    first, resolved ones by the latest decision first (with ``status`` or ``resolved``
+    saying which)."""
     access.require_read_finances()
-    disputes = BillDispute.objects.filter(cluster=access.cluster)
+    disputes = BillDispute.objects.filter(cluster=access.cluster).select_related("bill", "user", "resolved_by")
     if filters.status:
         disputes = disputes.filter(status=filters.status)
-    return Listing(disputes)
+    if filters.resolved is not None:
+        disputes = (
+            disputes.exclude(status=DisputeStatus.OPEN)
+            if filters.resolved
+            else disputes.filter(status=DisputeStatus.OPEN)
+        )
+    ordering = NEWEST_FIRST
+    if queue:
+        resolved = filters.resolved or filters.status in (DisputeStatus.UPHELD, DisputeStatus.REJECTED)
+        ordering = LATEST_RESOLVED_FIRST if resolved else OLDEST_FIRST
+    return Listing(disputes, ordering)
 
 
 def member_bill_disputes(*, access: EstateAccess, bill: Bill) -> list[BillDispute]:

@@ -37,9 +37,11 @@ from levy.billing.services import (
 from levy.billing.status import BillStatus
 from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions
+from levy.reports.exports import Export, bill_members_export, bills_export
 from levy.web.charts import stacked_bar
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
+from levy.web.views.exports import ListExport
 
 ANY = [("", "Any")]
 
@@ -114,7 +116,15 @@ class BillListPage(EstatePage):
         rows = [(bill, BillStats.of(bill), bill_bar(BillStats.of(bill))) for bill in page.rows]
         context.update(form=form, page=page, rows=rows, legend=BAR_SEGMENTS, filtered=bool(self.request.GET.dict()))
         context["can_create"] = self.access.can(PaymentsPermissions.ManageBill)
+        context["export_query"] = self.request.GET.urlencode()
         return context
+
+
+class BillsExport(ListExport):
+    """The bill list as a CSV file, with the page's filters, every bill."""
+
+    def export(self, request: HttpRequest) -> Export:
+        return bills_export(access=self.access, filters=BillFilterForm(request.GET or None).filters())
 
 
 class NewBillForm(forms.Form):
@@ -244,6 +254,20 @@ class CancelBillForm(forms.Form):
 STATUS_CHOICES = [("", "Every status"), *BillStatus.choices]
 
 
+def member_status(request: HttpRequest) -> str | None:
+    """The bill page's member filter (``?status=``); none for a status that does not exist."""
+    status = request.GET.get("status") or None
+    return status if status in BillStatus.values else None
+
+
+class BillMembersExport(ListExport):
+    """One bill's members and their statuses as a CSV file, with the page's filter."""
+
+    def export(self, request: HttpRequest) -> Export:
+        bill = bill_detail(access=self.access, bill_id=self.kwargs["bill_id"])
+        return bill_members_export(bill=bill, filters=BillMemberFilters(status=member_status(request)))
+
+
 class BillPage(EstatePage):
     """One bill: its terms (locked once acknowledged or paid), its members' statuses
     with a filter, and for those who manage bills: edit the title and description,
@@ -255,9 +279,7 @@ class BillPage(EstatePage):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         bill = bill_detail(access=self.access, bill_id=self.kwargs["bill_id"])
-        status = self.request.GET.get("status") or None
-        if status not in BillStatus.values:
-            status = None
+        status = member_status(self.request)
         page = web_page(bill_member_list(bill=bill, filters=BillMemberFilters(status=status)), self.request)
         stats = BillStats.of(bill)
         can_manage = self.access.can(PaymentsPermissions.ManageBill) and bill.cancelled_at is None

@@ -1,0 +1,76 @@
+"""The transactions page in a real browser: filter the ledger, open a payment of a
+cancelled bill and refund it: the form sent twice at once, then double-clicked — one
+refund, and every answer is that refund."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from levy.billing.payments import bill_pay
+from levy.billing.services import bill_acknowledge, bill_cancel
+from levy.wallets.models import Transaction, TransactionType, Wallet
+from tests.conftest import access, make_estate, new_key
+from tests.web.browser.conftest import shoot, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def test_refund_a_payment_once_however_often_the_form_is_sent(page, live) -> None:
+    estate = make_estate(residents=3)
+    payer = estate.residents[1]
+    light = estate.wide_bill(title="Broken streetlight", amount=Decimal("5000.00"))
+    water = estate.wide_bill(title="Water", amount=Decimal("3000.00"))
+    for member in estate.residents:
+        estate.fund(member, "20000.00")
+    for bill in (light, water):
+        bill_acknowledge(access=access(payer), bill=bill)
+        bill_pay(access=access(payer), bill=bill, idempotency_key=new_key("pay"))
+    bill_cancel(access=access(estate.admin), bill=light, reason="Covered by the power company")
+    balance = Wallet.objects.get(cluster=estate.cluster, user=payer.user).balance
+    sign_in(page, live, estate.treasurer.user)
+    page.get_by_role("navigation", name="Estate").get_by_role("link", name="Transactions").click()
+    page.get_by_text("Filters").click()
+    page.get_by_label("Type").select_option("bill_payment")
+    page.get_by_label("Member name or email").fill(payer.user.email)
+    page.get_by_role("button", name="Show transactions").click()
+    page.wait_for_load_state("networkidle")
+    rows = page.locator("tbody tr")
+    assert rows.count() == 2
+    shoot(page, "transactions")
+    rows.filter(has_text="Broken streetlight").get_by_role("link").first.click()
+    assert page.get_by_role("heading", name="Refund to the wallet").is_visible()
+    page.get_by_label("Reason").fill("The streetlight bill was cancelled")
+    shoot(page, "transaction-refund")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    # Chromium folds a quick double click into one submission; a slow answer clicked
+    # again, or two tabs, send the same form twice at once: send it twice together first,
+    # as the page's own form data, then click as a person does — the same key each time.
+    statuses = page.evaluate(
+        """async () => {
+            const form = document.querySelector('main form[method=post]');
+            const send = () => fetch(form.action, {method: 'POST', body: new FormData(form), redirect: 'manual'});
+            const answers = await Promise.all([send(), send()]);
+            return answers.map(a => a.type);
+        }"""
+    )
+    assert statuses == ["opaqueredirect", "opaqueredirect"], statuses  # both answered with a redirect
+    page.get_by_role("button", name="Refund").dblclick()
+    page.get_by_role("heading", level=1, name=re.compile(r"^Refund of ₦5,000\.00")).wait_for()
+    page.wait_for_load_state("networkidle")
+    payment = Transaction.objects.get(bill=light, type=TransactionType.BILL_PAYMENT)
+    refunds = list(Transaction.objects.filter(reverses=payment))
+    assert len(posts) >= 3, posts  # the form was sent three times or more
+    assert len(refunds) == 1 and refunds[0].note == "The streetlight bill was cancelled"
+    assert Wallet.objects.get(cluster=estate.cluster, user=payer.user).balance == balance + Decimal("5000.00")
+    assert page.url.endswith(f"/transactions/{refunds[0].pk}/")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Refund of ₦5,000.00")
+    shoot(page, "transaction")
+    # Back to the payment: refunded once, nothing to do.
+    page.go_back()
+    page.reload()
+    assert page.get_by_role("heading", name="Refund to the wallet").count() == 0
+    assert refunds[0].reference in page.content()
