@@ -4,6 +4,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 install_deps
 export DATABASE_URL="${DEMO_DATABASE_URL:-sqlite:///$ROOT/demo.sqlite3}"
+# Tasks in-process even where REDIS_URL is set in the shell (no worker runs for the demo).
+export CELERY_TASK_ALWAYS_EAGER=1
 ADDR="${LEVY_DEMO_ADDR:-127.0.0.1:8000}"
 FAKE_PORT="${LEVY_DEMO_PROVIDER_PORT:-8765}"
 export LEVY_PUBLIC_URL="http://$ADDR/"

@@ -58,6 +58,8 @@ def manage(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         **{name: value for name, value in os.environ.items() if name != "LEVY_DEMO_ADDR"},
         "DATABASE_URL": db_url,
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        # As scripts/demo.sh runs it: tasks in-process, whatever REDIS_URL says.
+        "CELERY_TASK_ALWAYS_EAGER": "1",
         # A naive datetime reaching a DateTimeField is a RuntimeWarning: fail on it.
         "PYTHONWARNINGS": "error::RuntimeWarning",
     }

@@ -12,7 +12,7 @@ from django.utils import timezone
 from levy.billing import rules
 from levy.billing.status import DisputeStatus
 from levy.common.models import UUIDModel
-from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
+from levy.common.money import DECIMAL_PLACES, MAX_DIGITS, TOTAL_DIGITS
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -348,7 +348,7 @@ class BillCounter(models.Model):
     paid = models.IntegerField(default=0)
     waived = models.IntegerField(default=0)
     disputed = models.IntegerField(default=0)
-    collected = models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
+    collected = models.DecimalField(max_digits=TOTAL_DIGITS, decimal_places=DECIMAL_PLACES, default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["bill", "slot"], name="billcounter_bill_slot_unique")]

@@ -6,6 +6,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from levy.common.errors import ValidationError
 
 MAX_DIGITS = 14
+# A stored running total of many amounts (a bill's collected money): room for a million
+# payments of MAX_AMOUNT, so a total never overflows where one amount cannot.
+TOTAL_DIGITS = 20
 DECIMAL_PLACES = 2
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")

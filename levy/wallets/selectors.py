@@ -13,9 +13,10 @@ from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from levy.common.errors import NotFoundError
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
-from levy.estates.models import Cluster
+from levy.estates.models import Cluster, Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 
 ZERO = Decimal("0.00")
@@ -75,6 +76,20 @@ def transaction_list(
     if term:
         rows = rows.filter(Q(payer__name__icontains=term) | Q(payer__email__icontains=term))
     return Listing(rows)
+
+
+def member_wallet_balance(*, access: EstateAccess, membership: Membership) -> Decimal:
+    """A member's wallet balance (zero before their wallet exists), for staff who may
+    read the estate's finances; ``membership`` comes from ``access_membership``."""
+    access.require_read_finances()
+    if membership.cluster_id != access.cluster.pk:
+        raise NotFoundError()
+    balance = (
+        Wallet.objects.filter(cluster_id=access.cluster.pk, user_id=membership.user_id)
+        .values_list("balance", flat=True)
+        .first()
+    )
+    return ZERO if balance is None else Decimal(balance)
 
 
 # --- sums -------------------------------------------------------------------------------

@@ -57,11 +57,12 @@ def _after(ordering: tuple[str, str], values: list[Any]) -> Q:
     return Q(**{f"{f1}__{op1}": v1}) | Q(**{f1: v1, f"{f2}__{op2}": v2})
 
 
-def web_page(listing: Listing[Any], request: HttpRequest, *, size: int = PAGE_SIZE) -> WebPage:
+def web_page(listing: Listing[Any], request: HttpRequest, *, size: int = PAGE_SIZE, param: str = "after") -> WebPage:
     """The page of ``listing`` after the request's ``?after=`` cursor (the first page
-    without one, or with one that does not parse), decorated by the listing."""
+    without one, or with one that does not parse), decorated by the listing. A second
+    list on the same page pages by its own parameter (``param="bills_after"``)."""
     rows = listing.rows.order_by(*listing.ordering)
-    cursor = request.GET.get("after")
+    cursor = request.GET.get(param)
     values = _decode(cursor, listing) if cursor else None
     if values is not None:
         rows = rows.filter(_after(listing.ordering, values))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, resident, transactions
+from levy.web.views import auth, bills, dashboard, disputes, home, members, resident, transactions
 
 app_name = "web"
 
@@ -18,6 +18,8 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/export.csv", bills.BillsExport.as_view(), name="bills-export"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
     path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
+    path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),

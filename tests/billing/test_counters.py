@@ -20,6 +20,7 @@ from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import BillStats, bills_with_stats, bills_with_stats_recomputed
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import InsufficientFundsError
+from levy.common.money import MAX_AMOUNT
 from levy.estates.models import Membership
 from levy.estates.services import member_add, member_update
 from tests.conftest import Estate, access, committed, make_estate, new_key
@@ -208,3 +209,21 @@ def test_no_drift_when_members_leave_while_others_pay() -> None:
     assert errors == []
     assert counters_drift(Bill.objects.filter(pk=bill.pk)) == []
     assert stats(bill).eligible == 6
+
+
+def test_a_slot_holds_the_total_of_many_largest_payments() -> None:
+    """Two payments of the largest amount in one counter slot: the slot's total needs
+    more digits than one amount (it once overflowed, 1 run in 16, when two payers of the
+    schema test shared a slot). Of 17 residents two share a slot (16 slots)."""
+    estate = make_estate(residents=SLOTS + 1)
+    by_slot: dict[str, list[Membership]] = {}
+    for member in estate.residents:
+        by_slot.setdefault(str(member.user_id)[-1], []).append(member)
+    pair = next(members[:2] for members in by_slot.values() if len(members) >= 2)
+    bill = estate.wide_bill(amount=MAX_AMOUNT)
+    for member in pair:
+        estate.fund(member, str(MAX_AMOUNT))
+        ack(member, bill)
+        pay(member, bill)
+    assert stats(bill).paid == 2
+    assert stats(bill).collected_amount == 2 * MAX_AMOUNT

@@ -26,6 +26,7 @@ from levy.billing.selectors import (
     estate_today,
     member_bill_facts,
     member_bills,
+    members_filtered_by_disputed,
     members_filtered_by_overdue,
     members_with_bill_summary,
     read_member_facts,
@@ -231,6 +232,12 @@ def test_the_page_summary_query_agrees_with_the_annotations() -> None:
             Membership.objects.filter(cluster=estate.cluster), has_overdue=has_overdue, today=today
         )
         assert {m.pk for m in chosen} == {pk for pk, v in expected.items() if (v[2] > 0) is has_overdue}
+    assert any(v[4] > 0 for v in expected.values())
+    for has_disputed in (True, False):
+        chosen = members_filtered_by_disputed(
+            Membership.objects.filter(cluster=estate.cluster), has_disputed=has_disputed
+        )
+        assert {m.pk for m in chosen} == {pk for pk, v in expected.items() if (v[4] > 0) is has_disputed}
 
 
 @pytest.mark.django_db

@@ -29,6 +29,7 @@ from tests.api.test_isolation import (
     BILL,
     CLUSTER,
     DISPUTE,
+    MEMBER,
     PARAM,
     RECEIPT_TX,
     World,
@@ -94,6 +95,11 @@ RECIPES: dict[str, Recipe] = {
     ),
     "web:bills-export": Recipe({"cluster_id": CLUSTER}),
     "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
+    "web:members": Recipe({"cluster_id": CLUSTER}),
+    "web:member": Recipe(
+        {"cluster_id": CLUSTER, "user_id": MEMBER},
+        {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
+    ),
     "web:disputes": Recipe({"cluster_id": CLUSTER}),
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(

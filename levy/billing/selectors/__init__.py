@@ -49,6 +49,7 @@ from levy.billing.selectors.members import (
     MemberFilters,
     attach_member_summaries,
     member_list,
+    members_filtered_by_disputed,
     members_filtered_by_overdue,
     members_with_bill_summary,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "member_bill_list",
     "member_bills",
     "member_list",
+    "members_filtered_by_disputed",
     "members_filtered_by_overdue",
     "members_with_bill_summary",
     "paid_fact",

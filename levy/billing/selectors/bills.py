@@ -20,6 +20,7 @@ from levy.billing.selectors.facts import (
     member_bills,
 )
 from levy.billing.selectors.stats import bills_with_stats
+from levy.common.errors import NotFoundError
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
@@ -103,10 +104,24 @@ class MemberBillFilters:
     statuses: tuple[str, ...] | None = None  # any of these BillStatus values (the pages' sections)
 
 
-def member_bill_list(*, access: EstateAccess, filters: MemberBillFilters = MemberBillFilters()) -> Listing[Bill]:
+def member_bill_list(
+    *,
+    access: EstateAccess,
+    filters: MemberBillFilters = MemberBillFilters(),
+    member: Membership | None = None,
+) -> Listing[Bill]:
     """The caller's bills (estate-wide ones since they joined, and their own), newest
-    first, each with ``status``, ``acknowledged_at``, ``paid_at`` and ``can_pay``."""
-    membership = access.require_member()
+    first, each with ``status``, ``acknowledged_at``, ``paid_at`` and ``can_pay``.
+
+    With ``member`` (a membership of the caller's estate, from ``access_membership``):
+    that member's bills, read by staff who may read the estate's finances."""
+    if member is None:
+        membership = access.require_member()
+    else:
+        access.require_read_finances()
+        if member.cluster_id != access.cluster.pk:
+            raise NotFoundError()
+        membership = member
     if filters.status is not None or filters.statuses is not None:
         # The status is derived in SQL to filter on it before paginating.
         bills = member_bills(membership=membership)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from levy.billing.models import Bill, BillDispute
@@ -18,6 +19,7 @@ LATEST_RESOLVED_FIRST = ("-resolved_at", "-id")
 @dataclass(frozen=True)
 class DisputeFilters:
     status: str | None = None  # a DisputeStatus
+    user_id: uuid.UUID | None = None  # the member who disputes
     resolved: bool | None = None  # True: upheld or rejected; False: open
 
 
@@ -34,6 +36,8 @@ def dispute_list(
     disputes = BillDispute.objects.filter(cluster=access.cluster).select_related("bill", "user", "resolved_by")
     if filters.status:
         disputes = disputes.filter(status=filters.status)
+    if filters.user_id:
+        disputes = disputes.filter(user_id=filters.user_id)
     if filters.resolved is not None:
         disputes = (
             disputes.exclude(status=DisputeStatus.OPEN)

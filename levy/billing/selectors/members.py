@@ -89,18 +89,33 @@ def members_with_bill_summary(
     )
 
 
+def _filter_by_member_count(
+    memberships: QuerySet[Membership], condition: Q, *, has: bool, name: str
+) -> QuerySet[Membership]:
+    """Members with (or without) a live bill matching ``condition`` (facts as in
+    :func:`members_with_bill_summary`). Only that one count is computed, and only for the
+    rows the ordered scan visits until the page is full."""
+    count = _count_member_bills(condition)
+    billed_count = Case(
+        When(Q(active=True, is_resident=True), then=count), default=Value(0), output_field=IntegerField()
+    )
+    aliased = memberships.alias(**{name: billed_count})
+    return aliased.filter(**{f"{name}__gt": 0} if has else {name: 0})
+
+
 def members_filtered_by_overdue(
     memberships: QuerySet[Membership], *, has_overdue: bool, today: datetime.date | None = None
 ) -> QuerySet[Membership]:
-    """Members with (or without) an overdue bill. Only the overdue count is computed,
-    and only for the rows the ordered scan visits until the page is full."""
+    """Members with (or without) an overdue bill (``sum_overdue_count`` above zero)."""
     day = today or estate_today()
-    overdue = _count_member_bills(Q(f_paid=False, f_waived=False, f_disputed=False, due_date__lt=day))
-    billed_overdue = Case(
-        When(Q(active=True, is_resident=True), then=overdue), default=Value(0), output_field=IntegerField()
-    )
-    aliased = memberships.alias(overdue_count=billed_overdue)
-    return aliased.filter(overdue_count__gt=0) if has_overdue else aliased.filter(overdue_count=0)
+    overdue = Q(f_paid=False, f_waived=False, f_disputed=False, due_date__lt=day)
+    return _filter_by_member_count(memberships, overdue, has=has_overdue, name="overdue_count")
+
+
+def members_filtered_by_disputed(memberships: QuerySet[Membership], *, has_disputed: bool) -> QuerySet[Membership]:
+    """Members with (or without) a bill they dispute (``sum_disputed_count`` above zero)."""
+    disputed = Q(f_paid=False, f_waived=False, f_disputed=True)
+    return _filter_by_member_count(memberships, disputed, has=has_disputed, name="disputed_count")
 
 
 MEMBER_SUMMARY_FIELDS = (
@@ -227,6 +242,7 @@ class MemberFilters:
     active: bool | None = None
     search: str | None = None  # in the email or the name
     has_overdue: bool | None = None
+    has_disputed: bool | None = None
 
 
 def member_list(*, access: EstateAccess, filters: MemberFilters = MemberFilters()) -> Listing[Membership]:
@@ -244,4 +260,6 @@ def member_list(*, access: EstateAccess, filters: MemberFilters = MemberFilters(
         members = members.filter(Q(user__email__icontains=term) | Q(user__name__icontains=term))
     if filters.has_overdue is not None:
         members = members_filtered_by_overdue(members, has_overdue=filters.has_overdue)
+    if filters.has_disputed is not None:
+        members = members_filtered_by_disputed(members, has_disputed=filters.has_disputed)
     return Listing(members, ordering=("-joined_at", "-id"), decorate=attach_member_summaries)
