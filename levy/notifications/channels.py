@@ -72,9 +72,14 @@ class EmailChannel:
         return message
 
 
+# The events whose ledger entry has a receipt: a bill paid, and a top-up credited to the wallet.
+RECEIPT_EVENTS = frozenset({NotificationEvents.PAYMENT_SUCCESSFUL, NotificationEvents.TOP_UP_CREDITED})
+
+
 def receipt_url(event: str, context: dict[str, Any]) -> str:
-    """The receipt of a successful payment, as a full URL ("" for other events)."""
-    if event != NotificationEvents.PAYMENT_SUCCESSFUL or not context.get("transaction_id"):
+    """The receipt of a successful payment or a credited top-up, as a full URL ("" for
+    other events)."""
+    if event not in RECEIPT_EVENTS or not context.get("transaction_id"):
         return ""
     try:
         path = reverse(

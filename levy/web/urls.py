@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members, transactions
+from levy.web.views import auth, bills, dashboard, disputes, home, members, schedules, transactions
 
 app_name = "web"
 
@@ -23,6 +23,9 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
+    path("schedules/", schedules.ScheduleListPage.as_view(), name="schedules"),
+    path("schedules/new/", schedules.NewSchedulePage.as_view(), name="schedule-new"),
+    path("schedules/<str:schedule_id>/", schedules.SchedulePage.as_view(), name="schedule"),
     path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
     path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
     path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),

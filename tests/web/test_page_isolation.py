@@ -31,6 +31,7 @@ from tests.api.test_isolation import (
     MEMBER,
     PARAM,
     RECEIPT_TX,
+    SCHEDULE,
     World,
     build_world,
     db_snapshot,
@@ -70,6 +71,9 @@ RECIPES: dict[str, Recipe] = {
                 "amount": "999.00",
                 "due_date": "2030-01-01",
                 "target": "estate",
+                "late_fee_kind": "fixed",
+                "late_fee_value": "500",
+                "late_fee_grace_days": "3",
             }
         },
     ),
@@ -86,6 +90,22 @@ RECIPES: dict[str, Recipe] = {
     "web:dispute": Recipe(
         {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
     ),
+    "web:schedules": Recipe({"cluster_id": CLUSTER}),
+    "web:schedule-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": {
+                "title": "Rogue monthly levy",
+                "category": "other",
+                "amount": "999.00",
+                "frequency": "monthly",
+                "first_due_date": "2030-01-01",
+                "issue_days_before": "14",
+                "target": "estate",
+            }
+        },
+    ),
+    "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
     "web:transactions": Recipe({"cluster_id": CLUSTER}),
     "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
     "web:transaction": Recipe(

@@ -53,7 +53,13 @@ from levy.billing.selectors.members import (
     members_filtered_by_overdue,
     members_with_bill_summary,
 )
-from levy.billing.selectors.schedules import SCHEDULE_STATUSES, ScheduleFilters, schedule_list
+from levy.billing.selectors.schedules import (
+    SCHEDULE_STATUSES,
+    ScheduleFilters,
+    schedule_detail,
+    schedule_list,
+    schedules_with_counts,
+)
 from levy.billing.selectors.stats import BillStats, bills_with_stats, bills_with_stats_recomputed
 
 __all__ = [
@@ -99,5 +105,7 @@ __all__ = [
     "members_with_bill_summary",
     "paid_fact",
     "read_member_facts",
+    "schedule_detail",
     "schedule_list",
+    "schedules_with_counts",
 ]
