@@ -57,6 +57,7 @@ class EmailChannel:
             "context": notification.context,
             "site_url": settings.LEVY_SITE_URL,
             "receipt_url": receipt_url(notification.event, notification.context),
+            "open_url": open_url(notification),
         }
         text = render_to_string("notifications/email.txt", context)
         html = render_to_string("notifications/email.html", context)
@@ -70,6 +71,16 @@ class EmailChannel:
         )
         message.attach_alternative(html, "text/html")
         return message
+
+
+def open_url(notification: Any) -> str:
+    """The notification on the web, as a full URL: it opens what it is about (the bill),
+    after sign-in if needed, and marks it read."""
+    try:
+        path = reverse("web:notification-open", kwargs={"notification_id": notification.pk})
+    except NoReverseMatch:
+        return str(settings.LEVY_SITE_URL)
+    return str(settings.LEVY_SITE_URL).rstrip("/") + path
 
 
 # The events whose ledger entry has a receipt: a bill paid, and a top-up credited to the wallet.

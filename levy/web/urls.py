@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members, schedules, transactions
+from levy.web.views import auth, bills, dashboard, disputes, home, members, resident, schedules, transactions
 
 app_name = "web"
 
@@ -29,6 +29,11 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
     path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
     path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
+    path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
+    path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
+    path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),
+    path("wallet/", resident.WalletPage.as_view(), name="wallet"),
+    path("wallet/top-up/return/", resident.TopUpReturnPage.as_view(), name="top-up-return"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -39,5 +44,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("password/sent/", auth.PasswordSentView.as_view(), name="password-sent"),
     path("password/set/<uidb64>/<token>/", auth.SetPasswordView.as_view(), name="set-password"),
     path("notifications/", home.notifications, name="notifications"),
+    path("notifications/<str:notification_id>/", home.notification_open, name="notification-open"),
     path("estates/<str:cluster_id>/", include(estate_patterns)),
 ]

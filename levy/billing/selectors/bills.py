@@ -118,6 +118,7 @@ def bill_member_list(*, bill: Bill, filters: BillMemberFilters = BillMemberFilte
 class MemberBillFilters:
     status: str | None = None  # a BillStatus
     category: str | None = None
+    statuses: tuple[str, ...] | None = None  # any of these BillStatus values (the pages' sections)
 
 
 def member_bill_list(
@@ -138,9 +139,13 @@ def member_bill_list(
         if member.cluster_id != access.cluster.pk:
             raise NotFoundError()
         membership = member
-    if filters.status is not None:
+    if filters.status is not None or filters.statuses is not None:
         # The status is derived in SQL to filter on it before paginating.
-        bills = member_bills(membership=membership).filter(status=filters.status)
+        bills = member_bills(membership=membership)
+        if filters.status is not None:
+            bills = bills.filter(status=filters.status)
+        if filters.statuses is not None:
+            bills = bills.filter(status__in=filters.statuses)
         if filters.category is not None:
             bills = bills.filter(category=filters.category)
         return Listing(bills)

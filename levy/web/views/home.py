@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 
 from levy.accounts.models import User
+from levy.common.errors import NotFoundError
+from levy.notifications.events import NotificationEvents
+from levy.notifications.inbox import notification_mark_read, notifications_mark_all_read
+from levy.notifications.models import Notification
 from levy.web import selectors
-from levy.web.views.base import EstatePage, last_estate_id
+from levy.web.views.base import EstatePage, last_estate_id, url_if_exists
 
 
 @login_required
@@ -51,10 +57,50 @@ class EstateLanding(EstatePage):
 
 NOTIFICATIONS_PER_PAGE = 25
 
+# Where a notification leads: the bill it is about (the resident's page of it, or the
+# manager's for the events only managers get), the wallet, or the estate.
+MANAGER_EVENTS = {NotificationEvents.BILL_ACKNOWLEDGED, NotificationEvents.BILL_DISPUTED}
+WALLET_EVENTS = {NotificationEvents.TOP_UP_CREDITED}
+
+
+def notification_target(notification: Notification) -> str | None:
+    """The page a notification opens, or None when it is about nothing with a page."""
+    context = notification.context or {}
+    cluster_id = context.get("cluster_id") or notification.cluster_id
+    if not cluster_id:
+        return None
+    bill_id = context.get("bill_id")
+    if bill_id:
+        name = "web:bill" if notification.event in MANAGER_EVENTS else "web:my-bill"
+        return url_if_exists(name, cluster_id=cluster_id, bill_id=bill_id)
+    if notification.event in WALLET_EVENTS:
+        return url_if_exists("web:wallet", cluster_id=cluster_id)
+    return url_if_exists("web:estate", cluster_id=cluster_id)
+
 
 @login_required
 def notifications(request: HttpRequest) -> HttpResponse:
-    """The person's inbox, newest first, across their estates."""
+    """The person's inbox, newest first, across their estates; POST marks them all read."""
     user = cast(User, request.user)
+    if request.method == "POST":
+        marked = notifications_mark_all_read(user=user)
+        text = f"Marked {marked} notification{pluralize(marked)} read." if marked else "Nothing unread."
+        messages.success(request, text)
+        return redirect("web:notifications")
     page = Paginator(selectors.notification_inbox(user), NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    for item in page.object_list:
+        item.target = notification_target(item)  # type: ignore[attr-defined]
     return render(request, "web/notifications.html", {"page": page})
+
+
+@login_required
+def notification_open(request: HttpRequest, notification_id: str) -> HttpResponse:
+    """Open a notification (from the inbox or an email's link, after sign-in): mark it
+    read and go to what it is about. Another person's is the 404 page."""
+    try:
+        item = notification_mark_read(user=cast(User, request.user), notification_id=notification_id)
+    except NotFoundError:
+        raise Http404 from None
+    if request.method == "POST":
+        return redirect(f"{reverse('web:notifications')}?{request.GET.urlencode()}")
+    return HttpResponseRedirect(notification_target(item) or reverse("web:notifications"))
