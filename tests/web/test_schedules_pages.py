@@ -208,6 +208,8 @@ def test_pause_resume_and_end_go_through_the_services(estate: Estate) -> None:
     # The bill issued before is untouched and listed.
     [bill] = Bill.objects.filter(schedule=schedule)
     assert bill.cancelled_at is None and bill.title in page
+    bill_page = browser.get(estate_url(estate, f"bills/{bill.pk}/")).content.decode()
+    assert f'Issued by the recurring bill <a href="{url}">Service charge</a> (monthly).' in bill_page
     assert list(
         AuditEvent.objects.filter(cluster=estate.cluster, action__startswith="schedule.")
         .order_by("created_at")
