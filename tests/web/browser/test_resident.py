@@ -289,7 +289,7 @@ def test_weight_of_a_first_visit_to_my_bills(chromium: Any, live: Callable[[str]
         kind = (response.headers.get("content-type") or "").split(";")[0]
         textual = kind.startswith("text/") or kind in ("application/javascript", "image/svg+xml")
         compressed = len(gzip.compress(body, 9)) if textual else len(body)
-        rows.append((response.url.replace(live(""), "/"), kind, len(body), compressed, sizes["responseHeadersSize"]))
+        rows.append((response.url.replace(live(""), ""), kind, len(body), compressed, sizes["responseHeadersSize"]))
     context.close()
     total = sum(compressed + headers for _, _, _, compressed, headers in rows)
     raw = sum(size + headers for _, _, size, _, headers in rows)
