@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import gzip
 import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +25,7 @@ from levy.billing.models import BillAcknowledgement, BillDispute
 from levy.billing.services import bill_acknowledge
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from tests.conftest import Estate, access, make_estate
+from tests.factories import TEST_PASSWORD
 from tests.payments.conftest import connect, fake  # noqa: F401 - the fixture
 from tests.web.browser.conftest import shoot, sign_in
 
@@ -302,3 +308,67 @@ def test_weight_of_a_first_visit_to_my_bills(chromium: Any, live: Callable[[str]
             print(f"  {url[:70]:70} {kind:24} {size:7} B raw  {compressed:6} B gzip  {headers:5} B headers")
     assert any("/my-bills/" in url for url, *_ in rows)
     assert total <= WEIGHT_LIMIT, f"{total} bytes"
+
+
+def test_two_submissions_of_one_form_at_the_same_instant_pay_once(phone: Any, live: Callable[[str], str]) -> None:
+    """The same pay form posted twice at once (a double tap whose two requests race on
+    the server): one debit in the ledger, and both answers lead to the paid bill."""
+    estate, me = _estate("20000.00")
+    bill = estate.wide_bill(title="Estate levy", amount=Decimal("9000.00"))
+    bill_acknowledge(access=access(me), bill=bill)
+    sign_in(phone, live, me.user)
+    phone.goto(live(_my(estate, f"{bill.pk}/pay/")))
+    body = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": phone.locator("input[name=csrfmiddlewaretoken]").first.get_attribute("value"),
+            "idempotency_key": phone.locator("input[name=idempotency_key]").get_attribute("value"),
+        }
+    ).encode()
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in phone.context.cookies())
+    url = live(_my(estate, f"{bill.pk}/pay/"))
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    start = threading.Barrier(2)
+
+    def submit() -> tuple[int, str]:
+        request = urllib.request.Request(url, data=body, headers={"Cookie": cookies, "Referer": url})  # noqa: S310 - the live server
+        start.wait()
+        try:
+            opener.open(request, timeout=20)
+        except urllib.error.HTTPError as answer:
+            return answer.code, answer.headers.get("Location", "")
+        return 200, ""
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: submit(), range(2)))
+    assert answers == [(303, _my(estate, f"{bill.pk}/#paid"))] * 2, answers
+    [payment] = _payments(me)
+    assert payment.status == TransactionStatus.COMPLETED and _balance(estate, me) == Decimal("11000.00")
+
+
+def test_a_session_that_expired_before_paying_signs_in_again_and_pays_once(
+    phone: Any, live: Callable[[str], str]
+) -> None:
+    estate, me = _estate("20000.00")
+    bill = estate.wide_bill(title="Estate levy", amount=Decimal("4000.00"))
+    bill_acknowledge(access=access(me), bill=bill)
+    sign_in(phone, live, me.user)
+    phone.goto(live(_my(estate, f"{bill.pk}/pay/")))
+    # The session ends while the confirmation is on screen.
+    kept = [c for c in phone.context.cookies() if c["name"] != "sessionid"]
+    phone.context.clear_cookies()
+    phone.context.add_cookies(kept)
+    phone.get_by_role("button", name="Pay ₦4,000.00 now").tap()
+    phone.wait_for_url(re.compile(r"/sign-in/\?next="))
+    assert not _payments(me)
+    phone.get_by_label("Email").fill(me.user.email)
+    phone.get_by_label("Password").fill(TEST_PASSWORD)
+    phone.get_by_role("button", name="Sign in").tap()
+    phone.wait_for_url(live(_my(estate, f"{bill.pk}/pay/")))  # back on the confirmation
+    phone.get_by_role("button", name="Pay ₦4,000.00 now").tap()
+    phone.wait_for_url(live(_my(estate, f"{bill.pk}/#paid")))
+    assert len(_payments(me)) == 1 and _balance(estate, me) == Decimal("16000.00")
