@@ -19,6 +19,7 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
     path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
     path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/export.csv", members.MembersExport.as_view(), name="members-export"),
     path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),

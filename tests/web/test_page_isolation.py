@@ -100,6 +100,7 @@ RECIPES: dict[str, Recipe] = {
     "web:bills-export": Recipe({"cluster_id": CLUSTER}),
     "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "web:members": Recipe({"cluster_id": CLUSTER}),
+    "web:members-export": Recipe({"cluster_id": CLUSTER}),
     "web:member": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER},
         {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},

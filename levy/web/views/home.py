@@ -14,6 +14,7 @@ from django.urls import NoReverseMatch, reverse
 
 from levy.accounts.models import User
 from levy.common.errors import NotFoundError
+from levy.notifications.channels import receipt_path
 from levy.notifications.events import NotificationEvents
 from levy.notifications.inbox import notification_mark_read, notifications_mark_all_read
 from levy.notifications.models import Notification
@@ -90,6 +91,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.notification_inbox(user), NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
     for item in page.object_list:
         item.target = notification_target(item)  # type: ignore[attr-defined]
+        item.receipt = receipt_path(item.event, item.context or {})  # type: ignore[attr-defined]
     return render(request, "web/notifications.html", {"page": page})
 
 
