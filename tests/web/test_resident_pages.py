@@ -129,6 +129,7 @@ def test_residents_land_on_my_bills_and_managers_on_the_dashboard(estate: Estate
 def test_empty_my_bills_says_so(estate: Estate) -> None:
     html = browser_as(estate.residents[0]).get(estate_url(estate, "my-bills/")).content.decode()
     assert "You owe nothing right now." in html and "No paid bill yet." in html
+    assert "htmx.min.js" not in html  # plain forms and links: no script to download on mobile data
 
 
 # --- one bill ------------------------------------------------------------------------------------
