@@ -191,10 +191,13 @@ def topup_start(
     idempotency_key: str,
     bill: Bill | None = None,
     origin: Origin = Origin(),
+    callback_url: str | None = None,
 ) -> TopUp:
     """Start a top-up of ``amount`` into the caller's wallet: a pending record with a
     unique reference (committed first), then the provider's initialize call outside
     any transaction, which gives the checkout URL. The same key returns the same top-up.
+    The provider sends the resident back to ``callback_url`` (the web wallet's return
+    page), else to the API's return endpoint; either verifies through ``topup_return``.
 
     The provider failing or timing out marks the top-up failed and raises
     ``ProviderError`` (503): nothing was charged, the resident may start again."""
@@ -252,7 +255,7 @@ def topup_start(
             amount=value,
             currency=top_up.currency,
             email=access.user.email,
-            callback_url=return_url(),
+            callback_url=callback_url or return_url(),
         )
     except ProviderError as exc:
         reason = exc.details.get("provider_message") or exc.details.get("problem") or exc.code

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members, members_add, schedules, transactions
+from levy.web.views import (
+    auth,
+    bills,
+    dashboard,
+    disputes,
+    home,
+    members,
+    members_add,
+    resident,
+    schedules,
+    transactions,
+)
 
 app_name = "web"
 
@@ -23,6 +34,7 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("members/import/", members_add.ImportMembersPage.as_view(), name="members-import"),
     path("members/imports/<str:import_id>/", members_add.MemberImportPage.as_view(), name="member-import"),
     path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/export.csv", members.MembersExport.as_view(), name="members-export"),
     path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
@@ -33,6 +45,11 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
     path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
     path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
+    path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
+    path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
+    path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),
+    path("wallet/", resident.WalletPage.as_view(), name="wallet"),
+    path("wallet/top-up/return/", resident.TopUpReturnPage.as_view(), name="top-up-return"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -43,5 +60,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("password/sent/", auth.PasswordSentView.as_view(), name="password-sent"),
     path("password/set/<uidb64>/<token>/", auth.SetPasswordView.as_view(), name="set-password"),
     path("notifications/", home.notifications, name="notifications"),
+    path("notifications/<str:notification_id>/", home.notification_open, name="notification-open"),
     path("estates/<str:cluster_id>/", include(estate_patterns)),
 ]

@@ -191,7 +191,8 @@ def test_pause_resume_and_end_go_through_the_services(estate: Estate) -> None:
     schedule.refresh_from_db()
     assert schedule.paused_at is not None
     page = browser.get(url).content.decode()
-    assert "Paused. No bill is issued until you resume" in page and "Resume the schedule" in page
+    assert "Schedule paused." in page and "No bill is issued until it is resumed" in page
+    assert "Resume the schedule" in page
     assert "Pause the schedule" not in page
     assert browser.post(url, {"action": "resume"}).status_code == 302
     schedule.refresh_from_db()
@@ -202,10 +203,13 @@ def test_pause_resume_and_end_go_through_the_services(estate: Estate) -> None:
     schedule.refresh_from_db()
     assert schedule.ended_at is not None and schedule.end_reason == "The levy was replaced"
     page = browser.get(url).content.decode()
-    assert "The levy was replaced" in page and "End the schedule" not in page and "Pause the schedule" not in page
+    assert "Schedule ended." in page and "The levy was replaced. No more bills will be issued." in page
+    assert "End the schedule" not in page and "Pause the schedule" not in page
     # The bill issued before is untouched and listed.
     [bill] = Bill.objects.filter(schedule=schedule)
     assert bill.cancelled_at is None and bill.title in page
+    bill_page = browser.get(estate_url(estate, f"bills/{bill.pk}/")).content.decode()
+    assert f'Issued by the recurring bill <a href="{url}">Service charge</a> (monthly).' in bill_page
     assert list(
         AuditEvent.objects.filter(cluster=estate.cluster, action__startswith="schedule.")
         .order_by("created_at")

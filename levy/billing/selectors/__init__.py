@@ -30,7 +30,7 @@ from levy.billing.selectors.bills import (
     member_bill_list,
 )
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
-from levy.billing.selectors.disputes import DisputeFilters, dispute_list
+from levy.billing.selectors.disputes import DisputeFilters, dispute_list, member_bill_disputes
 from levy.billing.selectors.facts import (
     acknowledged_fact,
     bill_member_statuses,
@@ -96,6 +96,7 @@ __all__ = [
     "dispute_list",
     "estate_today",
     "member_bill",
+    "member_bill_disputes",
     "member_bill_facts",
     "member_bill_list",
     "member_bills",

@@ -73,12 +73,13 @@ def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> 
 def bill_detail(*, access: EstateAccess, bill_id: object) -> Any:
     """One bill of the estate with its counts, for its managers (``NotFoundError`` for a
     bill of another estate or none). ``late_fees_charged``: how many members its
-    late-fee rule charged (0 before the run; counted only after it), and on a late fee,
-    ``late_fee_of`` the bill it is the fee of — both read in the same statement."""
+    late-fee rule charged (0 before the run; counted only after it); on a late fee
+    ``late_fee_of``, the bill it is the fee of; on a recurring bill ``schedule`` — all
+    read in the same statement."""
     bill = access_bill_as_staff(access, bill_id)
     fees = Bill.objects.filter(late_fee_of_id=OuterRef("pk")).order_by().values("late_fee_of_id")
     charged = fees.annotate(n=Count("*")).values("n")
-    bills = Bill.objects.filter(pk=bill.pk).select_related("cluster", "late_fee_of")
+    bills = Bill.objects.filter(pk=bill.pk).select_related("cluster", "late_fee_of", "schedule")
     return (
         bills_with_stats(bills)
         .annotate(
@@ -117,6 +118,7 @@ def bill_member_list(*, bill: Bill, filters: BillMemberFilters = BillMemberFilte
 class MemberBillFilters:
     status: str | None = None  # a BillStatus
     category: str | None = None
+    statuses: tuple[str, ...] | None = None  # any of these BillStatus values (the pages' sections)
 
 
 def member_bill_list(
@@ -137,9 +139,13 @@ def member_bill_list(
         if member.cluster_id != access.cluster.pk:
             raise NotFoundError()
         membership = member
-    if filters.status is not None:
+    if filters.status is not None or filters.statuses is not None:
         # The status is derived in SQL to filter on it before paginating.
-        bills = member_bills(membership=membership).filter(status=filters.status)
+        bills = member_bills(membership=membership)
+        if filters.status is not None:
+            bills = bills.filter(status=filters.status)
+        if filters.statuses is not None:
+            bills = bills.filter(status__in=filters.statuses)
         if filters.category is not None:
             bills = bills.filter(category=filters.category)
         return Listing(bills)

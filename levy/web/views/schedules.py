@@ -229,7 +229,7 @@ class SchedulePage(EstatePage):
         try:
             if action == "pause":
                 schedule_pause(access=self.access, schedule=schedule, origin=self.origin)
-                messages.success(request, "Paused. No bill is issued until you resume; bills already issued stay.")
+                messages.success(request, "Schedule paused.")
             elif action == "resume":
                 resumed = schedule_resume(access=self.access, schedule=schedule, origin=self.origin)
                 upcoming = next_bill(resumed)
@@ -246,7 +246,7 @@ class SchedulePage(EstatePage):
                 schedule_end(
                     access=self.access, schedule=schedule, reason=form.cleaned_data["reason"], origin=self.origin
                 )
-                messages.success(request, "Ended. No more bills will be issued; bills already issued stay.")
+                messages.success(request, "Schedule ended.")
             else:
                 messages.error(request, "Choose what to do: pause, resume or end the schedule.")
         except ValidationError as exc:
