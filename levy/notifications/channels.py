@@ -87,19 +87,24 @@ def open_url(notification: Any) -> str:
 RECEIPT_EVENTS = frozenset({NotificationEvents.PAYMENT_SUCCESSFUL, NotificationEvents.TOP_UP_CREDITED})
 
 
-def receipt_url(event: str, context: dict[str, Any]) -> str:
-    """The receipt of a successful payment or a credited top-up, as a full URL ("" for
-    other events)."""
+def receipt_path(event: str, context: dict[str, Any]) -> str:
+    """The payer's receipt of a successful payment or a credited top-up, as a path on
+    this site ("" for other events): the inbox links to it."""
     if event not in RECEIPT_EVENTS or not context.get("transaction_id"):
         return ""
     try:
-        path = reverse(
+        return reverse(
             "member-transaction-receipt",
             kwargs={"cluster_id": context["cluster_id"], "transaction_id": context["transaction_id"]},
         )
     except (KeyError, NoReverseMatch):
         return ""
-    return str(settings.LEVY_SITE_URL).rstrip("/") + path
+
+
+def receipt_url(event: str, context: dict[str, Any]) -> str:
+    """The same as a full URL, for an email ("" for other events)."""
+    path = receipt_path(event, context)
+    return str(settings.LEVY_SITE_URL).rstrip("/") + path if path else ""
 
 
 CHANNELS: dict[str, type[Any]] = {EmailChannel.name: EmailChannel}

@@ -23,6 +23,7 @@ from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, committed, make_estate, new_key
 from tests.payments.conftest import connect, get_return, start
 from tests.reports.conftest import queries_of_download
+from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
 
@@ -214,3 +215,15 @@ def test_the_top_up_email_links_to_its_receipt(estate: Estate, fake_provider_ser
     response = api_as(member).client.get(url.removeprefix("https://levy.example.test"))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert response.content.startswith(b"%PDF")
+
+
+def test_the_inbox_links_the_payment_notification_to_its_receipt(estate: Estate) -> None:
+    member = estate.residents[0]
+    tx = paid(estate, member)
+    html = browser_as(member).get("/notifications/").content.decode()
+    path = f"/api/v1/clusters/{estate.cluster.pk}/transactions/{tx.pk}/receipt/"
+    assert html.count(f'<a href="{path}">Receipt (PDF)') == 1
+    # Only the payment's notification carries it (not the new bill's).
+    assert html.count("Receipt (PDF)") == 1
+    response = browser_as(member).get(path)
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"

@@ -20,7 +20,7 @@ from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, d
 from levy.notifications.models import Notification
 from levy.payments.models import TopUp
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, committed, make_estate, new_key
 from tests.payments.conftest import connect, fake  # noqa: F401 - the fixture
 from tests.web.conftest import browser_as, count_queries, estate_url
 
@@ -129,6 +129,7 @@ def test_residents_land_on_my_bills_and_managers_on_the_dashboard(estate: Estate
 def test_empty_my_bills_says_so(estate: Estate) -> None:
     html = browser_as(estate.residents[0]).get(estate_url(estate, "my-bills/")).content.decode()
     assert "You owe nothing right now." in html and "No paid bill yet." in html
+    assert "htmx.min.js" not in html  # plain forms and links: no script to download on mobile data
 
 
 # --- one bill ------------------------------------------------------------------------------------
@@ -351,6 +352,35 @@ def test_a_notification_opens_its_bill_and_is_read(estate: Estate) -> None:
     note.refresh_from_db()
     assert note.read_at is not None
     assert 'class="count"' not in browser.get("/notifications/").content.decode()
+
+
+def test_each_notification_opens_the_part_of_the_page_it_is_about(estate: Estate) -> None:
+    me = estate.residents[0]
+    estate.fund(me, "50000.00")
+    bill = estate.wide_bill(title="Service charge")
+    disputed = estate.wide_bill(title="Generator diesel")
+    with committed():  # the notifications are written when each action commits
+        bill_acknowledge(access=access(me), bill=bill)
+        bill_pay(access=access(me), bill=bill, idempotency_key=new_key("pay"))
+        dispute = bill_dispute(access=access(me), bill=disputed, reason="We were away")
+        dispute_resolve(access=access(estate.admin), dispute=dispute, resolution="rejected", note="Ran all month")
+
+    def opened(member: Any, event: str) -> str:
+        note = Notification.objects.get(recipient=member.user, event=event)
+        return str(browser_as(member).get(f"/notifications/{note.pk}/")["Location"])
+
+    assert opened(me, "PAYMENT_SUCCESSFUL") == estate_url(estate, f"my-bills/{bill.pk}/#paid")
+    assert opened(me, "DISPUTE_RESOLVED") == estate_url(estate, f"my-bills/{disputed.pk}/#dispute")
+    assert opened(estate.admin, "BILL_DISPUTED") == estate_url(estate, f"disputes/{dispute.pk}/")
+    assert opened(estate.admin, "BILL_ACKNOWLEDGED") == estate_url(estate, f"bills/{bill.pk}/")
+
+
+def test_the_inbox_shows_the_header_of_the_estate_used_last(estate: Estate) -> None:
+    browser = browser_as(estate.residents[0])
+    assert ">My bills<" not in browser.get("/notifications/").content.decode()  # no estate used yet
+    browser.get(estate_url(estate, "my-bills/"))
+    html = browser.get("/notifications/").content.decode()
+    assert f'href="{estate_url(estate, "my-bills/")}">My bills<' in html and estate.cluster.name in html
 
 
 def test_an_email_link_signs_in_first_then_opens_the_bill(estate: Estate) -> None:

@@ -13,7 +13,9 @@ from django.template.defaultfilters import pluralize
 from django.urls import NoReverseMatch, reverse
 
 from levy.accounts.models import User
-from levy.common.errors import NotFoundError
+from levy.common.errors import NotFoundError, PermissionDeniedError
+from levy.estates.access import access_cluster
+from levy.notifications.channels import receipt_path
 from levy.notifications.events import NotificationEvents
 from levy.notifications.inbox import notification_mark_read, notifications_mark_all_read
 from levy.notifications.models import Notification
@@ -57,10 +59,16 @@ class EstateLanding(EstatePage):
 
 NOTIFICATIONS_PER_PAGE = 25
 
-# Where a notification leads: the bill it is about (the resident's page of it, or the
-# manager's for the events only managers get), the wallet, or the estate.
+# Where a notification leads: the bill it is about (the resident's page of it, at the
+# part the event is about; for the managers' events their bill page, or the dispute),
+# the wallet, or the estate.
 MANAGER_EVENTS = {NotificationEvents.BILL_ACKNOWLEDGED, NotificationEvents.BILL_DISPUTED}
 WALLET_EVENTS = {NotificationEvents.TOP_UP_CREDITED}
+BILL_ANCHORS: dict[str, str] = {
+    NotificationEvents.PAYMENT_SUCCESSFUL: "#paid",
+    NotificationEvents.PAYMENT_FAILED: "#pay",
+    NotificationEvents.DISPUTE_RESOLVED: "#dispute",
+}
 
 
 def notification_target(notification: Notification) -> str | None:
@@ -70,12 +78,30 @@ def notification_target(notification: Notification) -> str | None:
     if not cluster_id:
         return None
     bill_id = context.get("bill_id")
+    if notification.event == NotificationEvents.BILL_DISPUTED and context.get("dispute_id"):
+        found = url_if_exists("web:dispute", cluster_id=cluster_id, dispute_id=context["dispute_id"])
+        if found is not None:
+            return found
     if bill_id:
-        name = "web:bill" if notification.event in MANAGER_EVENTS else "web:my-bill"
-        return url_if_exists(name, cluster_id=cluster_id, bill_id=bill_id)
+        if notification.event in MANAGER_EVENTS:
+            return url_if_exists("web:bill", cluster_id=cluster_id, bill_id=bill_id)
+        found = url_if_exists("web:my-bill", cluster_id=cluster_id, bill_id=bill_id)
+        return found + BILL_ANCHORS.get(notification.event, "") if found is not None else None
     if notification.event in WALLET_EVENTS:
         return url_if_exists("web:wallet", cluster_id=cluster_id)
     return url_if_exists("web:estate", cluster_id=cluster_id)
+
+
+def _in_last_estate(request: HttpRequest) -> None:
+    """Show the header of the estate this browser used last (its name and its pages) on
+    a page outside any estate, when the person is still a member of it."""
+    last = last_estate_id(request)
+    if not last:
+        return
+    try:
+        request.estate_access = access_cluster(cast(User, request.user), last)  # type: ignore[attr-defined]
+    except (NotFoundError, PermissionDeniedError):
+        return
 
 
 @login_required
@@ -87,9 +113,11 @@ def notifications(request: HttpRequest) -> HttpResponse:
         text = f"Marked {marked} notification{pluralize(marked)} read." if marked else "Nothing unread."
         messages.success(request, text)
         return redirect("web:notifications")
+    _in_last_estate(request)
     page = Paginator(selectors.notification_inbox(user), NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
     for item in page.object_list:
         item.target = notification_target(item)  # type: ignore[attr-defined]
+        item.receipt = receipt_path(item.event, item.context or {})  # type: ignore[attr-defined]
     return render(request, "web/notifications.html", {"page": page})
 
 
