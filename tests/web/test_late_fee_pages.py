@@ -31,6 +31,7 @@ def _new_bill(**overrides: str) -> dict[str, str]:
         "amount": "15000",
         "due_date": DUE.isoformat(),
         "target": "estate",
+        "idempotency_key": new_key("web-bill"),
         **overrides,
     }
 

@@ -81,6 +81,7 @@ RECIPES: dict[str, Recipe] = {
                 "late_fee_kind": "fixed",
                 "late_fee_value": "500",
                 "late_fee_grace_days": "3",
+                "idempotency_key": "isolation-bill",
             }
         },
     ),

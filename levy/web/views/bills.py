@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import uuid
 from typing import Any
 
 from django import forms
@@ -40,6 +41,7 @@ from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions
 from levy.reports.exports import Export, bill_members_export, bills_export
 from levy.web.charts import stacked_bar
+from levy.web.once import submit_once
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
 from levy.web.views.exports import ListExport
@@ -175,9 +177,14 @@ class NewBillForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
     )
 
+    # Made when the form is drawn: a double click or a resubmit issues one bill (levy.web.once).
+    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["due_date"].widget.attrs["min"] = estate_today().isoformat()
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", f"web-bill-{uuid.uuid4()}")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -214,41 +221,67 @@ class NewBillPage(EstatePage):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         form = NewBillForm(request.POST)
-        # The API's limit on issuing bills, counted on the same counter.
-        wait = throttles.check_scope(request, "bill_create")
-        if wait is not None:
-            form.is_valid()
-            form.add_error(
-                None, f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
-            )
-        elif form.is_valid():
+        if form.is_valid():
             data = form.cleaned_data
-            bill_input = BillInput(
-                title=data["title"],
-                description=data["description"],
-                category=data["category"],
-                amount=data["amount"],
-                due_date=data["due_date"],
-                allow_payment_after_due=data["allow_payment_after_due"],
-                **form.late_fee(),
-            )
+            details = {name: value for name, value in data.items() if name != "idempotency_key"}
             try:
-                if data["target"] == "resident":
-                    bill = bill_create_user_specific(
-                        access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
-                    )
-                else:
-                    bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+                once, made = submit_once(
+                    access=self.access,
+                    key=data["idempotency_key"],
+                    data=details,
+                    work=lambda: self.issue(request, form),
+                )
             except ValidationError as exc:
                 for field, errors in exc.fields.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")
-                return HttpResponseRedirect(
-                    reverse("web:bill", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill.pk})
-                )
+                if once.refused:
+                    form.add_error(None, once.refused)
+                else:
+                    # The first submit made the bill; a second one of the same form gets it.
+                    bill_id = (made or once.result or {}).get("bill_id")
+                    if bill_id:
+                        return HttpResponseRedirect(
+                            reverse("web:bill", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill_id})
+                        )
+                    form.add_error(None, "This form was already used. Check the bills list, then fill in a new form.")
+        elif "idempotency_key" in form.errors:
+            form.add_error(None, "This form is out of date. Check the bills list, then fill in a new form.")
         chosen = chosen_resident(self.access, form.data.get("user_id", ""))
         return self.render_to_response(self.get_context_data(form=form, chosen=chosen), status=400)
+
+    def issue(self, request: HttpRequest, form: NewBillForm) -> dict[str, Any]:
+        """Issue the bill of a valid form, once per form (``submit_once`` runs it):
+        ``{"bill_id": …}``. A ``ValidationError`` (bad input, or the API's limit on issuing
+        bills) releases the form's key, so the corrected form can be sent again."""
+        # The API's limit on issuing bills, counted on the same counter.
+        wait = throttles.check_scope(request, "bill_create")
+        if wait is not None:
+            raise ValidationError(
+                fields={
+                    "__all__": [
+                        f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
+                    ]
+                }
+            )
+        data = form.cleaned_data
+        bill_input = BillInput(
+            title=data["title"],
+            description=data["description"],
+            category=data["category"],
+            amount=data["amount"],
+            due_date=data["due_date"],
+            allow_payment_after_due=data["allow_payment_after_due"],
+            **form.late_fee(),
+        )
+        if data["target"] == "resident":
+            bill = bill_create_user_specific(
+                access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
+            )
+        else:
+            bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+        messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")
+        return {"bill_id": str(bill.pk)}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
