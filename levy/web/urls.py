@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members, resident, schedules, transactions
+from levy.web.views import (
+    auth,
+    bills,
+    dashboard,
+    disputes,
+    home,
+    members,
+    members_add,
+    resident,
+    schedules,
+    transactions,
+)
 
 app_name = "web"
 
@@ -18,6 +29,10 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/export.csv", bills.BillsExport.as_view(), name="bills-export"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
     path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
+    # Before any "members/<user_id>/" page: these words are not ids.
+    path("members/new/", members_add.NewMemberPage.as_view(), name="member-new"),
+    path("members/import/", members_add.ImportMembersPage.as_view(), name="members-import"),
+    path("members/imports/<str:import_id>/", members_add.MemberImportPage.as_view(), name="member-import"),
     path("members/", members.MemberListPage.as_view(), name="members"),
     path("members/export.csv", members.MembersExport.as_view(), name="members-export"),
     path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
@@ -30,6 +31,7 @@ from tests.api.test_isolation import (
     CLUSTER,
     DISPUTE,
     MEMBER,
+    MEMBER_IMPORT,
     PARAM,
     RECEIPT_TX,
     SCHEDULE,
@@ -105,6 +107,15 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER, "user_id": MEMBER},
         {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
     ),
+    "web:member-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"name": "Rogue Member", "email": "rogue@example.test", "role": "admin", "lives_here": "no"}},
+    ),
+    "web:members-import": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"file": lambda: SimpleUploadedFile("m.csv", b"email,name\nrogue@example.test,Rogue\n")}},
+    ),
+    "web:member-import": Recipe({"cluster_id": CLUSTER, "import_id": MEMBER_IMPORT}),
     "web:disputes": Recipe({"cluster_id": CLUSTER}),
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(
@@ -208,7 +219,8 @@ def assert_404_page_and_unchanged(who: Any, page: Page, method: str, path: str) 
     if method == "get":
         response = browser.get(path)
     else:
-        response = browser.post(path, RECIPES[page.name].bodies.get(method, {}))
+        body = {k: v() if callable(v) else v for k, v in RECIPES[page.name].bodies.get(method, {}).items()}
+        response = browser.post(path, body)
     assert response.status_code == 404, (method.upper(), path, response.status_code)
     assert b"We can" in response.content, "not the 404 page"
     assert db_snapshot() == before, f"{method.upper()} {path} changed the database"

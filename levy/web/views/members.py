@@ -105,7 +105,7 @@ class MemberListPage(EstatePage):
         context.update(form=form, page=page, filtered=filtered)
         context["can_add"] = self.access.can(MembersPermissions.ManageMembers)
         context["add_url"] = url_if_exists("web:member-new", cluster_id=self.access.cluster.pk)
-        context["import_url"] = url_if_exists("web:member-import", cluster_id=self.access.cluster.pk)
+        context["import_url"] = url_if_exists("web:members-import", cluster_id=self.access.cluster.pk)
         context["export_query"] = self.request.GET.urlencode()
         return context
 

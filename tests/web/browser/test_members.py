@@ -179,3 +179,26 @@ def test_an_admin_changes_a_role_then_deactivates_with_the_keyboard(page, live) 
     member.refresh_from_db()
     assert member.active is False
     assert page.get_by_role("button", name="Deactivate this member").count() == 0
+
+
+def test_record_money_received_with_the_keyboard_alone(page, live) -> None:
+    estate = _estate_with_figures()
+    member = estate.residents[1]
+    sign_in(page, live, estate.admin.user)
+    page.goto(live(f"/estates/{estate.cluster.pk}/members/{member.user_id}/"))
+    page.get_by_label("Amount received").focus()
+    page.keyboard.type("2500.50")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Transfer 7781")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # submits the form from its last field
+    tx = Transaction.objects.get(payer=member.user, type=TransactionType.DEPOSIT, note="Transfer 7781")
+    assert tx.amount == Decimal("2500.50") and tx.initiated_by_id == estate.admin.user_id
+    assert page.locator(".balance").inner_text() == "₦2,500.50"
+    # A bad amount is explained next to the field; nothing moves.
+    page.get_by_label("Amount received").focus()
+    page.keyboard.type("12,5x")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("#id_amount_error").is_visible()
+    assert Transaction.objects.filter(payer=member.user, type=TransactionType.DEPOSIT).count() == 1
