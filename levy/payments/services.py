@@ -275,7 +275,12 @@ def _replayed(existing: TopUp, amount: Decimal, bill: Bill | None) -> TopUp:
 
 
 def bill_pay_by_card_start(
-    *, access: EstateAccess, bill: Bill, idempotency_key: str, origin: Origin = Origin()
+    *,
+    access: EstateAccess,
+    bill: Bill,
+    idempotency_key: str,
+    origin: Origin = Origin(),
+    callback_url: str | None = None,
 ) -> TopUp:
     """Pay ``bill`` by card: a top-up of exactly the shortfall (the bill's amount less
     the wallet's balance, computed here, never taken from the browser). Once the
@@ -300,7 +305,9 @@ def bill_pay_by_card_start(
     shortfall = bill.amount - balance
     if shortfall <= 0:
         raise RuleViolation("Your wallet covers this bill: pay it from your wallet.", code="wallet_covers_bill")
-    return topup_start(access=access, amount=shortfall, idempotency_key=key, bill=bill, origin=origin)
+    return topup_start(
+        access=access, amount=shortfall, idempotency_key=key, bill=bill, origin=origin, callback_url=callback_url
+    )
 
 
 # --- confirming a top-up ------------------------------------------------------------------------

@@ -332,6 +332,34 @@ def test_top_up_goes_to_checkout_and_the_return_credits_the_wallet(estate: Estat
     assert other.status_code == 404
 
 
+def test_pay_the_shortfall_by_card_and_the_bill_is_paid_on_return(estate: Estate, fake: Any) -> None:  # noqa: F811
+    connect(estate, fake)
+    me = estate.residents[0]
+    estate.fund(me, "4000.00")
+    bill = estate.wide_bill(amount=Decimal("15000.00"))
+    bill_acknowledge(access=access(me), bill=bill)
+    browser = browser_as(me)
+    pay = estate_url(estate, f"my-bills/{bill.pk}/pay/")
+    html = browser.get(estate_url(estate, f"my-bills/{bill.pk}/")).content.decode()
+    assert "Pay ₦11,000.00 by card" in html
+    key = re.search(r'name="action" value="card"><input type="hidden" name="idempotency_key" value="([^"]+)"', html)
+    assert key is not None
+    answers = [browser.post(pay, {"action": "card", "idempotency_key": key.group(1)}) for _ in "ab"]
+    [top_up] = TopUp.objects.filter(user=me.user)
+    assert top_up.amount == Decimal("11000.00") and top_up.bill_id == bill.pk
+    assert {(a.status_code, a["Location"]) for a in answers} == {(303, f"{pay}?top_up={top_up.pk}")}
+    ready = browser.get(pay, top_up=str(top_up.pk)).content.decode()
+    assert f'href="{top_up.checkout_url}">Pay ₦11,000.00 by card' in ready
+    fake.pay(top_up.reference, send_webhook=False)
+    back = browser.get(estate_url(estate, "wallet/top-up/return/"), reference=top_up.reference)
+    assert back["Location"] == estate_url(estate, f"my-bills/{bill.pk}/#paid")
+    html = browser.get(estate_url(estate, f"my-bills/{bill.pk}/")).content.decode()
+    assert "arrived and the bill is paid" in html and "badge-paid" in html
+    [payment] = _payments(me, bill)
+    assert payment.status == TransactionStatus.COMPLETED
+    assert Wallet.objects.get(cluster=estate.cluster, user=me.user).balance == Decimal("0.00")
+
+
 # --- notifications --------------------------------------------------------------------------------
 
 

@@ -51,7 +51,7 @@ from levy.common.listing import Listing
 from levy.payments.models import TopUpStatus
 from levy.payments.providers.base import ProviderError
 from levy.payments.selectors import access_own_top_up, access_own_top_up_by_reference, active_provider_account
-from levy.payments.services import topup_return, topup_start
+from levy.payments.services import bill_pay_by_card_start, topup_return, topup_start
 from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import member_wallet
 from levy.web import format
@@ -197,6 +197,26 @@ class Funds:
         return max(Decimal("0.00"), self.amount - self.balance)
 
 
+def started_checkout(access: Any, top_up_id: str, *, bill: Bill | None = None) -> Any:
+    """The caller's own top-up (``?top_up=`` after starting one) if it still waits for
+    the card payment, and is for ``bill`` when one is given; else None."""
+    try:
+        started = access_own_top_up(access, top_up_id)
+    except NotFoundError:
+        return None
+    if started.status != TopUpStatus.PENDING or not started.checkout_url:
+        return None
+    if bill is not None and started.bill_id != bill.pk:
+        return None
+    return started
+
+
+def top_up_return_url(access: Any) -> str:
+    """Where the provider sends the resident back after a card payment."""
+    path = reverse("web:top-up-return", kwargs={"cluster_id": access.cluster.pk})
+    return str(settings.LEVY_PUBLIC_URL).rstrip("/") + path
+
+
 class ResidentBillMixin(EstatePage):
     """The bill of the URL, as ``member_bill`` gives it, and what the caller may do with it."""
 
@@ -209,13 +229,20 @@ class ResidentBillMixin(EstatePage):
         payment = None
         if facts.paid:
             payment = completed_payment(bill.pk, self.access.user.pk).first()
+        short = refusal is None and funds.shortfall > 0
+        checkout = None
+        if short and self.request.GET.get("top_up"):
+            checkout = started_checkout(self.access, self.request.GET["top_up"], bill=bill)
         return {
             "bill": bill,
+            "card": short and active_provider_account(self.access.cluster.pk) is not None,
+            "card_key": new_key("card"),
+            "checkout": checkout,
             "refusal": Refusal.of(refusal) if refusal is not None else None,
             "can_acknowledge": not facts.acknowledged and rules.acknowledge_refusal(bill, facts) is None,
             "can_dispute": rules.dispute_refusal(bill, facts) is None,
             "funds": funds,
-            "short": refusal is None and funds.shortfall > 0,
+            "short": short,
             "payment": payment,
             "top_up_url": reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk}) + "#top-up",
         }
@@ -297,6 +324,8 @@ class MyBillPayPage(ResidentBillMixin):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         bill = access_bill_as_member(self.access, kwargs["bill_id"])
+        if request.POST.get("action") == "card":
+            return self.pay_by_card(request, bill)
         form = PayForm(request.POST)
         if not form.is_valid():
             form = PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"})
@@ -319,6 +348,34 @@ class MyBillPayPage(ResidentBillMixin):
             fresh = PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"})
             return self.failed(fresh, "That payment form had expired. Check the amount and press Pay again.", 422)
         return HttpResponseRedirect(bill_url(self.access.cluster.pk, bill, "#paid"), status=303)
+
+    def pay_by_card(self, request: HttpRequest, bill: Bill) -> HttpResponse:
+        """Pay the shortfall by card (``bill_pay_by_card_start``, the API's service): a
+        top-up of exactly what the wallet lacks, which pays the bill once the provider
+        confirms it. The page then links to the provider's card page."""
+        form = PayForm(request.POST)
+        fresh = PayForm(initial={"idempotency_key": new_key("pay")})
+        if not form.is_valid():
+            return self.failed(fresh, "The payment form was incomplete. Press the button again.", 400)
+        wait = self.limited(request, "top_up")
+        if wait is not None:
+            return self.failed(form, wait, 429)
+        try:
+            top_up = bill_pay_by_card_start(
+                access=self.access,
+                bill=bill,
+                idempotency_key=form.cleaned_data["idempotency_key"],
+                origin=self.origin,
+                callback_url=top_up_return_url(self.access),
+            )
+        except RuleViolation as exc:
+            return self.failed(fresh, exc.message, 409)
+        except ProviderError as exc:
+            return self.failed(fresh, exc.message, 503)
+        except (IdempotencyKeyReusedError, ValidationError):
+            return self.failed(fresh, "That payment form had expired. Press the button again.", 422)
+        pay = reverse("web:my-bill-pay", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill.pk})
+        return HttpResponseRedirect(f"{pay}?top_up={top_up.pk}", status=303)
 
     def failed(self, form: PayForm, message: str, status: int) -> HttpResponse:
         return self.render_to_response(self.get_context_data(form=form, error=message), status=status)
@@ -375,12 +432,7 @@ class WalletPage(EstatePage):
         page = web_page(Listing(listing.rows.select_related("bill"), listing.ordering, listing.decorate), self.request)
         context.update(wallet=wallet, page=page, can_top_up=active_provider_account(self.access.cluster.pk) is not None)
         if self.request.GET.get("top_up"):
-            try:
-                started = access_own_top_up(self.access, self.request.GET["top_up"])
-            except NotFoundError:
-                started = None
-            if started is not None and started.status == TopUpStatus.PENDING and started.checkout_url:
-                context["checkout"] = started
+            context["checkout"] = started_checkout(self.access, self.request.GET["top_up"])
         if context["can_top_up"]:
             initial = {"idempotency_key": new_key("top-up")}
             if self.request.GET.get("amount"):
@@ -397,9 +449,7 @@ class WalletPage(EstatePage):
             form.is_valid()
             form.add_error(None, f"Too many top-ups in the last minute. Try again in {math.ceil(wait)} seconds.")
         elif form.is_valid():
-            callback = settings.LEVY_PUBLIC_URL.rstrip("/") + reverse(
-                "web:top-up-return", kwargs={"cluster_id": self.access.cluster.pk}
-            )
+            callback = top_up_return_url(self.access)
             try:
                 top_up = topup_start(
                     access=self.access,
@@ -436,6 +486,25 @@ class TopUpReturnPage(EstatePage):
         reference = request.GET.get("reference") or request.GET.get("tx_ref") or ""
         own = access_own_top_up_by_reference(self.access, reference)
         top_up = topup_return(reference=own.reference)
+        amount = format.money(top_up.amount, top_up.currency)
+        cluster_id = self.access.cluster.pk
+        if top_up.bill_id is not None:
+            # Paid by card for a bill: back to the bill, which shows whether it is paid.
+            bill_page = reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
+            if top_up.status == TopUpStatus.CREDITED and top_up.bill_outcome == "paid":
+                messages.success(request, f"Your card payment of {amount} arrived and the bill is paid.")
+                return HttpResponseRedirect(bill_page + "#paid")
+            if top_up.status == TopUpStatus.CREDITED:
+                messages.warning(
+                    request,
+                    f"Your card payment of {amount} is in your wallet, but the bill could not be paid now: "
+                    "see below why.",
+                )
+                return HttpResponseRedirect(bill_page + "#pay")
         level, text = TOP_UP_OUTCOMES.get(TopUpStatus(top_up.status), TOP_UP_OUTCOMES[TopUpStatus.PENDING])
-        messages.add_message(request, level, text.format(amount=format.money(top_up.amount, top_up.currency)))
-        return HttpResponseRedirect(reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk}))
+        messages.add_message(request, level, text.format(amount=amount))
+        if top_up.bill_id is not None:
+            return HttpResponseRedirect(
+                reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
+            )
+        return HttpResponseRedirect(reverse("web:wallet", kwargs={"cluster_id": cluster_id}))

@@ -157,6 +157,7 @@ def test_too_little_in_the_wallet_shows_the_shortfall_then_top_up_and_pay(
     assert "It holds ₦4,000.00; this bill is ₦15,000.00." in phone.locator("main").inner_text()
     assert phone.locator(".shortfall").inner_text() == "₦11,000.00"
     assert phone.locator("form.pay-form").count() == 0
+    assert phone.get_by_role("button", name="Pay ₦11,000.00 by card").is_visible()  # or the shortfall by card
     shoot(phone, "my-bill-shortfall")
     phone.get_by_role("link", name="Top up your wallet").tap()
     phone.get_by_label("Amount to add").fill("11000")
