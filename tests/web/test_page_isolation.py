@@ -134,6 +134,7 @@ RECIPES: dict[str, Recipe] = {
                 "first_due_date": "2030-01-01",
                 "issue_days_before": "14",
                 "target": "estate",
+                "idempotency_key": "isolation-schedule",
             }
         },
     ),

@@ -5,6 +5,7 @@ end through the schedule page, who may do what, and the queries each page costs.
 from __future__ import annotations
 
 import datetime
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,7 @@ def _new_schedule(**overrides: str) -> dict[str, str]:
         "first_due_date": _day(20).isoformat(),
         "issue_days_before": "10",
         "target": "estate",
+        "idempotency_key": f"test-schedule-{uuid.uuid4()}",
         **overrides,
     }
 
@@ -134,6 +136,35 @@ def test_a_manager_creates_an_estate_wide_schedule(estate: Estate) -> None:
     assert "Its first bill, for Q" in page and f"is issued on {estate_date(_day(10))}" in page
     assert "Everyone in the estate" in page and "Quarterly, from" in page
     assert "No bill issued yet." in page and "Pause the schedule" in page
+
+
+def test_a_form_sent_twice_creates_one_schedule(estate: Estate) -> None:
+    browser = browser_as(estate.admin)
+    url = estate_url(estate, "schedules/new/")
+    form = browser.get(url).content.decode()
+    key = form.split('name="idempotency_key" value="', 1)[1].split('"', 1)[0]
+    assert key.startswith("web-schedule-")
+    first = browser.post(url, _new_schedule(idempotency_key=key))
+    again = browser.post(url, _new_schedule(idempotency_key=key))  # a double click, or the back button
+    schedule = BillSchedule.objects.get(cluster=estate.cluster)
+    assert first.status_code == again.status_code == 302
+    assert first["Location"] == again["Location"] == estate_url(estate, f"schedules/{schedule.pk}/")
+    assert AuditEvent.objects.filter(action="schedule.create", cluster=estate.cluster).count() == 1
+    # The same form with other details is refused, in words; nothing more is created.
+    other = browser.post(url, _new_schedule(idempotency_key=key, amount="20000"))
+    assert other.status_code == 400 and "This form was already sent with other details." in other.content.decode()
+    assert BillSchedule.objects.filter(cluster=estate.cluster).count() == 1
+
+
+def test_a_refused_form_can_be_corrected_and_sent_again_with_its_key(estate: Estate) -> None:
+    browser = browser_as(estate.admin)
+    url = estate_url(estate, "schedules/new/")
+    bad = browser.post(url, _new_schedule(idempotency_key="fix-me", first_due_date="2001-01-01"))
+    assert bad.status_code == 400 and 'value="fix-me"' in bad.content.decode()
+    assert browser.post(url, _new_schedule(idempotency_key="fix-me")).status_code == 302
+    assert BillSchedule.objects.filter(cluster=estate.cluster).count() == 1
+    stale = browser.post(url, {k: v for k, v in _new_schedule().items() if k != "idempotency_key"})
+    assert stale.status_code == 400 and "This form is out of date." in stale.content.decode()
 
 
 def test_a_treasurer_creates_a_schedule_for_one_resident_found_by_name(estate: Estate) -> None:

@@ -6,6 +6,7 @@ API's selectors and services (decision 0023)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -40,6 +41,7 @@ from levy.billing.selectors import (
 from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions
 from levy.web.format import estate_date
+from levy.web.once import submit_once
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
 from levy.web.views.residents import chosen_resident, resident_matches_response
@@ -117,10 +119,14 @@ class NewScheduleForm(forms.Form):
         label="Who pays it",
     )
     user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    # Made when the form is drawn: a double click or a resubmit creates one schedule (levy.web.once).
+    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["first_due_date"].widget.attrs["min"] = estate_today().isoformat()
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", f"web-schedule-{uuid.uuid4()}")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -147,35 +153,58 @@ class NewSchedulePage(EstatePage):
         form = NewScheduleForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
-            values = ScheduleInput(
-                title=data["title"],
-                description=data["description"],
-                category=data["category"],
-                amount=data["amount"],
-                allow_payment_after_due=data["allow_payment_after_due"],
-                frequency=data["frequency"],
-                first_due_date=data["first_due_date"],
-                issue_days_before=data["issue_days_before"],
-            )
-            user_id = data["user_id"] if data["target"] == "resident" else None
+            details = {name: value for name, value in data.items() if name != "idempotency_key"}
             try:
-                schedule = schedule_create(access=self.access, data=values, user_id=user_id, origin=self.origin)
+                once, made = submit_once(
+                    access=self.access, key=data["idempotency_key"], data=details, work=lambda: self.create(form)
+                )
             except ValidationError as exc:
                 for field, errors in exc.fields.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                first = next_bill(schedule)
-                assert first is not None
-                messages.success(
-                    request,
-                    f"Schedule created. Its first bill, for {first['label']}, is issued on "
-                    f"{estate_date(first['issued_on'])} and due on {estate_date(first['due'])}.",
-                )
-                return HttpResponseRedirect(
-                    reverse("web:schedule", kwargs={"cluster_id": self.access.cluster.pk, "schedule_id": schedule.pk})
-                )
+                if once.refused:
+                    form.add_error(None, once.refused)
+                else:
+                    # The first submit made the schedule; a second one of the same form gets it.
+                    schedule_id = (made or once.result or {}).get("schedule_id")
+                    if schedule_id:
+                        return HttpResponseRedirect(
+                            reverse(
+                                "web:schedule",
+                                kwargs={"cluster_id": self.access.cluster.pk, "schedule_id": schedule_id},
+                            )
+                        )
+                    form.add_error(None, "This form was already used. Check the list, then fill in a new form.")
+        elif "idempotency_key" in form.errors:
+            form.add_error(None, "This form is out of date. Check the list, then fill in a new form.")
         chosen = chosen_resident(self.access, form.data.get("user_id", ""))
         return self.render_to_response(self.get_context_data(form=form, chosen=chosen), status=400)
+
+    def create(self, form: NewScheduleForm) -> dict[str, Any]:
+        """Create the schedule of a valid form, once per form (``submit_once`` runs it):
+        ``{"schedule_id": …}``. A ``ValidationError`` releases the form's key, so the
+        corrected form can be sent again."""
+        data = form.cleaned_data
+        values = ScheduleInput(
+            title=data["title"],
+            description=data["description"],
+            category=data["category"],
+            amount=data["amount"],
+            allow_payment_after_due=data["allow_payment_after_due"],
+            frequency=data["frequency"],
+            first_due_date=data["first_due_date"],
+            issue_days_before=data["issue_days_before"],
+        )
+        user_id = data["user_id"] if data["target"] == "resident" else None
+        schedule = schedule_create(access=self.access, data=values, user_id=user_id, origin=self.origin)
+        first = next_bill(schedule)
+        if first is not None:
+            messages.success(
+                self.request,
+                f"Schedule created. Its first bill, for {first['label']}, is issued on "
+                f"{estate_date(first['issued_on'])} and due on {estate_date(first['due'])}.",
+            )
+        return {"schedule_id": str(schedule.pk)}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
