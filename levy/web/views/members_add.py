@@ -26,8 +26,9 @@ class NewMemberForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.RESIDENT)
     lives_here = forms.ChoiceField(
         label="Lives in the estate",
-        choices=[("yes", "Yes: estate-wide bills apply to them"), ("no", "No: staff who live elsewhere")],
+        choices=[("yes", "Yes"), ("no", "No")],
         initial="yes",
+        help_text="Those who live in the estate owe its estate-wide bills; staff who live elsewhere do not.",
     )
 
 
