@@ -22,6 +22,7 @@ TABLES = (
     "estates_cluster",
     "estates_membership",
     "billing_bill",
+    "billing_billschedule",
     "billing_billacknowledgement",
     "billing_billdispute",
     "wallets_wallet",
@@ -126,6 +127,17 @@ def test_demo_migrates_and_seeds_on_sqlite_idempotently(tmp_path: Path) -> None:
             " WHERE delivered_at IS NULL OR last_error != ''"
         ).fetchall()
         intents = conn.execute("SELECT COUNT(*) FROM notifications_notificationintent").fetchone()[0]
+        schedules = conn.execute(
+            "SELECT title, frequency, paused_at IS NOT NULL, user_id IS NULL, next_issue_on > date('now')"
+            " FROM billing_billschedule WHERE cluster_id = ? ORDER BY title",
+            [cluster_id],
+        ).fetchall()
+        scheduled_bills = conn.execute("SELECT COUNT(*) FROM billing_bill WHERE schedule_id IS NOT NULL").fetchone()[0]
+        late_fee_rules = conn.execute(
+            "SELECT title, late_fee_kind, late_fee_value, late_fee_grace_days FROM billing_bill"
+            " WHERE cluster_id = ? AND late_fee_kind != ''",
+            [cluster_id],
+        ).fetchall()
     # Every notification the seed raised reached its inbox on SQLite too (the batch's
     # PostgreSQL-only statement once failed here and left them undelivered).
     assert intents > 0
@@ -136,6 +148,11 @@ def test_demo_migrates_and_seeds_on_sqlite_idempotently(tmp_path: Path) -> None:
     assert operators == [("operator@levy.test",)]
     assert failed >= 1
     assert refunds >= 1
+    # Recurring bills whose first bills are weeks away (the demo runs no scheduler), one
+    # of them a resident's, paused; a late-fee rule on the service charge.
+    assert schedules == [("Parking bay rental", "yearly", 1, 0, 1), ("Service charge", "monthly", 0, 1, 1)]
+    assert scheduled_bills == 0
+    assert [(kind, str(value), grace) for _title, kind, value, grace in late_fee_rules] == [("percent", "2.5", 7)]
 
     shell = manage(db_url, "shell", "--no-imports", "-c", STATUS_SCRIPT)
     line = next(line for line in shell.stdout.splitlines() if line.startswith("RESULT "))

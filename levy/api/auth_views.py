@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -23,11 +22,11 @@ from levy.accounts.models import User
 from levy.api.pagination import LevyCursorPagination
 from levy.api.schema import PAGE_PARAMETERS, error, errors, page_of
 from levy.api.views import LevyAPIView
-from levy.common.errors import NotAuthenticatedError, NotFoundError, PermissionDeniedError
-from levy.estates.access import parse_uuid
+from levy.common.errors import NotAuthenticatedError, PermissionDeniedError
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import permissions_for_role
 from levy.estates.services import cluster_create
+from levy.notifications.inbox import notification_mark_read, notifications_mark_all_read
 from levy.notifications.models import Notification
 
 ERRORS = errors()
@@ -236,13 +235,7 @@ class NotificationReadView(LevyAPIView):
         summary="Mark one notification read",
     )
     def post(self, request: Request, notification_id: str) -> Response:
-        pk = parse_uuid(notification_id)
-        Notification.objects.filter(pk=pk, recipient_id=request.user.pk, read_at__isnull=True).update(
-            read_at=timezone.now()
-        )
-        item = Notification.objects.filter(pk=pk, recipient_id=request.user.pk).first()
-        if item is None:
-            raise NotFoundError()
+        item = notification_mark_read(user=cast(User, request.user), notification_id=notification_id)
         return Response(NotificationSerializer(item).data)
 
 
@@ -253,10 +246,7 @@ class ReadAllSerializer(serializers.Serializer):
 class NotificationReadAllView(LevyAPIView):
     @extend_schema(request=None, responses={200: ReadAllSerializer, **ERRORS}, summary="Mark all my notifications read")
     def post(self, request: Request) -> Response:
-        marked = Notification.objects.filter(recipient_id=request.user.pk, read_at__isnull=True).update(
-            read_at=timezone.now()
-        )
-        return Response({"marked": marked})
+        return Response({"marked": notifications_mark_all_read(user=cast(User, request.user))})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -106,6 +106,13 @@ class BillSchedule(UUIDModel):
     def is_cluster_wide(self) -> bool:
         return self.user_id is None
 
+    @property
+    def status(self) -> str:
+        """ "ended" (for good), "paused" or "active" (issuing its periods)."""
+        if self.ended_at is not None:
+            return "ended"
+        return "paused" if self.paused_at is not None else "active"
+
 
 class Bill(UUIDModel):
     """One bill: estate-wide (``user`` is null — one row, whatever the estate's size)

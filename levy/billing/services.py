@@ -155,12 +155,20 @@ def _validated_late_fee(data: BillInput, *, currency: str) -> dict[str, Any]:
     if data.late_fee_kind not in LateFeeKind.values:
         errors["late_fee_kind"] = [f"Choose one of: {', '.join(LateFeeKind.values)}."]
     value = None
-    try:
-        # A fixed fee is money in the estate's currency; a percentage has up to two places.
-        in_currency = currency if data.late_fee_kind == LateFeeKind.FIXED else None
-        value = parse_amount(data.late_fee_value, field="late_fee_value", currency=in_currency)
-    except ValidationError as exc:
-        errors.update(exc.fields)
+    percent = data.late_fee_kind == LateFeeKind.PERCENT
+    if data.late_fee_value is None or data.late_fee_value == "":
+        errors["late_fee_value"] = [
+            'Enter the percentage of the bill\'s amount, e.g. "5" or "2.5".' if percent else "Enter the fee's amount."
+        ]
+    else:
+        try:
+            # A fixed fee is money in the estate's currency; a percentage has up to two places.
+            value = parse_amount(data.late_fee_value, field="late_fee_value", currency=None if percent else currency)
+        except ValidationError as exc:
+            errors.update(exc.fields)
+            if percent:
+                # The money wording ("the amount", "15000.00") would mislead here.
+                errors["late_fee_value"] = ['Enter a percentage above 0, at most 100, e.g. "5" or "2.5".']
     if value is not None and data.late_fee_kind == LateFeeKind.PERCENT and value > 100:
         errors["late_fee_value"] = ["A percentage is at most 100."]
     grace = data.late_fee_grace_days

@@ -110,6 +110,14 @@ def member_import_start(
     return job
 
 
+def recent_member_imports(*, access: EstateAccess, limit: int = 5) -> list[MemberImport]:
+    """The estate's latest imports, newest first, without their files (for those who
+    manage its members)."""
+    access.require(MembersPermissions.ManageMembers)
+    rows = MemberImport.objects.filter(cluster_id=access.cluster.pk).defer("content").order_by("-created_at", "-id")
+    return list(rows[:limit])
+
+
 # --- the job ------------------------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ class EmailChannel:
             "context": notification.context,
             "site_url": settings.LEVY_SITE_URL,
             "receipt_url": receipt_url(notification.event, notification.context),
+            "open_url": open_url(notification),
         }
         text = render_to_string("notifications/email.txt", context)
         html = render_to_string("notifications/email.html", context)
@@ -72,18 +73,38 @@ class EmailChannel:
         return message
 
 
-def receipt_url(event: str, context: dict[str, Any]) -> str:
-    """The receipt of a successful payment, as a full URL ("" for other events)."""
-    if event != NotificationEvents.PAYMENT_SUCCESSFUL or not context.get("transaction_id"):
+def open_url(notification: Any) -> str:
+    """The notification on the web, as a full URL: it opens what it is about (the bill),
+    after sign-in if needed, and marks it read."""
+    try:
+        path = reverse("web:notification-open", kwargs={"notification_id": notification.pk})
+    except NoReverseMatch:
+        return str(settings.LEVY_SITE_URL)
+    return str(settings.LEVY_SITE_URL).rstrip("/") + path
+
+
+# The events whose ledger entry has a receipt: a bill paid, and a top-up credited to the wallet.
+RECEIPT_EVENTS = frozenset({NotificationEvents.PAYMENT_SUCCESSFUL, NotificationEvents.TOP_UP_CREDITED})
+
+
+def receipt_path(event: str, context: dict[str, Any]) -> str:
+    """The payer's receipt of a successful payment or a credited top-up, as a path on
+    this site ("" for other events): the inbox links to it."""
+    if event not in RECEIPT_EVENTS or not context.get("transaction_id"):
         return ""
     try:
-        path = reverse(
+        return reverse(
             "member-transaction-receipt",
             kwargs={"cluster_id": context["cluster_id"], "transaction_id": context["transaction_id"]},
         )
     except (KeyError, NoReverseMatch):
         return ""
-    return str(settings.LEVY_SITE_URL).rstrip("/") + path
+
+
+def receipt_url(event: str, context: dict[str, Any]) -> str:
+    """The same as a full URL, for an email ("" for other events)."""
+    path = receipt_path(event, context)
+    return str(settings.LEVY_SITE_URL).rstrip("/") + path if path else ""
 
 
 CHANNELS: dict[str, type[Any]] = {EmailChannel.name: EmailChannel}

@@ -36,6 +36,18 @@ def access_own_top_up(access: EstateAccess, top_up_id: object) -> TopUp:
     return top_up
 
 
+def access_own_top_up_by_reference(access: EstateAccess, reference: object) -> TopUp:
+    """The caller's own top-up in the estate by its provider reference (the one the
+    provider appends when it sends the resident back); any other is ``NotFoundError``."""
+    membership = access.require_member()
+    top_up = TopUp.objects.filter(
+        cluster_id=access.cluster.pk, user_id=membership.user_id, reference=str(reference or "")[:40]
+    ).first()
+    if top_up is None:
+        raise NotFoundError()
+    return top_up
+
+
 def cluster_top_ups(access: EstateAccess, *, status: str | None = None) -> QuerySet[TopUp]:
     access.require_read_finances()
     top_ups = TopUp.objects.filter(cluster_id=access.cluster.pk).select_related("user")

@@ -191,10 +191,13 @@ def topup_start(
     idempotency_key: str,
     bill: Bill | None = None,
     origin: Origin = Origin(),
+    callback_url: str | None = None,
 ) -> TopUp:
     """Start a top-up of ``amount`` into the caller's wallet: a pending record with a
     unique reference (committed first), then the provider's initialize call outside
     any transaction, which gives the checkout URL. The same key returns the same top-up.
+    The provider sends the resident back to ``callback_url`` (the web wallet's return
+    page), else to the API's return endpoint; either verifies through ``topup_return``.
 
     The provider failing or timing out marks the top-up failed and raises
     ``ProviderError`` (503): nothing was charged, the resident may start again."""
@@ -252,7 +255,7 @@ def topup_start(
             amount=value,
             currency=top_up.currency,
             email=access.user.email,
-            callback_url=return_url(),
+            callback_url=callback_url or return_url(),
         )
     except ProviderError as exc:
         reason = exc.details.get("provider_message") or exc.details.get("problem") or exc.code
@@ -272,7 +275,12 @@ def _replayed(existing: TopUp, amount: Decimal, bill: Bill | None) -> TopUp:
 
 
 def bill_pay_by_card_start(
-    *, access: EstateAccess, bill: Bill, idempotency_key: str, origin: Origin = Origin()
+    *,
+    access: EstateAccess,
+    bill: Bill,
+    idempotency_key: str,
+    origin: Origin = Origin(),
+    callback_url: str | None = None,
 ) -> TopUp:
     """Pay ``bill`` by card: a top-up of exactly the shortfall (the bill's amount less
     the wallet's balance, computed here, never taken from the browser). Once the
@@ -297,7 +305,9 @@ def bill_pay_by_card_start(
     shortfall = bill.amount - balance
     if shortfall <= 0:
         raise RuleViolation("Your wallet covers this bill: pay it from your wallet.", code="wallet_covers_bill")
-    return topup_start(access=access, amount=shortfall, idempotency_key=key, bill=bill, origin=origin)
+    return topup_start(
+        access=access, amount=shortfall, idempotency_key=key, bill=bill, origin=origin, callback_url=callback_url
+    )
 
 
 # --- confirming a top-up ------------------------------------------------------------------------

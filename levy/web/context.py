@@ -21,6 +21,7 @@ from levy.web import selectors
 NAV: list[tuple[str, str, bool]] = [
     ("Dashboard", "web:dashboard", True),
     ("Bills", "web:bills", True),
+    ("Schedules", "web:schedules", True),
     ("Members", "web:members", True),
     ("Disputes", "web:disputes", True),
     ("Transactions", "web:transactions", True),

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.web.views import auth, bills, dashboard, disputes, home, members, transactions
+from levy.web.views import (
+    auth,
+    bills,
+    dashboard,
+    disputes,
+    home,
+    members,
+    members_add,
+    resident,
+    schedules,
+    transactions,
+)
 
 app_name = "web"
 
@@ -18,14 +29,27 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("bills/export.csv", bills.BillsExport.as_view(), name="bills-export"),
     path("bills/<str:bill_id>/", bills.BillPage.as_view(), name="bill"),
     path("bills/<str:bill_id>/members.csv", bills.BillMembersExport.as_view(), name="bill-members-export"),
+    # Before any "members/<user_id>/" page: these words are not ids.
+    path("members/new/", members_add.NewMemberPage.as_view(), name="member-new"),
+    path("members/import/", members_add.ImportMembersPage.as_view(), name="members-import"),
+    path("members/imports/<str:import_id>/", members_add.MemberImportPage.as_view(), name="member-import"),
     path("members/", members.MemberListPage.as_view(), name="members"),
+    path("members/export.csv", members.MembersExport.as_view(), name="members-export"),
     path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
+    path("schedules/", schedules.ScheduleListPage.as_view(), name="schedules"),
+    path("schedules/new/", schedules.NewSchedulePage.as_view(), name="schedule-new"),
+    path("schedules/<str:schedule_id>/", schedules.SchedulePage.as_view(), name="schedule"),
     path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
     path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
     path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
+    path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
+    path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
+    path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),
+    path("wallet/", resident.WalletPage.as_view(), name="wallet"),
+    path("wallet/top-up/return/", resident.TopUpReturnPage.as_view(), name="top-up-return"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -36,5 +60,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("password/sent/", auth.PasswordSentView.as_view(), name="password-sent"),
     path("password/set/<uidb64>/<token>/", auth.SetPasswordView.as_view(), name="set-password"),
     path("notifications/", home.notifications, name="notifications"),
+    path("notifications/<str:notification_id>/", home.notification_open, name="notification-open"),
     path("estates/<str:cluster_id>/", include(estate_patterns)),
 ]

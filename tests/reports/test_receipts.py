@@ -1,4 +1,5 @@
-"""Receipts: what a receipt says, who may download it, and the link in the email."""
+"""Receipts: what a receipt says, who may download it, and the link in the payment and
+top-up emails."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from levy.reports.selectors import Receipt, receipt_of
 from levy.wallets.models import Transaction, TransactionStatus
 from tests.api.conftest import api_as, base
 from tests.conftest import Estate, access, committed, make_estate, new_key
+from tests.payments.conftest import connect, get_return, start
 from tests.reports.conftest import queries_of_download
+from tests.web.conftest import browser_as
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +192,38 @@ def test_a_receipt_costs_the_same_queries_whatever_the_ledger_holds(estate: Esta
     # the user (token) with the membership and its estate, the entry with its bill
     # [, the payer: on their own receipt the payer is the caller]
     assert queries_of_download(caller, path) == first == (2 if who == "payer" else 3)
+
+
+def test_the_top_up_email_links_to_its_receipt(estate: Estate, fake_provider_server: Any, settings: Any) -> None:
+    """A top-up credited through the provider (the fake, over HTTP) is announced by
+    TOP_UP_CREDITED, whose email links to the deposit's receipt, which the payer opens."""
+    settings.LEVY_SITE_URL = "https://levy.example.test"
+    fake = fake_provider_server.fake
+    connect(estate, fake)
+    member = estate.residents[0]
+    top_up = start(member, "5000.00")
+    fake.pay(top_up.reference, send_webhook=False)
+    mail.outbox.clear()
+    with committed():
+        assert get_return(top_up.reference).json()["status"] == "credited"
+    top_up.refresh_from_db()
+    [message] = [m for m in mail.outbox if m.subject == "Wallet topped up: NGN 5000.00"]
+    assert message.to == [member.user.email]
+    url = f"https://levy.example.test/api/v1/clusters/{estate.cluster.pk}/transactions/{top_up.transaction_id}/receipt/"
+    assert f"Your receipt (PDF): {url}" in message.body
+    assert f'<a href="{url}">Download your receipt (PDF)</a>' in message.alternatives[0][0]
+    response = api_as(member).client.get(url.removeprefix("https://levy.example.test"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+
+
+def test_the_inbox_links_the_payment_notification_to_its_receipt(estate: Estate) -> None:
+    member = estate.residents[0]
+    tx = paid(estate, member)
+    html = browser_as(member).get("/notifications/").content.decode()
+    path = f"/api/v1/clusters/{estate.cluster.pk}/transactions/{tx.pk}/receipt/"
+    assert html.count(f'<a href="{path}">Receipt (PDF)') == 1
+    # Only the payment's notification carries it (not the new bill's).
+    assert html.count("Receipt (PDF)") == 1
+    response = browser_as(member).get(path)
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"

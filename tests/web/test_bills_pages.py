@@ -33,6 +33,7 @@ def _new_bill(**overrides: str) -> dict[str, str]:
         "amount": "7500.50",
         "due_date": _due(),
         "target": "estate",
+        "idempotency_key": new_key("web-bill"),
         **overrides,
     }
 
@@ -263,3 +264,38 @@ def test_issuing_bills_shares_the_apis_limit(estate: Estate, settings: object) -
     assert refused.status_code == 400
     assert "You have issued many bills in the last minute." in refused.content.decode()
     assert list(Bill.objects.filter(cluster=estate.cluster).values_list("title", flat=True)) == ["First"]
+
+
+# --- one bill per form ------------------------------------------------------------------------
+
+
+def test_the_same_form_sent_twice_issues_one_bill_and_both_answers_show_it(estate: Estate) -> None:
+    browser = browser_as(estate.admin)
+    form = browser.get(estate_url(estate, "bills/new/")).content.decode()
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    body = _new_bill(idempotency_key=key)
+    first = browser.post(estate_url(estate, "bills/new/"), body)
+    again = browser.post(estate_url(estate, "bills/new/"), body)
+    bill = Bill.objects.get(cluster=estate.cluster, title="Generator diesel")
+    assert first.status_code == again.status_code == 302
+    assert first["Location"] == again["Location"] == estate_url(estate, f"bills/{bill.pk}/")
+    assert AuditEvent.objects.filter(action="bill.create", cluster=estate.cluster).count() == 1
+    page = browser.get(first["Location"]).content.decode()
+    assert page.count(f"Bill {bill.reference} issued.") == 1
+    other = browser.post(estate_url(estate, "bills/new/"), _new_bill(idempotency_key=key, title="Changed"))
+    assert other.status_code == 400 and "This form was already sent with other details." in other.content.decode()
+    assert Bill.objects.filter(cluster=estate.cluster).count() == 1
+
+
+def test_a_form_refused_for_its_input_can_be_corrected_and_sent_again(estate: Estate) -> None:
+    browser = browser_as(estate.admin)
+    key = new_key("web-bill")
+    bad = browser.post(estate_url(estate, "bills/new/"), _new_bill(idempotency_key=key, amount="-5"))
+    assert bad.status_code == 400 and f'value="{key}"' in bad.content.decode()  # the same form, the same key
+    good = browser.post(estate_url(estate, "bills/new/"), _new_bill(idempotency_key=key))
+    assert good.status_code == 302
+    missing = _new_bill()
+    del missing["idempotency_key"]
+    stale = browser.post(estate_url(estate, "bills/new/"), missing)
+    assert stale.status_code == 400 and "This form is out of date." in stale.content.decode()
+    assert Bill.objects.filter(cluster=estate.cluster).count() == 1

@@ -66,5 +66,12 @@ def test_a_bills_csv_of_its_members_has_the_status_filter(estate: Estate) -> Non
 def test_a_resident_downloads_no_list(estate: Estate) -> None:
     bill = estate.wide_bill(title="Water")
     browser = browser_as(estate.residents[0])
-    for path in ("bills/export.csv", f"bills/{bill.pk}/members.csv", "disputes/export.csv", "transactions/export.csv"):
+    paths = (
+        "bills/export.csv",
+        f"bills/{bill.pk}/members.csv",
+        "disputes/export.csv",
+        "transactions/export.csv",
+        "members/export.csv",
+    )
+    for path in paths:
         assert browser.get(estate_url(estate, path)).status_code == 403, path

@@ -103,6 +103,21 @@ def test_filters_live_in_the_url(
         assert estate.treasurer.user.email not in html
 
 
+def test_the_members_csv_has_the_lists_filters_and_every_page() -> None:
+    from tests.web.test_list_exports import _download
+
+    estate = make_estate(residents=30)
+    _overdue_bill(estate, estate.residents[3], title="Gate remote", amount=Decimal("2500.00"))
+    browser = browser_as(estate.auditor)
+    page = browser.get(estate_url(estate, "members/"), has_overdue="on").content.decode()
+    rows = _download(browser, page, "members/export.csv")
+    assert [(r["email"], r["overdue_count"], r["outstanding_amount"]) for r in rows] == [
+        (estate.residents[3].user.email, "1", "2500.00")
+    ]
+    every = _download(browser, browser.get(estate_url(estate, "members/")).content.decode(), "members/export.csv")
+    assert len(every) == 33  # more than the page's 25
+
+
 def test_search_by_name_or_email(estate: Estate) -> None:
     target = estate.residents[1]
     browser = browser_as(estate.treasurer)

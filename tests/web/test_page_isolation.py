@@ -17,10 +17,12 @@ for a page that no longer exists. Pages outside ``/estates/`` must be listed in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from levy.estates.models import Membership
@@ -29,8 +31,10 @@ from tests.api.test_isolation import (
     CLUSTER,
     DISPUTE,
     MEMBER,
+    MEMBER_IMPORT,
     PARAM,
     RECEIPT_TX,
+    SCHEDULE,
     World,
     build_world,
     db_snapshot,
@@ -55,6 +59,10 @@ class Page:
 class Recipe:
     params: dict[str, str]
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Who in estate A opens the page in ``test_the_estates_own_staff_open_every_page``:
+    # its admin, or (the resident pages) a resident the objects belong to.
+    opener: str = "admin"
+    query: Callable[[World], str] | None = None  # a query string the page reads
 
 
 RECIPES: dict[str, Recipe] = {
@@ -70,22 +78,67 @@ RECIPES: dict[str, Recipe] = {
                 "amount": "999.00",
                 "due_date": "2030-01-01",
                 "target": "estate",
+                "late_fee_kind": "fixed",
+                "late_fee_value": "500",
+                "late_fee_grace_days": "3",
+                "idempotency_key": "isolation-bill",
             }
         },
     ),
     "web:bill": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "cancel", "reason": "Because"}}),
+    "web:my-bills": Recipe({"cluster_id": CLUSTER}, opener="resident"),
+    "web:my-bill": Recipe(
+        {"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"action": "acknowledge"}}, opener="resident"
+    ),
+    "web:my-bill-pay": Recipe(
+        {"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"idempotency_key": "isolation-pay"}}, opener="resident"
+    ),
+    "web:wallet": Recipe(
+        {"cluster_id": CLUSTER}, {"post": {"amount": "1000", "idempotency_key": "isolation-top-up"}}, opener="resident"
+    ),
+    # The dual member's pending top-up in A, by its reference.
+    "web:top-up-return": Recipe(
+        {"cluster_id": CLUSTER}, opener="dual", query=lambda world: f"reference={world.top_up.reference}"
+    ),
     "web:bills-export": Recipe({"cluster_id": CLUSTER}),
     "web:bill-members-export": Recipe({"cluster_id": CLUSTER, "bill_id": BILL}),
     "web:members": Recipe({"cluster_id": CLUSTER}),
+    "web:members-export": Recipe({"cluster_id": CLUSTER}),
     "web:member": Recipe(
         {"cluster_id": CLUSTER, "user_id": MEMBER},
         {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
     ),
+    "web:member-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"name": "Rogue Member", "email": "rogue@example.test", "role": "admin", "lives_here": "no"}},
+    ),
+    "web:members-import": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"file": lambda: SimpleUploadedFile("m.csv", b"email,name\nrogue@example.test,Rogue\n")}},
+    ),
+    "web:member-import": Recipe({"cluster_id": CLUSTER, "import_id": MEMBER_IMPORT}),
     "web:disputes": Recipe({"cluster_id": CLUSTER}),
     "web:disputes-export": Recipe({"cluster_id": CLUSTER}),
     "web:dispute": Recipe(
         {"cluster_id": CLUSTER, "dispute_id": DISPUTE}, {"post": {"resolution": "upheld", "note": "Waived"}}
     ),
+    "web:schedules": Recipe({"cluster_id": CLUSTER}),
+    "web:schedule-new": Recipe(
+        {"cluster_id": CLUSTER},
+        {
+            "post": {
+                "title": "Rogue monthly levy",
+                "category": "other",
+                "amount": "999.00",
+                "frequency": "monthly",
+                "first_due_date": "2030-01-01",
+                "issue_days_before": "14",
+                "target": "estate",
+                "idempotency_key": "isolation-schedule",
+            }
+        },
+    ),
+    "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
     "web:transactions": Recipe({"cluster_id": CLUSTER}),
     "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
     "web:transaction": Recipe(
@@ -104,6 +157,7 @@ PERSONAL_PAGES = {
     "web:password-sent",
     "web:set-password",
     "web:notifications",
+    "web:notification-open",
 }
 
 
@@ -157,7 +211,8 @@ def test_every_estate_page_has_a_recipe() -> None:
 
 def fill(page: Page, world: World, cluster: Any) -> str:
     recipe = RECIPES[page.name]
-    return "/" + PARAM.sub(lambda m: str(world.ids(recipe.params[m.group(1)], cluster)), page.route)
+    path = "/" + PARAM.sub(lambda m: str(world.ids(recipe.params[m.group(1)], cluster)), page.route)
+    return f"{path}?{recipe.query(world)}" if recipe.query is not None else path
 
 
 def assert_404_page_and_unchanged(who: Any, page: Page, method: str, path: str) -> None:
@@ -166,7 +221,8 @@ def assert_404_page_and_unchanged(who: Any, page: Page, method: str, path: str) 
     if method == "get":
         response = browser.get(path)
     else:
-        response = browser.post(path, RECIPES[page.name].bodies.get(method, {}))
+        body = {k: v() if callable(v) else v for k, v in RECIPES[page.name].bodies.get(method, {}).items()}
+        response = browser.post(path, body)
     assert response.status_code == 404, (method.upper(), path, response.status_code)
     assert b"We can" in response.content, "not the 404 page"
     assert db_snapshot() == before, f"{method.upper()} {path} changed the database"
@@ -190,9 +246,11 @@ def test_other_estates_objects_under_own_estate_get_the_404_page(page: Page, met
 
 
 def test_the_estates_own_staff_open_every_page() -> None:
-    """The 404s above are about the estate: A's admin gets each page of A."""
+    """The 404s above are about the estate: A's admin gets each page of A, and a
+    resident of A each resident page."""
     world = build_world()
+    openers = {"admin": world.a.admin, "resident": world.a.residents[0], "dual": world.a.residents[2]}
     for page in PAGES:
         path = fill(page, world, world.a.cluster)
-        response = browser_as(world.a.admin).get(path)
+        response = browser_as(openers[RECIPES[page.name].opener]).get(path)
         assert response.status_code in (200, 302), (page.name, response.status_code)

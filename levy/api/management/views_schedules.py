@@ -61,9 +61,7 @@ class ScheduleSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=SCHEDULE_STATUSES))
     def get_status(self, schedule: BillSchedule) -> str:
-        if schedule.ended_at is not None:
-            return "ended"
-        return "paused" if schedule.paused_at is not None else "active"
+        return schedule.status
 
     @extend_schema_field(serializers.DateField())
     def get_next_due_date(self, schedule: BillSchedule) -> str:

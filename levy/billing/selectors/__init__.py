@@ -30,7 +30,7 @@ from levy.billing.selectors.bills import (
     member_bill_list,
 )
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
-from levy.billing.selectors.disputes import DisputeFilters, dispute_list
+from levy.billing.selectors.disputes import DisputeFilters, dispute_list, member_bill_disputes
 from levy.billing.selectors.facts import (
     acknowledged_fact,
     bill_member_statuses,
@@ -53,7 +53,13 @@ from levy.billing.selectors.members import (
     members_filtered_by_overdue,
     members_with_bill_summary,
 )
-from levy.billing.selectors.schedules import SCHEDULE_STATUSES, ScheduleFilters, schedule_list
+from levy.billing.selectors.schedules import (
+    SCHEDULE_STATUSES,
+    ScheduleFilters,
+    schedule_detail,
+    schedule_list,
+    schedules_with_counts,
+)
 from levy.billing.selectors.stats import BillStats, bills_with_stats, bills_with_stats_recomputed
 
 __all__ = [
@@ -90,6 +96,7 @@ __all__ = [
     "dispute_list",
     "estate_today",
     "member_bill",
+    "member_bill_disputes",
     "member_bill_facts",
     "member_bill_list",
     "member_bills",
@@ -99,5 +106,7 @@ __all__ = [
     "members_with_bill_summary",
     "paid_fact",
     "read_member_facts",
+    "schedule_detail",
     "schedule_list",
+    "schedules_with_counts",
 ]

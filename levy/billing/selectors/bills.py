@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 
 from levy.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.models import Bill
@@ -71,9 +72,25 @@ def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> 
 
 def bill_detail(*, access: EstateAccess, bill_id: object) -> Any:
     """One bill of the estate with its counts, for its managers (``NotFoundError`` for a
-    bill of another estate or none)."""
+    bill of another estate or none). ``late_fees_charged``: how many members its
+    late-fee rule charged (0 before the run; counted only after it); on a late fee
+    ``late_fee_of``, the bill it is the fee of; on a recurring bill ``schedule`` — all
+    read in the same statement."""
     bill = access_bill_as_staff(access, bill_id)
-    return bills_with_stats(Bill.objects.filter(pk=bill.pk).select_related("cluster")).get()
+    fees = Bill.objects.filter(late_fee_of_id=OuterRef("pk")).order_by().values("late_fee_of_id")
+    charged = fees.annotate(n=Count("*")).values("n")
+    bills = Bill.objects.filter(pk=bill.pk).select_related("cluster", "late_fee_of", "schedule")
+    return (
+        bills_with_stats(bills)
+        .annotate(
+            late_fees_charged=Case(
+                When(late_fees_issued_at__isnull=True, then=Value(0)),
+                default=Coalesce(Subquery(charged, output_field=IntegerField()), 0),
+                output_field=IntegerField(),
+            )
+        )
+        .get()
+    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,7 @@ def bill_member_list(*, bill: Bill, filters: BillMemberFilters = BillMemberFilte
 class MemberBillFilters:
     status: str | None = None  # a BillStatus
     category: str | None = None
+    statuses: tuple[str, ...] | None = None  # any of these BillStatus values (the pages' sections)
 
 
 def member_bill_list(
@@ -121,9 +139,13 @@ def member_bill_list(
         if member.cluster_id != access.cluster.pk:
             raise NotFoundError()
         membership = member
-    if filters.status is not None:
+    if filters.status is not None or filters.statuses is not None:
         # The status is derived in SQL to filter on it before paginating.
-        bills = member_bills(membership=membership).filter(status=filters.status)
+        bills = member_bills(membership=membership)
+        if filters.status is not None:
+            bills = bills.filter(status=filters.status)
+        if filters.statuses is not None:
+            bills = bills.filter(status__in=filters.statuses)
         if filters.category is not None:
             bills = bills.filter(category=filters.category)
         return Listing(bills)

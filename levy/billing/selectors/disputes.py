@@ -1,11 +1,11 @@
-"""The estate's disputes, for its managers."""
+"""The estate's disputes, for its managers; a member's own disputes of a bill."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from levy.billing.models import BillDispute
+from levy.billing.models import Bill, BillDispute
 from levy.billing.status import DisputeStatus
 from levy.common.listing import NEWEST_FIRST, Listing
 from levy.estates.access import EstateAccess
@@ -49,3 +49,14 @@ def dispute_list(
         resolved = filters.resolved or filters.status in (DisputeStatus.UPHELD, DisputeStatus.REJECTED)
         ordering = LATEST_RESOLVED_FIRST if resolved else OLDEST_FIRST
     return Listing(disputes, ordering)
+
+
+def member_bill_disputes(*, access: EstateAccess, bill: Bill) -> list[BillDispute]:
+    """The caller's own disputes of ``bill`` (from ``member_bill`` or an access helper),
+    newest first: the open one, or how each was answered."""
+    membership = access.require_member()
+    return list(
+        BillDispute.objects.filter(cluster_id=access.cluster.pk, bill_id=bill.pk, user_id=membership.user_id).order_by(
+            "-created_at", "-id"
+        )
+    )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from levy.billing.models import BillSchedule
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from levy.access import access_schedule
+from levy.billing.models import Bill, BillSchedule
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
 
@@ -16,14 +20,43 @@ class ScheduleFilters:
     status: str | None = None  # one of SCHEDULE_STATUSES
 
 
+def schedules_with_counts(schedules: QuerySet[BillSchedule]) -> QuerySet[BillSchedule]:
+    """``bills_issued`` on each schedule: the bills it has issued so far (one per period
+    issued; periods skipped while paused are not counted), read in the same statement
+    through the (schedule, period) unique index."""
+    issued = (
+        Bill.objects.filter(schedule_id=OuterRef("pk"))
+        .order_by()
+        .values("schedule_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return schedules.annotate(bills_issued=Coalesce(Subquery(issued, output_field=IntegerField()), 0))
+
+
 def schedule_list(*, access: EstateAccess, filters: ScheduleFilters = ScheduleFilters()) -> Listing[BillSchedule]:
-    """The estate's schedules, newest first. Needs a financial permission."""
+    """The estate's schedules, newest first, each with ``bills_issued`` and its resident
+    (``user``, for a one-resident schedule). Needs a financial permission."""
     access.require_read_finances()
-    schedules = BillSchedule.objects.filter(cluster_id=access.cluster.pk).select_related("cluster")
+    schedules = BillSchedule.objects.filter(cluster_id=access.cluster.pk).select_related("cluster", "user")
     if filters.status == "ended":
         schedules = schedules.filter(ended_at__isnull=False)
     elif filters.status == "paused":
         schedules = schedules.filter(ended_at__isnull=True, paused_at__isnull=False)
     elif filters.status == "active":
         schedules = schedules.filter(ended_at__isnull=True, paused_at__isnull=True)
-    return Listing(schedules)
+    return Listing(schedules_with_counts(schedules))
+
+
+def schedule_detail(*, access: EstateAccess, schedule_id: object) -> BillSchedule:
+    """One schedule of the estate with ``bills_issued`` and its resident, for its
+    managers (``NotFoundError`` for another estate's schedule or none)."""
+    access.require_read_finances()
+    schedule = access_schedule(access, schedule_id)
+    found = (
+        schedules_with_counts(BillSchedule.objects.filter(pk=schedule.pk, cluster_id=access.cluster.pk))
+        .select_related("user")
+        .get()
+    )
+    found.cluster = access.cluster
+    return found

@@ -62,6 +62,15 @@ def percent(rate: Any) -> str:
         return ""
 
 
+@register.filter
+def grouped(count: Any) -> str:
+    """A count with thousands grouped: ``49500`` → ``49,500``."""
+    try:
+        return f"{int(count):,}"
+    except (TypeError, ValueError):
+        return str(count)
+
+
 @register.simple_tag(takes_context=True)
 def query_with(context: Any, **changes: Any) -> str:
     """The current query string with some parameters changed (``None`` or "" drops one):

@@ -3,30 +3,32 @@ cancel, edit). Every read is a billing selector, every write a billing service."
 
 from __future__ import annotations
 
+import datetime
 import math
+import uuid
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from levy.access import access_bill_as_staff
 from levy.api import throttles
-from levy.billing.models import BillCategory
+from levy.billing.late_fees import grace_ends_on, late_fee_amount
+from levy.billing.models import BillCategory, LateFeeKind
 from levy.billing.selectors import (
     BillFilters,
     BillMemberFilters,
     BillStats,
-    MemberFilters,
     bill_detail,
     bill_list,
     bill_member_list,
     estate_today,
-    member_list,
 )
 from levy.billing.services import (
+    MAX_GRACE_DAYS,
     BillInput,
     bill_cancel,
     bill_create_cluster_wide,
@@ -39,9 +41,11 @@ from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions
 from levy.reports.exports import Export, bill_members_export, bills_export
 from levy.web.charts import stacked_bar
+from levy.web.once import submit_once
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
 from levy.web.views.exports import ListExport
+from levy.web.views.residents import chosen_resident, resident_matches_response
 
 ANY = [("", "Any")]
 
@@ -145,10 +149,42 @@ class NewBillForm(forms.Form):
         label="Who pays it",
     )
     user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    # The late-fee rule (levy.billing.late_fees); checked by the service, like the API's.
+    late_fee_kind = forms.ChoiceField(
+        choices=[
+            ("", "No late fee"),
+            (LateFeeKind.FIXED, "A fixed sum"),
+            (LateFeeKind.PERCENT, "A percentage of the bill"),
+        ],
+        required=False,
+        initial="",
+        widget=forms.RadioSelect,
+        label="Late fee",
+    )
+    late_fee_value = forms.CharField(
+        required=False,
+        max_length=20,
+        label="Fee",
+        help_text="An amount in the estate's currency (e.g. 2000), or for a percentage the percent of the bill's "
+        "amount (e.g. 5 for 5%).",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    late_fee_grace_days = forms.IntegerField(
+        required=False,
+        label="Days of grace after the due date",
+        help_text="The fee is charged the day after these days have passed.",
+        error_messages={"invalid": f"Enter a whole number of days from 0 to {MAX_GRACE_DAYS}."},
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+    )
+
+    # Made when the form is drawn: a double click or a resubmit issues one bill (levy.web.once).
+    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["due_date"].widget.attrs["min"] = estate_today().isoformat()
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", f"web-bill-{uuid.uuid4()}")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -156,8 +192,17 @@ class NewBillForm(forms.Form):
             self.add_error("user_id", "Find the resident by name or email and choose them.")
         return data
 
-
-RESIDENT_MATCHES = 8
+    def late_fee(self) -> dict[str, Any]:
+        """The rule for ``BillInput``: nothing at all when "No late fee" is chosen (what
+        was typed in the fee's fields before choosing it is left out)."""
+        data = self.cleaned_data
+        if not data.get("late_fee_kind"):
+            return {}
+        return {
+            "late_fee_kind": data["late_fee_kind"],
+            "late_fee_value": (data.get("late_fee_value") or "").strip(),
+            "late_fee_grace_days": data.get("late_fee_grace_days"),
+        }
 
 
 class NewBillPage(EstatePage):
@@ -169,72 +214,85 @@ class NewBillPage(EstatePage):
     permission = PaymentsPermissions.ManageBill
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if getattr(request, "htmx", False) and "q" in request.GET:
-            return render(request, "web/bills/new.html#residents", self.residents(request.GET.get("q", "")))
+        fragment = resident_matches_response(request, self.access)
+        if fragment is not None:
+            return fragment
         return self.render_to_response(self.get_context_data(form=NewBillForm(initial={"target": "estate"})))
-
-    def residents(self, query: str) -> dict[str, Any]:
-        term = query.strip()
-        if len(term) < 2:
-            return {"query": term, "matches": []}
-        # Anyone who lives in the estate may be billed (a treasurer who is also a resident too).
-        listing = member_list(access=self.access, filters=MemberFilters(active=True, search=term))
-        matches = list(listing.rows.filter(is_resident=True).order_by("user__name", "id")[:RESIDENT_MATCHES])
-        return {"query": term, "matches": matches}
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         form = NewBillForm(request.POST)
-        # The API's limit on issuing bills, counted on the same counter.
-        wait = throttles.check_scope(request, "bill_create")
-        if wait is not None:
-            form.is_valid()
-            form.add_error(
-                None, f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
-            )
-        elif form.is_valid():
+        if form.is_valid():
             data = form.cleaned_data
-            bill_input = BillInput(
-                title=data["title"],
-                description=data["description"],
-                category=data["category"],
-                amount=data["amount"],
-                due_date=data["due_date"],
-                allow_payment_after_due=data["allow_payment_after_due"],
-            )
+            details = {name: value for name, value in data.items() if name != "idempotency_key"}
             try:
-                if data["target"] == "resident":
-                    bill = bill_create_user_specific(
-                        access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
-                    )
-                else:
-                    bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+                once, made = submit_once(
+                    access=self.access,
+                    key=data["idempotency_key"],
+                    data=details,
+                    work=lambda: self.issue(request, form),
+                )
             except ValidationError as exc:
                 for field, errors in exc.fields.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")
-                return HttpResponseRedirect(
-                    reverse("web:bill", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill.pk})
-                )
-        chosen = None
-        if form.data.get("user_id"):
-            chosen = self.chosen_resident(form.data.get("user_id", ""))
+                if once.refused:
+                    form.add_error(None, once.refused)
+                else:
+                    # The first submit made the bill; a second one of the same form gets it.
+                    bill_id = (made or once.result or {}).get("bill_id")
+                    if bill_id:
+                        return HttpResponseRedirect(
+                            reverse("web:bill", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill_id})
+                        )
+                    form.add_error(None, "This form was already used. Check the bills list, then fill in a new form.")
+        elif "idempotency_key" in form.errors:
+            form.add_error(None, "This form is out of date. Check the bills list, then fill in a new form.")
+        chosen = chosen_resident(self.access, form.data.get("user_id", ""))
         return self.render_to_response(self.get_context_data(form=form, chosen=chosen), status=400)
 
-    def chosen_resident(self, user_id: str) -> Any:
-        from levy.access import access_membership
-        from levy.common.errors import NotFoundError
-
-        try:
-            return access_membership(self.access, user_id)
-        except NotFoundError:
-            return None
+    def issue(self, request: HttpRequest, form: NewBillForm) -> dict[str, Any]:
+        """Issue the bill of a valid form, once per form (``submit_once`` runs it):
+        ``{"bill_id": …}``. A ``ValidationError`` (bad input, or the API's limit on issuing
+        bills) releases the form's key, so the corrected form can be sent again."""
+        # The API's limit on issuing bills, counted on the same counter.
+        wait = throttles.check_scope(request, "bill_create")
+        if wait is not None:
+            raise ValidationError(
+                fields={
+                    "__all__": [
+                        f"You have issued many bills in the last minute. Try again in {math.ceil(wait)} seconds."
+                    ]
+                }
+            )
+        data = form.cleaned_data
+        bill_input = BillInput(
+            title=data["title"],
+            description=data["description"],
+            category=data["category"],
+            amount=data["amount"],
+            due_date=data["due_date"],
+            allow_payment_after_due=data["allow_payment_after_due"],
+            **form.late_fee(),
+        )
+        if data["target"] == "resident":
+            bill = bill_create_user_specific(
+                access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
+            )
+        else:
+            bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
+        messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")
+        return {"bill_id": str(bill.pk)}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         # The audience of an estate-wide bill issued now: the estate's active residents,
         # kept by the database (Cluster.billable_members), read without counting them.
-        context["estate_residents"] = self.access.cluster.billable_members
+        residents = self.access.cluster.billable_members
+        context["estate_help"] = (
+            f"Applies to the {residents} resident{pluralize(residents)} living in the estate now; "
+            "each owes the full amount."
+        )
+        context["search_url"] = reverse("web:bill-new", kwargs={"cluster_id": self.access.cluster.pk})
         return context
 
 
@@ -294,6 +352,12 @@ class BillPage(EstatePage):
             statuses=STATUS_CHOICES,
             can_manage=can_manage,
         )
+        if bill.late_fee_kind:
+            # What each member still owing is charged, and from which day (the rule's own functions).
+            context["late_fee_each"] = late_fee_amount(bill)
+            context["late_fee_from"] = grace_ends_on(bill) + datetime.timedelta(days=1)
+            # "2.5" rather than "2.50", "100" rather than "100.00".
+            context["late_fee_percent"] = f"{bill.late_fee_value:f}".rstrip("0").rstrip(".")
         if can_manage:
             context.setdefault(
                 "edit_form", EditBillForm(initial={"title": bill.title, "description": bill.description})

@@ -29,12 +29,14 @@ from levy.common.errors import IdempotencyKeyReusedError, RuleViolation, Validat
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
 from levy.estates.services import member_update
+from levy.reports.exports import Export, members_export
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 from levy.wallets.selectors import TransactionFilters, member_wallet_balance, transaction_list
 from levy.wallets.services import wallet_credit
 from levy.web import format
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage, url_if_exists
+from levy.web.views.exports import ListExport
 
 ANY = [("", "Any")]
 
@@ -103,8 +105,17 @@ class MemberListPage(EstatePage):
         context.update(form=form, page=page, filtered=filtered)
         context["can_add"] = self.access.can(MembersPermissions.ManageMembers)
         context["add_url"] = url_if_exists("web:member-new", cluster_id=self.access.cluster.pk)
-        context["import_url"] = url_if_exists("web:member-import", cluster_id=self.access.cluster.pk)
+        context["import_url"] = url_if_exists("web:members-import", cluster_id=self.access.cluster.pk)
+        context["export_query"] = self.request.GET.urlencode()
         return context
+
+
+class MembersExport(ListExport):
+    """The member list as a CSV file, with the page's filters, every member with their
+    bill summary (the hover card's figures)."""
+
+    def export(self, request: HttpRequest) -> Export:
+        return members_export(access=self.access, filters=MemberFilterForm(request.GET or None).filters())
 
 
 class CreditForm(forms.Form):

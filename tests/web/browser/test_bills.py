@@ -113,3 +113,29 @@ def test_another_estates_bill_is_the_404_page(page, live) -> None:
         assert response.status == 404
         assert page.get_by_role("heading", level=1).inner_text() == "We can't find that page"
         assert "Their levy" not in page.content()
+
+
+def test_a_double_click_on_issue_makes_one_bill(page, live) -> None:
+    estate = make_estate(residents=2)
+    sign_in(page, live, estate.admin.user)
+    page.goto(live(f"/estates/{estate.cluster.pk}/bills/new/"))
+    _fill_bill(page, "Borehole repair", "8000")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    # The form sent twice at once (a slow answer clicked again), then a double click: one key.
+    statuses = page.evaluate(
+        """async () => {
+            const form = document.querySelector('main form[method=post]');
+            const send = () => fetch(form.action, {method: 'POST', body: new FormData(form), redirect: 'manual'});
+            return (await Promise.all([send(), send()])).map(a => a.type);
+        }"""
+    )
+    assert statuses == ["opaqueredirect", "opaqueredirect"], statuses
+    page.get_by_role("button", name="Issue the bill").dblclick()
+    page.wait_for_url(re.compile(r"/bills/[0-9a-f-]{36}/$"))
+    page.wait_for_load_state("networkidle")
+    bills = list(Bill.objects.filter(cluster=estate.cluster, title="Borehole repair"))
+    assert len(posts) >= 3, posts
+    assert len(bills) == 1
+    assert page.url == live(f"/estates/{estate.cluster.pk}/bills/{bills[0].pk}/")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Borehole repair")

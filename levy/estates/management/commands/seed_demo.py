@@ -4,7 +4,9 @@ Creates "Palm Grove Estate" (NGN) with a platform operator, an estate admin, a
 treasurer, an auditor and twelve residents; funds the residents' wallets; and issues
 bills so that every per-member status appears somewhere: pending, acknowledged,
 paid, disputed, waived, overdue and cancelled (with a refunded payment), plus a
-failed payment. Then it prints the sign-in address and the logins.
+failed payment. The service charge carries a late-fee rule; two recurring bills are set
+up (a monthly service charge, and one resident's yearly parking bay, paused), neither
+due to issue a bill yet. Then it prints the sign-in address and the logins.
 
 Idempotent: if the demo estate already exists, nothing is written and the logins
 are printed again. Works on SQLite (the demo's database) and PostgreSQL.
@@ -25,6 +27,7 @@ from django.db import transaction
 from levy.accounts.models import User
 from levy.billing.models import Bill, BillCategory, BillDispute, DisputeStatus
 from levy.billing.payments import bill_pay, bill_payment_refund
+from levy.billing.schedules import ScheduleInput, add_months, schedule_create, schedule_pause
 from levy.billing.selectors import bill_member_statuses, estate_today
 from levy.billing.services import (
     BillInput,
@@ -116,6 +119,7 @@ class DemoEstate:
         due_in_days: int,
         description: str = "",
         allow_payment_after_due: bool = False,
+        **late_fee: Any,
     ) -> BillInput:
         return BillInput(
             title=title,
@@ -124,6 +128,7 @@ class DemoEstate:
             amount=Decimal(amount),
             due_date=estate_today() + datetime.timedelta(days=due_in_days),
             allow_payment_after_due=allow_payment_after_due,
+            **late_fee,
         )
 
     def acknowledge(self, member: Membership, bill: Bill) -> None:
@@ -159,6 +164,7 @@ class DemoEstate:
         residents = [self.members[resident_email(name)] for name in RESIDENT_NAMES]
         self.fund(residents)
         self.bills(residents)
+        self.schedules(residents)
         # Residents top up by card through the estate's Paystack account: the demo runs a
         # local fake of Paystack (manage.py fake_provider) that knows this test key.
         provider_account_save(
@@ -218,6 +224,9 @@ class DemoEstate:
                 category=BillCategory.SERVICE_CHARGE,
                 amount="25000.00",
                 due_in_days=21,
+                late_fee_kind="percent",
+                late_fee_value="2.5",
+                late_fee_grace_days=7,
             ),
             origin=ORIGIN,
         )
@@ -288,6 +297,41 @@ class DemoEstate:
         )
         self.acknowledge(r[7], remote)
         self.pay(r[7], remote)
+
+    def schedules(self, r: list[Membership]) -> None:
+        """Recurring bills whose first bills are weeks away: the demo issues none."""
+        admin = self.access(ADMIN_EMAIL)
+        today = estate_today()
+        schedule_create(
+            access=admin,
+            data=ScheduleInput(
+                title="Service charge",
+                description="Monthly service charge: cleaning, landscaping, common-area power.",
+                category=BillCategory.SERVICE_CHARGE,
+                amount=Decimal("25000.00"),
+                allow_payment_after_due=False,
+                frequency="monthly",
+                first_due_date=add_months(today.replace(day=1), 2),  # the 1st of the month after next
+                issue_days_before=14,
+            ),
+            origin=ORIGIN,
+        )
+        parking = schedule_create(
+            access=admin,
+            data=ScheduleInput(
+                title="Parking bay rental",
+                description="Covered bay 4 by the gatehouse.",
+                category=BillCategory.OTHER,
+                amount=Decimal("30000.00"),
+                allow_payment_after_due=True,
+                frequency="yearly",
+                first_due_date=today + datetime.timedelta(days=90),
+                issue_days_before=30,
+            ),
+            user_id=r[6].user_id,
+            origin=ORIGIN,
+        )
+        schedule_pause(access=admin, schedule=parking, origin=ORIGIN)
 
 
 class Command(BaseCommand):

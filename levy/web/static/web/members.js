@@ -25,6 +25,17 @@
     if (open && open !== card) { hide(open); }
     card.hidden = false;
     open = card;
+    place(card);
+  }
+
+  // Below the row when it fits in the window, else above it when that fits better.
+  function place(card) {
+    card.classList.remove("above");
+    var box = card.getBoundingClientRect();
+    var cell = card.parentNode.getBoundingClientRect();
+    if (box.bottom > window.innerHeight && cell.top - box.height > 0) {
+      card.classList.add("above");
+    }
   }
 
   function init() {
@@ -43,6 +54,9 @@
       row.addEventListener("focusout", function (event) {
         if (!row.contains(event.relatedTarget)) { hide(cardOf(row)); }
       });
+    });
+    document.body.addEventListener("htmx:afterSwap", function (event) {
+      if (open && event.target === open) { place(open); }
     });
     document.addEventListener("mousemove", function (event) {
       pointer = { x: event.clientX, y: event.clientY };

@@ -1,0 +1,510 @@
+"""The resident's pages: their bills, one bill (acknowledge, dispute, pay from the
+wallet with a confirmation step), and their wallet. Every read is a billing or wallet
+selector and every write the service the API's resident endpoints call; what a
+resident may do with a bill is asked of ``levy.billing.rules``, never decided here.
+
+Money moves once: the pay form carries an idempotency key made when it is rendered,
+and ``bill_pay`` — the service behind the API's pay endpoint — returns (or raises)
+what the first request with that key did, under the member's wallet lock. A double
+tap, a resubmit after a slow answer, a reload or the back button all land on the
+first result.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+
+from levy.access import access_bill_as_member
+from levy.api import throttles
+from levy.billing import rules
+from levy.billing.models import Bill
+from levy.billing.payments import bill_pay
+from levy.billing.selectors import (
+    MemberBillFilters,
+    completed_payment,
+    estate_today,
+    member_bill,
+    member_bill_disputes,
+    member_bill_list,
+)
+from levy.billing.services import bill_acknowledge_with_status, bill_dispute
+from levy.billing.status import BillStatus
+from levy.common.errors import (
+    ApplicationError,
+    IdempotencyKeyReusedError,
+    InsufficientFundsError,
+    NotFoundError,
+    RuleViolation,
+    ValidationError,
+)
+from levy.common.listing import Listing
+from levy.payments.models import TopUpStatus
+from levy.payments.providers.base import ProviderError
+from levy.payments.selectors import access_own_top_up, access_own_top_up_by_reference, active_provider_account
+from levy.payments.services import bill_pay_by_card_start, topup_return, topup_start
+from levy.wallets.selectors import member_transaction_list
+from levy.wallets.services import member_wallet
+from levy.web import format
+from levy.web.paging import web_page
+from levy.web.views.base import EstatePage
+
+# --- My bills ---------------------------------------------------------------------------------
+
+OWING = (BillStatus.PENDING, BillStatus.ACKNOWLEDGED, BillStatus.OVERDUE, BillStatus.DISPUTED)
+SETTLED = (BillStatus.PAID, BillStatus.WAIVED, BillStatus.CANCELLED)
+# Bills still owed are shown in full (a resident has a handful); past a few hundred the
+# page says so rather than growing without end.
+MAX_OWING = 200
+
+
+@dataclass(frozen=True)
+class Action:
+    label: str
+    url: str
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    heading: str
+    empty: str
+    bills: list[Any]
+
+
+def bill_url(cluster_id: object, bill: Bill, anchor: str = "") -> str:
+    return reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": bill.pk}) + anchor
+
+
+def next_action(bill: Any, currency: str) -> Action:
+    """The one thing to do next with a bill of ``member_bill_list`` (its ``status``,
+    ``can_pay`` and ``acknowledged_at``, as the selector set them)."""
+    cluster_id = bill.cluster_id
+    if bill.can_pay:
+        url = reverse("web:my-bill-pay", kwargs={"cluster_id": cluster_id, "bill_id": bill.pk})
+        return Action(f"Pay {format.money(bill.amount, currency)}", url, primary=True)
+    status = bill.status
+    if status in (BillStatus.PENDING, BillStatus.OVERDUE) and bill.acknowledged_at is None:
+        return Action("Read and acknowledge", bill_url(cluster_id, bill, "#acknowledge"), primary=True)
+    if status == BillStatus.DISPUTED:
+        return Action("View your dispute", bill_url(cluster_id, bill, "#dispute"))
+    if status == BillStatus.PAID:
+        return Action("View receipt", bill_url(cluster_id, bill, "#paid"))
+    if status == BillStatus.OVERDUE:
+        return Action("Why can't I pay?", bill_url(cluster_id, bill, "#pay"))
+    return Action("View", bill_url(cluster_id, bill))
+
+
+class MyBillsPage(EstatePage):
+    """What to pay now first (by due date), then overdue, disputed, and the settled ones
+    (paid, waived, cancelled; newest first, a page at a time). The same bills the API's
+    ``member_bills_list`` gives, read by the same selector: one statement for those
+    still owed and one for a page of the settled."""
+
+    template_name = "web/resident/my_bills.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        currency = self.access.cluster.currency
+        owing_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=OWING))
+        owing = list(owing_listing.page(list(owing_listing.rows.order_by(*owing_listing.ordering)[: MAX_OWING + 1])))
+        settled_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=SETTLED))
+        settled = web_page(settled_listing, self.request)
+        for bill in [*owing, *settled.rows]:
+            bill.action = next_action(bill, currency)
+        by_due = sorted(owing[:MAX_OWING], key=lambda b: (b.due_date, b.created_at))
+
+        def having(*statuses: str) -> list[Any]:
+            return [b for b in by_due if b.status in statuses]
+
+        sections = [
+            Section(
+                "to-pay",
+                "To pay",
+                "Nothing to pay right now.",
+                having(BillStatus.PENDING, BillStatus.ACKNOWLEDGED),
+            ),
+            Section("overdue", "Overdue", "Nothing overdue.", having(BillStatus.OVERDUE)),
+            Section("disputed", "Disputed", "No open dispute.", having(BillStatus.DISPUTED)),
+        ]
+        context.update(
+            sections=sections,
+            settled=settled,
+            owing_truncated=len(owing) > MAX_OWING,
+            nothing_owed=not owing,
+            today=estate_today(),
+        )
+        return context
+
+
+# --- one bill --------------------------------------------------------------------------------
+
+
+class DisputeForm(forms.Form):
+    reason = forms.CharField(
+        label="Why is this bill wrong?",
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The estate's managers read this and answer. You cannot pay the bill while the dispute is open.",
+    )
+
+
+# What to do after each refusal of a payment, in plain words (the refusal's own message
+# says why; it comes from ``levy.billing.rules``).
+NEXT_STEP = {
+    "bill_not_acknowledged": "Read the terms above and press “Acknowledge this bill”, then pay.",
+    "bill_disputed": "You can pay once the estate answers your dispute: if they uphold it you owe nothing, "
+    "if they reject it you pay as before.",
+    "payment_after_due_not_allowed": "Speak to your estate's office about settling it.",
+    "bill_already_paid": "Nothing more to do: your receipt is below.",
+    "bill_waived": "Nothing to pay: your dispute was upheld.",
+    "bill_cancelled": "Nothing to pay.",
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    message: str
+    next_step: str
+
+    @classmethod
+    def of(cls, error: ApplicationError) -> Refusal:
+        return cls(error.code, error.message, NEXT_STEP.get(error.code, ""))
+
+
+@dataclass(frozen=True)
+class Funds:
+    balance: Decimal
+    amount: Decimal
+
+    @property
+    def after(self) -> Decimal:
+        return self.balance - self.amount
+
+    @property
+    def shortfall(self) -> Decimal:
+        return max(Decimal("0.00"), self.amount - self.balance)
+
+
+def started_checkout(access: Any, top_up_id: str, *, bill: Bill | None = None) -> Any:
+    """The caller's own top-up (``?top_up=`` after starting one) if it still waits for
+    the card payment, and is for ``bill`` when one is given; else None."""
+    try:
+        started = access_own_top_up(access, top_up_id)
+    except NotFoundError:
+        return None
+    if started.status != TopUpStatus.PENDING or not started.checkout_url:
+        return None
+    if bill is not None and started.bill_id != bill.pk:
+        return None
+    return started
+
+
+def top_up_return_url(access: Any) -> str:
+    """Where the provider sends the resident back after a card payment."""
+    path = reverse("web:top-up-return", kwargs={"cluster_id": access.cluster.pk})
+    return str(settings.LEVY_PUBLIC_URL).rstrip("/") + path
+
+
+class ResidentBillMixin(EstatePage):
+    """The bill of the URL, as ``member_bill`` gives it, and what the caller may do with it."""
+
+    def bill_context(self) -> dict[str, Any]:
+        bill = member_bill(access=self.access, bill_id=self.kwargs["bill_id"])
+        facts = rules.read_member_facts(bill=bill, user=self.access.user)
+        refusal = rules.payment_refusal(bill, facts)
+        wallet = member_wallet(access=self.access)
+        funds = Funds(balance=wallet.balance, amount=bill.amount)
+        payment = None
+        if facts.paid:
+            payment = completed_payment(bill.pk, self.access.user.pk).first()
+        short = refusal is None and funds.shortfall > 0
+        checkout = None
+        if short and self.request.GET.get("top_up"):
+            checkout = started_checkout(self.access, self.request.GET["top_up"], bill=bill)
+        return {
+            "bill": bill,
+            "card": short and active_provider_account(self.access.cluster.pk) is not None,
+            "card_key": new_key("card"),
+            "checkout": checkout,
+            "refusal": Refusal.of(refusal) if refusal is not None else None,
+            "can_acknowledge": not facts.acknowledged and rules.acknowledge_refusal(bill, facts) is None,
+            "can_dispute": rules.dispute_refusal(bill, facts) is None,
+            "funds": funds,
+            "short": short,
+            "payment": payment,
+            "top_up_url": reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk}) + "#top-up",
+        }
+
+    def limited(self, request: HttpRequest, scope: str) -> str | None:
+        """The API's limit on this action, counted on the same counter: a message when hit."""
+        wait = throttles.check_scope(request, scope)
+        if wait is None:
+            return None
+        return f"Too many attempts in the last minute. Try again in {math.ceil(wait)} seconds."
+
+
+class MyBillPage(ResidentBillMixin):
+    """One of the caller's bills: its terms, acknowledge, dispute (and the dispute's
+    answer), what stops a payment and what to do about it, the receipt once paid."""
+
+    template_name = "web/resident/bill.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(self.bill_context())
+        context["disputes"] = member_bill_disputes(access=self.access, bill=context["bill"])
+        context.setdefault("dispute_form", DisputeForm())
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """``action=acknowledge``, or ``action=dispute`` with a ``reason``."""
+        bill = access_bill_as_member(self.access, kwargs["bill_id"])
+        action = request.POST.get("action")
+        if action not in ("acknowledge", "dispute"):
+            messages.error(request, "Choose what to do: acknowledge the bill or dispute it.")
+            return HttpResponseRedirect(request.path)
+        wait = self.limited(request, action)
+        if wait is not None:
+            messages.error(request, wait)
+            return HttpResponseRedirect(request.path)
+        try:
+            if action == "acknowledge":
+                bill_acknowledge_with_status(access=self.access, bill=bill, origin=self.origin)
+                messages.success(request, "Acknowledged. You can now pay it, or dispute it if it is wrong.")
+                return HttpResponseRedirect(request.path)
+            form = DisputeForm(request.POST)
+            if form.is_valid():
+                try:
+                    bill_dispute(access=self.access, bill=bill, reason=form.cleaned_data["reason"], origin=self.origin)
+                except ValidationError as exc:
+                    for field, errors in exc.fields.items():
+                        form.add_error(field if field in form.fields else None, errors)
+                else:
+                    messages.success(request, "Dispute sent. The estate's managers will answer it here.")
+                    return HttpResponseRedirect(request.path + "#dispute")
+            return self.render_to_response(self.get_context_data(dispute_form=form), status=400)
+        except RuleViolation as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(request.path)
+
+
+class PayForm(forms.Form):
+    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
+
+
+class MyBillPayPage(ResidentBillMixin):
+    """The confirmation step of a payment from the wallet: the amount, the balance now
+    and after. Its form carries an idempotency key made here, when it is rendered."""
+
+    template_name = "web/resident/pay.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(self.bill_context())
+        context.setdefault("form", PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"}))
+        return context
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        response = super().render_to_response(context, **kwargs)
+        # The back button asks again (a paid bill then shows its receipt, not a form).
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        bill = access_bill_as_member(self.access, kwargs["bill_id"])
+        if request.POST.get("action") == "card":
+            return self.pay_by_card(request, bill)
+        form = PayForm(request.POST)
+        if not form.is_valid():
+            form = PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"})
+            return self.failed(form, "The payment form was incomplete. Check the amount and press Pay again.", 400)
+        wait = self.limited(request, "pay")
+        if wait is not None:
+            return self.failed(form, wait, 429)
+        try:
+            bill_pay(
+                access=self.access, bill=bill, idempotency_key=form.cleaned_data["idempotency_key"], origin=self.origin
+            )
+        except InsufficientFundsError:
+            # The failed attempt is on the ledger; the page shows the shortfall from the
+            # balance it reads now, and a new key for the next attempt.
+            fresh = PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"})
+            return self.failed(fresh, "Your wallet does not have enough money for this bill.", 402)
+        except RuleViolation as exc:
+            return self.failed(form, exc.message, 409)
+        except (IdempotencyKeyReusedError, ValidationError):
+            fresh = PayForm(initial={"idempotency_key": f"web-pay-{uuid.uuid4().hex}"})
+            return self.failed(fresh, "That payment form had expired. Check the amount and press Pay again.", 422)
+        return HttpResponseRedirect(bill_url(self.access.cluster.pk, bill, "#paid"), status=303)
+
+    def pay_by_card(self, request: HttpRequest, bill: Bill) -> HttpResponse:
+        """Pay the shortfall by card (``bill_pay_by_card_start``, the API's service): a
+        top-up of exactly what the wallet lacks, which pays the bill once the provider
+        confirms it. The page then links to the provider's card page."""
+        form = PayForm(request.POST)
+        fresh = PayForm(initial={"idempotency_key": new_key("pay")})
+        if not form.is_valid():
+            return self.failed(fresh, "The payment form was incomplete. Press the button again.", 400)
+        wait = self.limited(request, "top_up")
+        if wait is not None:
+            return self.failed(form, wait, 429)
+        try:
+            top_up = bill_pay_by_card_start(
+                access=self.access,
+                bill=bill,
+                idempotency_key=form.cleaned_data["idempotency_key"],
+                origin=self.origin,
+                callback_url=top_up_return_url(self.access),
+            )
+        except RuleViolation as exc:
+            return self.failed(fresh, exc.message, 409)
+        except ProviderError as exc:
+            return self.failed(fresh, exc.message, 503)
+        except (IdempotencyKeyReusedError, ValidationError):
+            return self.failed(fresh, "That payment form had expired. Press the button again.", 422)
+        pay = reverse("web:my-bill-pay", kwargs={"cluster_id": self.access.cluster.pk, "bill_id": bill.pk})
+        return HttpResponseRedirect(f"{pay}?top_up={top_up.pk}", status=303)
+
+    def failed(self, form: PayForm, message: str, status: int) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form, error=message), status=status)
+
+
+# --- wallet ---------------------------------------------------------------------------------
+
+
+def new_key(kind: str) -> str:
+    return f"web-{kind}-{uuid.uuid4().hex}"
+
+
+class TopUpForm(forms.Form):
+    amount = forms.CharField(
+        label="Amount to add",
+        max_length=20,
+        help_text="In the estate's currency, e.g. 15000 or 15000.50. You pay it by card on the next page.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
+
+
+TOP_UP_OUTCOMES = {
+    TopUpStatus.CREDITED: (messages.SUCCESS, "Your top-up of {amount} is in your wallet."),
+    TopUpStatus.PENDING: (
+        messages.WARNING,
+        "Your top-up of {amount} is not confirmed yet. It shows in your balance as soon as the provider confirms it.",
+    ),
+    TopUpStatus.EXPIRED: (
+        messages.WARNING,
+        "Your top-up of {amount} was not completed in time. If you were charged, it is credited when the "
+        "provider confirms it.",
+    ),
+    TopUpStatus.MISMATCH: (
+        messages.ERROR,
+        "The provider reported a different amount than {amount}: nothing was credited. The estate's treasurer "
+        "has been told and will sort it out.",
+    ),
+    TopUpStatus.FAILED: (messages.ERROR, "The top-up of {amount} did not start: nothing was charged. Try again."),
+}
+
+
+class WalletPage(EstatePage):
+    """The caller's wallet: balance, their ledger entries newest first a page at a time,
+    and a top-up through the estate's payment provider when it has one."""
+
+    template_name = "web/resident/wallet.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        wallet = member_wallet(access=self.access)
+        listing = member_transaction_list(access=self.access)
+        # Each entry names its bill: read with the page, not one query per row.
+        page = web_page(Listing(listing.rows.select_related("bill"), listing.ordering, listing.decorate), self.request)
+        context.update(wallet=wallet, page=page, can_top_up=active_provider_account(self.access.cluster.pk) is not None)
+        if self.request.GET.get("top_up"):
+            context["checkout"] = started_checkout(self.access, self.request.GET["top_up"])
+        if context["can_top_up"]:
+            initial = {"idempotency_key": new_key("top-up")}
+            if self.request.GET.get("amount"):
+                initial["amount"] = self.request.GET["amount"][:20]
+            context.setdefault("top_up_form", TopUpForm(initial=initial))
+        return context
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Start a top-up (``topup_start``, the API's service) and go to the provider's checkout."""
+        self.access.require_member()
+        form = TopUpForm(request.POST)
+        wait = throttles.check_scope(request, "top_up")
+        if wait is not None:
+            form.is_valid()
+            form.add_error(None, f"Too many top-ups in the last minute. Try again in {math.ceil(wait)} seconds.")
+        elif form.is_valid():
+            callback = top_up_return_url(self.access)
+            try:
+                top_up = topup_start(
+                    access=self.access,
+                    amount=form.cleaned_data["amount"].strip(),
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    origin=self.origin,
+                    callback_url=callback,
+                )
+            except ValidationError as exc:
+                for errors in exc.fields.values():
+                    form.add_error("amount", errors)
+                if not exc.fields:
+                    form.add_error("amount", exc.message)
+            except IdempotencyKeyReusedError:
+                form = TopUpForm(initial={"amount": form.cleaned_data["amount"], "idempotency_key": new_key("top-up")})
+                form.is_valid()
+                form.add_error(None, "That form was already used for another amount. Check the amount and continue.")
+            except (RuleViolation, ProviderError) as exc:
+                form.add_error(None, exc.message)
+            else:
+                # To the provider through a link on the wallet (the pages' Content-Security-Policy
+                # lets a form post only to this site, and a redirect after a post counts).
+                wallet = reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk})
+                return HttpResponseRedirect(f"{wallet}?top_up={top_up.pk}#top-up", status=303)
+        return self.render_to_response(self.get_context_data(top_up_form=form), status=400)
+
+
+class TopUpReturnPage(EstatePage):
+    """Where the provider sends the resident back after checkout: verify the top-up now
+    (``topup_return``, as the API's return endpoint does) and show the wallet with the
+    outcome. Only the caller's own top-up is looked at."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        reference = request.GET.get("reference") or request.GET.get("tx_ref") or ""
+        own = access_own_top_up_by_reference(self.access, reference)
+        top_up = topup_return(reference=own.reference)
+        amount = format.money(top_up.amount, top_up.currency)
+        cluster_id = self.access.cluster.pk
+        if top_up.bill_id is not None:
+            # Paid by card for a bill: back to the bill, which shows whether it is paid.
+            bill_page = reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
+            if top_up.status == TopUpStatus.CREDITED and top_up.bill_outcome == "paid":
+                messages.success(request, f"Your card payment of {amount} arrived and the bill is paid.")
+                return HttpResponseRedirect(bill_page + "#paid")
+            if top_up.status == TopUpStatus.CREDITED:
+                messages.warning(
+                    request,
+                    f"Your card payment of {amount} is in your wallet, but the bill could not be paid now: "
+                    "see below why.",
+                )
+                return HttpResponseRedirect(bill_page + "#pay")
+        level, text = TOP_UP_OUTCOMES.get(TopUpStatus(top_up.status), TOP_UP_OUTCOMES[TopUpStatus.PENDING])
+        messages.add_message(request, level, text.format(amount=amount))
+        if top_up.bill_id is not None:
+            return HttpResponseRedirect(
+                reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
+            )
+        return HttpResponseRedirect(reverse("web:wallet", kwargs={"cluster_id": cluster_id}))
