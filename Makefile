@@ -1,4 +1,4 @@
-.PHONY: demo test check lint types format lock clean loadtest alerts-check deploy-rehearsal migrations-check bench bench-quick bench-compare
+.PHONY: demo test check lint types format lock clean loadtest alerts-check deploy-rehearsal migrations-check bench bench-quick bench-compare lighthouse
 
 demo:  ## install and run the service with a demo estate (SQLite, tasks in-process)
 	./scripts/demo.sh
@@ -20,6 +20,9 @@ bench-quick:  ## the benchmark on data set S with fewer requests (under 5 minute
 
 bench-compare:  ## the p95 of each operation at S and L side by side, from results/bench-S.json and bench-L.json
 	./scripts/bench.sh --compare
+
+lighthouse:  ## Lighthouse scores of every page on the demo estate, gunicorn as deployed; fails below web.md's targets
+	./scripts/lighthouse.sh --check
 
 loadtest:  ## the "bill day" load test: gunicorn (production mode), a worker and Locust on data set S
 	./scripts/loadtest.sh
