@@ -143,7 +143,10 @@ class MemberUpdateSerializer(serializers.Serializer):
 
 class MemberDetailView(EstateAPIView):
     @extend_schema(
-        request=MemberUpdateSerializer, responses={200: MemberSerializer, **ERRORS}, summary="Change a member"
+        request=MemberUpdateSerializer,
+        responses={200: MemberSerializer, 409: error("last_admin"), **ERRORS},
+        summary="Change a member",
+        description="Refused with 409 last_admin when it would leave the estate without an active admin.",
     )
     def patch(self, request: Request, cluster_id: str, user_id: str) -> Response:
         self.access.require(MembersPermissions.ManageMembers)
