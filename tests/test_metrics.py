@@ -82,12 +82,22 @@ def broker(redis_server: RedisServer) -> Iterator[redis.Redis]:  # noqa: F811 - 
     """The Celery broker is a throwaway redis-server; yields a client of it."""
     previous = celery_app.conf.broker_url
     celery_app.conf.broker_url = redis_server.url
+    forget_broker_connections()
     client = redis.Redis(host="127.0.0.1", port=redis_server.port)
     try:
         yield client
     finally:
         client.close()
         celery_app.conf.broker_url = previous
+        # The pools cache connections to the throwaway server, stopped after this test:
+        # kept, every later task (in-process ones too) would fail to reach a broker.
+        forget_broker_connections()
+
+
+def forget_broker_connections() -> None:
+    """Drop (not close: kombu shares them by broker URL) the app's cached pools."""
+    celery_app.amqp._producer_pool = None
+    celery_app._pool = None
 
 
 # --- requests ---------------------------------------------------------------------------------

@@ -396,6 +396,10 @@ button{{font-size:1.1rem;padding:.6rem 1.4rem}}</style>
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: fifty webhooks verified at once (the
+    # concurrency tests, a load test) had connections refused, which a real provider
+    # does not do.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (the adapters' timeout tests) is expected here.
