@@ -94,7 +94,12 @@ def bill_facts(bill: Any) -> BillFacts:
         acknowledged=BillAcknowledgement.objects.filter(bill=bill).count(),
         paid=completed.count(),
         failed_payments=payments.filter(status=TransactionStatus.FAILED).count(),
-        paid_twice=completed.values("payer_id").annotate(n=Count("id")).filter(n__gt=1).count(),
+        # Live payments: not refunded while the bill was live (decision 0028).
+        paid_twice=completed.exclude(reversals__reopens_bill=True)
+        .values("payer_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count(),
         paid_unacknowledged=completed.exclude(payer_id__in=acknowledgers).count(),
         negative_wallets=Wallet.objects.filter(cluster_id=bill.cluster_id, balance__lt=0).count(),
         ledger_mismatches=Wallet.objects.filter(cluster_id=bill.cluster_id)

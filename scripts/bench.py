@@ -1175,9 +1175,11 @@ def verify_money() -> dict[str, int]:
     from django.db import connection
 
     checks = {
+        # Live payments: completed, and not refunded while the bill was live (decision 0028).
         "bill_member_pairs_paid_twice": """
             SELECT count(*) FROM (
-                SELECT 1 FROM wallets_transaction WHERE type = 'bill_payment' AND status = 'completed'
+                SELECT 1 FROM wallets_transaction p WHERE type = 'bill_payment' AND status = 'completed'
+                AND NOT EXISTS (SELECT 1 FROM wallets_transaction r WHERE r.reverses_id = p.id AND r.reopens_bill)
                 GROUP BY bill_id, payer_id HAVING count(*) > 1) AS twice""",
         "negative_balances": "SELECT count(*) FROM wallets_wallet WHERE balance < 0",
         "balances_not_equal_to_ledger": """

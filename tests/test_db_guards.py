@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, InternalError, connection, transaction
@@ -50,22 +51,72 @@ def test_ledger_entries_cannot_be_edited_or_deleted(estate: Estate) -> None:
     assert (tx.amount, tx.status) == (Decimal("-15000.00"), "completed")
 
 
-def test_a_bill_is_paid_at_most_once_per_member_by_constraint(estate: Estate) -> None:
+def payment_row(tx: Transaction, reference: str, **overrides: Any) -> Transaction:
+    values: dict[str, Any] = dict(
+        cluster=tx.cluster,
+        wallet=tx.wallet,
+        type="bill_payment",
+        status="completed",
+        amount=tx.amount,
+        balance_after=Decimal("0.00"),
+        bill=tx.bill,
+        payer=tx.payer,
+        initiated_by=tx.payer,
+        reference=reference,
+        idempotency_key=reference,
+    )
+    values.update(overrides)
+    return Transaction.objects.create(**values)
+
+
+def test_a_bill_is_paid_at_most_once_per_member_and_settlement_by_constraint(estate: Estate) -> None:
     tx = paid(estate)
-    with pytest.raises(IntegrityError, match="tx_one_payment_per_bill_per_member"), transaction.atomic():
-        Transaction.objects.create(
-            cluster=tx.cluster,
-            wallet=tx.wallet,
-            type="bill_payment",
-            status="completed",
-            amount=tx.amount,
-            balance_after=Decimal("0.00"),
-            bill=tx.bill,
-            payer=tx.payer,
-            initiated_by=tx.payer,
-            reference="TX-DUP",
-            idempotency_key="dup",
-        )
+    assert tx.settlement == 0
+    with pytest.raises(IntegrityError, match="tx_one_payment_per_bill_member_settlement"), transaction.atomic():
+        payment_row(tx, "TX-DUP")
+    # A failed attempt takes no number.
+    payment_row(tx, "TX-FAILED", status="failed", balance_after=None, failure_reason="insufficient_funds")
+
+
+def test_a_member_pays_a_bill_again_only_after_a_refund_that_reopened_it(estate: Estate) -> None:
+    """At most one live payment, whatever writes the ledger: payment n > 0 must follow
+    payment n - 1 refunded while the bill was live."""
+    tx = paid(estate)
+    for settlement in (1, 2):  # the first payment is live; a gap is no better
+        with pytest.raises(IntegrityError, match="tx_one_live_payment"), transaction.atomic():
+            payment_row(tx, f"TX-{settlement}", settlement=settlement)
+    # A refund that left the payment counted (a cancelled bill's) does not open the way.
+    payment_row(tx, "TX-KEPT", type="refund", amount=-tx.amount, reverses=tx)
+    with pytest.raises(IntegrityError, match="tx_one_live_payment"), transaction.atomic():
+        payment_row(tx, "TX-AFTER-KEPT", settlement=1)
+    other = paid(estate)
+    payment_row(other, "TX-REOPEN", type="refund", amount=-other.amount, reverses=other, reopens_bill=True)
+    again = payment_row(other, "TX-AGAIN", settlement=1)
+    with pytest.raises(IntegrityError, match="tx_one_payment_per_bill_member_settlement"), transaction.atomic():
+        payment_row(other, "TX-AGAIN-2", settlement=1)
+    with pytest.raises(IntegrityError, match="tx_one_live_payment"), transaction.atomic():
+        payment_row(other, "TX-AGAIN-3", settlement=2)
+    assert again.settlement == 1
+
+
+def test_only_payments_have_a_settlement_and_only_refunds_reopen_a_bill(estate: Estate) -> None:
+    tx = paid(estate)
+    failed = {"status": "failed", "balance_after": None, "failure_reason": "insufficient_funds"}
+    with pytest.raises(IntegrityError, match="tx_settlement_on_bill_payments"), transaction.atomic():
+        payment_row(tx, "TX-NEG", settlement=-1, **failed)
+    with pytest.raises(IntegrityError, match="tx_settlement_on_bill_payments"), transaction.atomic():
+        payment_row(tx, "TX-DEP", type="deposit", amount=Decimal("5.00"), bill=None, settlement=2)
+    with pytest.raises(IntegrityError, match="tx_only_refunds_reopen"), transaction.atomic():
+        payment_row(tx, "TX-REOPEN", reopens_bill=True, **failed)
+
+
+def test_a_refund_cannot_be_made_to_reopen_a_bill_or_not_afterwards(estate: Estate) -> None:
+    tx = paid(estate)
+    refund = payment_row(tx, "TX-REFUND", type="refund", amount=-tx.amount, reverses=tx, reopens_bill=True)
+    with pytest.raises(DB_ERRORS, match="append-only"), transaction.atomic():
+        Transaction.objects.filter(pk=refund.pk).update(reopens_bill=False)
+    with pytest.raises(DB_ERRORS, match="append-only"), transaction.atomic():
+        Transaction.objects.filter(pk=tx.pk).update(settlement=5)
 
 
 def test_amount_signs_and_positive_bill_amounts_are_checked(estate: Estate) -> None:

@@ -3,13 +3,16 @@
 The machine runs random sequences of credits, top-ups through a payment provider (the
 local fake, over HTTP), bills (estate-wide and user-specific),
 acknowledgements, disputes, resolutions, payments (and replays of their idempotency
-keys), cancellations and refunds. It keeps a plain Python model of what each call
+keys), cancellations and refunds — of cancelled bills' payments and of live ones', after
+which the member owes the bill again and may pay it again. It keeps a plain Python model of what each call
 must do — succeed, or be refused with exactly which error — and of every wallet's
 balance. After every step it checks, against the database:
 
 - each wallet's balance equals its ledger sum and the model's balance, and is >= 0;
 - wallets + estate revenue == money received, and both sides match the model;
-- at most one completed bill payment per (bill, payer), and exactly the model's set;
+- at most one live bill payment per (bill, payer) (completed, and not refunded while
+  its bill was live), and exactly the model's set, as are the completed payments, each
+  numbered (``settlement``) by the payer's earlier payments of the bill;
 - every completed payment's bill was acknowledged by its payer.
 
 How the examples are isolated: the state machine runs inside one ordinary pytest test
@@ -49,6 +52,7 @@ from hypothesis.stateful import (
 from levy.billing.counters import counters_drift
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
 from levy.billing.payments import bill_pay, bill_payment_refund
+from levy.billing.selectors import live_payment
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.common.errors import (
     ApplicationError,
@@ -118,6 +122,8 @@ class PaymentModel:
     tx_id: Any
     ok: bool  # completed (True) or failed for insufficient funds (False)
     refunded: bool = False
+    reopened: bool = False  # refunded while its bill was live: no longer counts as paid
+    settlement: int = 0
 
 
 @dataclass
@@ -178,7 +184,10 @@ class MoneyMachine(RuleBasedStateMachine):
         return member.joined < bill.issued
 
     def paid(self, b: int, m: int) -> bool:
-        return any(p.ok and p.bill == b and p.member == m for p in self.payments)
+        return any(p.ok and not p.reopened and p.bill == b and p.member == m for p in self.payments)
+
+    def refunded_before(self, b: int, m: int) -> bool:
+        return any(p.reopened and p.bill == b and p.member == m for p in self.payments)
 
     def dispute_in(self, b: int, m: int, status: str) -> bool:
         return any(d.bill == b and d.member == m and d.status == status for d in self.disputes)
@@ -454,10 +463,16 @@ class MoneyMachine(RuleBasedStateMachine):
         b, m = self.choose(data, ready, refused, self.all_pairs())
         if acknowledge_first:
             self.do_acknowledge(b, m)
+        self.do_pay(b, m)
+
+    def do_pay(self, b: int, m: int) -> None:
         member, bill = self.members[m], self.bills[b]
         expected = self.expected_payment(b, m)
         key = new_key("pay")
-        result = self.call(expected, bill_pay, access=member.access, bill=bill.bill, idempotency_key=key)
+        # Paying a bill again after a refund reopened it is its own path.
+        label = "pay_again" if self.refunded_before(b, m) else ""
+        settlement = sum(1 for p in self.payments if p.ok and p.bill == b and p.member == m)
+        result = self.call(expected, bill_pay, label=label, access=member.access, bill=bill.bill, idempotency_key=key)
         if expected is OK:
             member.balance -= bill.amount
             self.revenue += bill.amount
@@ -467,7 +482,10 @@ class MoneyMachine(RuleBasedStateMachine):
                 -bill.amount,
                 member.balance,
             )
-            self.payments.append(PaymentModel(bill=b, member=m, key=key, tx_id=result.pk, ok=True))
+            assert result.settlement == settlement
+            self.payments.append(
+                PaymentModel(bill=b, member=m, key=key, tx_id=result.pk, ok=True, settlement=settlement)
+            )
         elif expected.error is InsufficientFundsError:
             # The refusal is on the ledger, once, as a failed entry that moved nothing.
             failed = Transaction.objects.get(wallet__cluster=self.cluster, idempotency_key=key)
@@ -514,26 +532,26 @@ class MoneyMachine(RuleBasedStateMachine):
             bill.cancelled = True
 
     @precondition(lambda self: any(p.ok for p in self.payments))
-    @rule(data=st.data(), cancel_first=st.booleans())
-    def refund_payment(self, data: st.DataObject, cancel_first: bool) -> None:
+    @rule(data=st.data(), cancel_first=st.booleans(), pay_again=st.booleans())
+    def refund_payment(self, data: st.DataObject, cancel_first: bool, pay_again: bool) -> None:
         """Refund a payment; with ``cancel_first``, the admin cancels its bill just
-        before (the usual reason for a refund), whether or not it is cancelled already."""
+        before (whether or not it is cancelled already). A payment of a live bill stops
+        counting as paid: the member owes the bill again (the invariants check the
+        counters, the payments' set and the money); with ``pay_again`` they pay it again
+        at once."""
         completed = [payment for payment in self.payments if payment.ok]
         not_refunded = [p for p in completed if not p.refunded]
-        refundable = [p for p in not_refunded if self.bills[p.bill].cancelled]
-        payment = self.choose(data, not_refunded if cancel_first else refundable, completed)
+        payment = self.choose(data, not_refunded, completed)
         bill, member = self.bills[payment.bill], self.members[payment.member]
         if cancel_first:
             self.do_cancel(bill)
-        if not bill.cancelled:
-            expected = expect_error(RuleViolation, "bill_not_cancelled")
-        elif payment.refunded:
-            expected = expect_error(RuleViolation, "payment_already_refunded")
-        else:
-            expected = OK
+        expected = expect_error(RuleViolation, "payment_already_refunded") if payment.refunded else OK
         key = new_key("refund")
         paid = Transaction.objects.get(pk=payment.tx_id)
-        result = self.call(expected, bill_payment_refund, access=self.treasurer, payment=paid, idempotency_key=key)
+        label = "refund_cancelled" if bill.cancelled else "refund_live"
+        result = self.call(
+            expected, bill_payment_refund, label=label, access=self.treasurer, payment=paid, idempotency_key=key
+        )
         if expected is OK:
             member.balance += bill.amount
             self.revenue -= bill.amount
@@ -544,10 +562,14 @@ class MoneyMachine(RuleBasedStateMachine):
                 member.balance,
                 paid.pk,
             )
+            assert result.reopens_bill is (not bill.cancelled)
             payment.refunded = True
+            payment.reopened = not bill.cancelled
             # Replaying the refund's key returns it and moves nothing.
             again = bill_payment_refund(access=self.treasurer, payment=paid, idempotency_key=key)
             assert again.pk == result.pk
+            if pay_again:
+                self.do_pay(payment.bill, payment.member)
         # The payment itself is never touched.
         paid.refresh_from_db()
         assert (paid.status, paid.amount) == (TransactionStatus.COMPLETED, -bill.amount)
@@ -580,9 +602,13 @@ class MoneyMachine(RuleBasedStateMachine):
         completed = Transaction.objects.filter(
             cluster=self.cluster, type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED
         )
-        per_pair = completed.values("bill_id", "payer_id").annotate(n=Count("id"))
+        live = completed.filter(pk__in=live_payment(OuterRef("bill_id"), OuterRef("payer_id")).values("pk"))
+        per_pair = live.values("bill_id", "payer_id").annotate(n=Count("id"))
         assert [row for row in per_pair if row["n"] != 1] == []
-        assert set(completed.values_list("pk", flat=True)) == {p.tx_id for p in self.payments if p.ok}
+        assert set(live.values_list("pk", flat=True)) == {p.tx_id for p in self.payments if p.ok and not p.reopened}
+        assert set(completed.values_list("pk", "settlement")) == {
+            (p.tx_id, p.settlement) for p in self.payments if p.ok
+        }
 
     @invariant()
     def every_payment_was_acknowledged_by_its_payer(self) -> None:
@@ -615,9 +641,10 @@ MUST_REACH = frozenset(
         "replay: InsufficientFundsError",
         "bill_cancel: ok",
         "bill_cancel: bill_cancelled",
-        "bill_payment_refund: ok",
-        "bill_payment_refund: bill_not_cancelled",
-        "bill_payment_refund: payment_already_refunded",
+        "refund_live: ok",
+        "pay_again: ok",
+        "refund_cancelled: ok",
+        "refund_cancelled: payment_already_refunded",
     }
 )
 

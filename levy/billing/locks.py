@@ -4,11 +4,12 @@ A transaction that needs several of these takes them top to bottom, never back u
 so two transactions never wait for each other in a circle:
 
 1. a dispute, ``FOR UPDATE`` — its resolution (:func:`lock_dispute`);
-2. bills — ``FOR UPDATE`` to change one (cancel, edit, refund: :func:`lock_bill`;
-   a recount: several, by primary key, :func:`lock_bills`), ``FOR SHARE`` while one
-   member's facts of it change or a dispute of it is resolved (:func:`share_bill`,
-   :func:`share_bill_and_membership`). Shared locks let the residents of an estate pay
-   the same bill at once, while a cancellation or a change of terms waits for them;
+2. bills — ``FOR UPDATE`` to change one (cancel, edit: :func:`lock_bill`; a recount:
+   several, by primary key, :func:`lock_bills`), ``FOR SHARE`` while one member's facts
+   of it change — a payment, a refund, a dispute's resolution (:func:`share_bill`,
+   :func:`share_bill_and_membership`, :func:`share_bill_and_member`). Shared locks let
+   the residents of an estate pay the same bill at once, while a cancellation or a
+   change of terms waits for them;
 3. the estate row, ``FOR NO KEY UPDATE`` — whatever moves members in or out of bills'
    audiences or counts them: membership changes, a recount (:func:`lock_estate`,
    :func:`lock_estates_of_bills`), and bill creation, whose bill-number UPDATE of the
@@ -52,6 +53,7 @@ __all__ = [
     "lock_wallet",
     "lock_wallet_by_id",
     "share_bill",
+    "share_bill_and_member",
     "share_bill_and_membership",
     "share_membership",
 ]
@@ -88,6 +90,15 @@ def share_bill_and_membership(bill: Bill, membership: Membership) -> None:
     """Reload ``bill`` and hold it and the member's row ``FOR SHARE`` (2 and 4, one
     statement): the start of every action of a member on a bill."""
     refresh_for_share(bill, also=(Membership, membership.pk))
+
+
+def share_bill_and_member(*, bill_id: Any, cluster_id: Any, user_id: Any) -> Bill:
+    """A fact of someone else's changing (a refund of their payment): the bill, reloaded,
+    and their membership row, ``FOR SHARE`` (2 and 4, one statement). The person must
+    be a member of the estate (a wallet's owner always is)."""
+    bill = Bill(pk=bill_id)
+    refresh_for_share(bill, also=(Membership, {"cluster": cluster_id, "user": user_id}))
+    return bill
 
 
 # 3 -------------------------------------------------------------------------------------

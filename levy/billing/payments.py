@@ -1,12 +1,16 @@
-"""Paying bills from wallets: a payment, its retry, and the refund of a cancelled bill's
-payment. Every service here is one transaction, idempotent by key, audited; it takes
-its locks through ``levy.billing.locks`` and writes the ledger through
-``levy.wallets.ledger``.
+"""Paying bills from wallets: a payment, its retry, and its refund. Every service here
+is one transaction, idempotent by key, audited; it takes its locks through
+``levy.billing.locks`` and writes the ledger through ``levy.wallets.ledger``.
 
 A payment is a check and a write, under the locks: :func:`_check_payment` asks the
 rules (``levy.billing.rules.payment_refusal``) and raises their refusal;
 :func:`_write_payment` moves the balance and records either the payment or the failed
 attempt — the entry, its audit event, its metric and the payer's notification.
+
+A refund of a live bill's payment reopens the bill for its payer, who may pay it
+again: each completed payment of a bill by a member carries a ``settlement`` number
+(their earlier payments of it, all refunded), unique per (bill, payer), so at most one
+counts as paid however the requests race (docs/decisions/0028-refunds-of-live-bills.md).
 """
 
 from __future__ import annotations
@@ -71,25 +75,46 @@ def bill_pay(
         )
         if replayed is not None:
             return raise_if_failed(replayed)
-        _check_payment(bill, user)
-        tx = _write_payment(access=access, bill=bill, wallet=wallet, key=key, retry_of=retry_of, origin=origin)
+        facts = _check_payment(bill, user)
+        tx = _write_payment(
+            access=access,
+            bill=bill,
+            wallet=wallet,
+            key=key,
+            retry_of=retry_of,
+            origin=origin,
+            settlement=facts.payments,
+        )
     return raise_if_failed(tx)
 
 
-def _check_payment(bill: Bill, user: Any) -> None:
-    """Raise the rules' refusal of this payment, if any (counted by its code)."""
-    refusal = rules.payment_refusal(bill, rules.read_member_facts(bill=bill, user=user))
+def _check_payment(bill: Bill, user: Any) -> rules.MemberFacts:
+    """Raise the rules' refusal of this payment, if any (counted by its code); else
+    return the facts it was decided on."""
+    facts = rules.read_member_facts(bill=bill, user=user)
+    refusal = rules.payment_refusal(bill, facts)
     if refusal is not None:
         metrics.count_payment(metrics.PAYMENT_REFUSED, refusal.code)
         raise refusal
+    return facts
 
 
 def _write_payment(
-    *, access: EstateAccess, bill: Bill, wallet: Wallet, key: str, retry_of: Transaction | None, origin: Origin
+    *,
+    access: EstateAccess,
+    bill: Bill,
+    wallet: Wallet,
+    key: str,
+    retry_of: Transaction | None,
+    origin: Origin,
+    settlement: int,
 ) -> Transaction:
     """Move the bill's amount out of the wallet and record the payment — or, when the
     wallet cannot cover it, record the failed attempt — with its audit event, metric and
-    notification of the payer."""
+    notification of the payer. ``settlement`` is the number of the member's earlier
+    completed payments of the bill, read under the wallet's lock: none of them is live
+    (the rules said so), so this one takes the next number, and a concurrent payment
+    that took the same one hits the unique constraint."""
     user = access.user
     balance = move_balance(wallet, -bill.amount)
     entry: dict[str, Any] = {
@@ -102,6 +127,7 @@ def _write_payment(
         "idempotency_key": key,
         "bill": bill,
         "retry_of": retry_of,
+        "settlement": settlement,
     }
     audit_data = {"bill_id": str(bill.pk), "amount": f"{bill.amount:.2f}"}
     context = bill_context(bill)
@@ -163,18 +189,16 @@ def transaction_retry(
     return bill_pay(access=access, bill=bill, idempotency_key=idempotency_key, origin=origin, retry_of=failed)
 
 
-def refund_refusal(payment: Transaction, *, bill_cancelled: bool, refunded: bool) -> RuleViolation | None:
-    """Why ``payment`` cannot be refunded, or None: only a completed payment of a
-    cancelled bill, once. ``bill_payment_refund`` applies it (with the bill locked);
-    a page reads it to offer a refund, or to say why there is none."""
+def refund_refusal(payment: Transaction, *, refunded: bool) -> RuleViolation | None:
+    """Why ``payment`` cannot be refunded, or None: only a completed bill payment, once.
+    ``bill_payment_refund`` applies it (under its locks); a page reads it to offer a
+    refund, or to say why there is none."""
     if (
         payment.type != TransactionType.BILL_PAYMENT
         or payment.status != TransactionStatus.COMPLETED
         or payment.bill_id is None
     ):
         return RuleViolation("Only a completed bill payment can be refunded.", code="transaction_not_refundable")
-    if not bill_cancelled:
-        return RuleViolation("Only payments of cancelled bills are refunded.", code="bill_not_cancelled")
     if refunded:
         return RuleViolation("This payment has already been refunded.", code="payment_already_refunded")
     return None
@@ -183,22 +207,30 @@ def refund_refusal(payment: Transaction, *, bill_cancelled: bool, refunded: bool
 def bill_payment_refund(
     *, access: EstateAccess, payment: Transaction, idempotency_key: str, note: str = "", origin: Origin = Origin()
 ) -> Transaction:
-    """Return a payment of a cancelled bill to the payer's wallet with a reversing
-    entry, ``note`` being the reason. The payment itself stays on the ledger,
-    unchanged; the payer is notified (``PAYMENT_REFUNDED``)."""
+    """Return a payment to the payer's wallet with a reversing entry, ``note`` being the
+    reason. The payment itself stays on the ledger, unchanged; the payer is notified
+    (``PAYMENT_REFUNDED``).
+
+    A payment of a live bill stops counting as paid: the refund reopens the bill
+    (``reopens_bill``), the payer's status for it is what it would be without the
+    payment, they may pay it again, and the bill's counters lose the payment (``paid``,
+    while the payer is in its audience, and the money ``collected``). A payment of a
+    cancelled bill stays counted as paid; only the money collected goes down.
+
+    Locks: the bill and the payer's membership ``FOR SHARE`` (a cancellation, an edit
+    or a membership change waits, so "live" and "in the audience" hold until the
+    commit), then the payer's wallet ``FOR UPDATE``, which serialises the refund with
+    the payer's own payments and with other refunds of the same payment."""
     access.require(PaymentsPermissions.ManageTransaction)
     key = validate_idempotency_key(idempotency_key)
     if payment.cluster_id != access.cluster.pk:
         raise NotFoundError()
-    if (refusal := refund_refusal(payment, bill_cancelled=True, refunded=False)) is not None:
+    if (refusal := refund_refusal(payment, refunded=False)) is not None:
         raise refusal
     require_not_own_wallet(access=access, member_user_id=payment.payer_id, action="refund")
+    payer_id = payment.payer_id
     with transaction.atomic():
-        bill = locks.lock_bill(bill_id=payment.bill_id)
-        if (
-            refusal := refund_refusal(payment, bill_cancelled=bill.cancelled_at is not None, refunded=False)
-        ) is not None:
-            raise refusal
+        bill = locks.share_bill_and_member(bill_id=payment.bill_id, cluster_id=access.cluster.pk, user_id=payer_id)
         wallet = locks.lock_wallet_by_id(payment.wallet_id)
         amount = -payment.amount
         replayed = replay(
@@ -207,8 +239,9 @@ def bill_payment_refund(
         if replayed is not None:
             return replayed
         refunded = Transaction.objects.filter(reverses=payment).exists()
-        if (refusal := refund_refusal(payment, bill_cancelled=True, refunded=refunded)) is not None:
+        if (refusal := refund_refusal(payment, refunded=refunded)) is not None:
             raise refusal
+        live = bill.cancelled_at is None
         balance = move_balance(wallet, amount)
         if balance is None:
             raise RuleViolation(
@@ -222,16 +255,19 @@ def bill_payment_refund(
                     type=TransactionType.REFUND,
                     amount=amount,
                     balance_after=balance,
-                    payer_id=payment.payer_id,
+                    payer_id=payer_id,
                     initiated_by=access.user,
                     idempotency_key=key,
                     bill=bill,
                     reverses=payment,
+                    reopens_bill=live,
                     note=(note or "")[:2000],
                 )
         except IntegrityError:
             raise RuleViolation("This payment has already been refunded.", code="payment_already_refunded") from None
-        counter_add(bill_id=bill.pk, user_id=payment.payer_id, collected=-amount)
+        # The payment counted as paid only while the payer is in the bill's audience.
+        unpaid = live and rules.read_member_facts(bill=bill, user_id=payer_id).applies
+        counter_add(bill_id=bill.pk, user_id=payer_id, paid=-int(unpaid), collected=-amount)
         audit_record(
             action="payment.refund",
             target=tx,
@@ -243,13 +279,14 @@ def bill_payment_refund(
                 "amount": f"{amount:.2f}",
                 "bill_id": str(bill.pk),
                 "reason": tx.note,
+                "reopens_bill": live,
             },
         )
         bill.cluster = access.cluster
         notify(
             event=NotificationEvents.PAYMENT_REFUNDED,
             cluster=access.cluster,
-            recipients=Recipients.users(payment.payer_id),
+            recipients=Recipients.users(payer_id),
             context={
                 **bill_context(bill),
                 "amount": f"{amount:.2f}",
@@ -257,6 +294,8 @@ def bill_payment_refund(
                 "transaction_id": str(tx.pk),
                 "payment_id": str(payment.pk),
                 "wallet_balance": f"{balance:.2f}",
+                "reopens_bill": live,
+                "then": " The bill is unpaid again: pay it when you are ready." if live else "",
             },
             event_key=f"PAYMENT_REFUNDED:tx:{tx.pk}",
         )

@@ -33,11 +33,35 @@ if TYPE_CHECKING:
     from levy.billing.models import Bill
     from levy.billing.status import BillStatus
 
-# The "paid" fact: the member has a completed payment entry for the bill (at most one,
-# by a unique constraint). Every form of the fact — the ORM expressions of
-# ``levy.billing.selectors.facts``, the fixed statements, the recipients of a
-# notification — filters the ledger by these.
-PAID_ENTRY: dict[str, str] = {"type": TransactionType.BILL_PAYMENT, "status": TransactionStatus.COMPLETED}
+# The "paid" fact: the member has a *live* payment of the bill — a completed payment
+# entry that no refund reopening the bill reverses (a refund made while the bill was
+# live; one of a cancelled bill's payment leaves it paid). At most one is live, by the
+# unique (bill, payer, settlement) constraint and the number a payment takes
+# (docs/decisions/0028-refunds-of-live-bills.md). Every form of the fact — the ORM
+# expressions of ``levy.billing.selectors.facts``, the fixed statements (through
+# :func:`live_payment_sql`), the recipients of a notification — is built from these.
+COMPLETED_PAYMENT: dict[str, str] = {"type": TransactionType.BILL_PAYMENT, "status": TransactionStatus.COMPLETED}
+REOPENING_REFUND: dict[str, Any] = {"type": TransactionType.REFUND, "reopens_bill": True}
+LIVE_PAYMENT_PARAMS: dict[str, Any] = {
+    "payment": TransactionType.BILL_PAYMENT.value,
+    "completed": TransactionStatus.COMPLETED.value,
+    "reopens": True,
+}
+
+
+def live_payment_sql(alias: str, *, named: bool = True) -> str:
+    """The "paid" fact in SQL: the ledger row ``alias`` is a live payment. Its values
+    are the parameters of ``LIVE_PAYMENT_PARAMS``, by name (``%(payment)s``, …) or, with
+    ``named=False``, three ``%s`` in that order."""
+    t = Transaction
+    names = list(LIVE_PAYMENT_PARAMS)
+    payment, completed, reopens = (f"%({name})s" if named else "%s" for name in names)
+    return (
+        f"{alias}.{column(t, 'type')} = {payment} AND {alias}.{column(t, 'status')} = {completed} "  # noqa: S608
+        f"AND NOT EXISTS (SELECT 1 FROM {table(t)} reopening "
+        f"WHERE reopening.{column(t, 'reverses')} = {alias}.{column(t, 'id')} "
+        f"AND reopening.{column(t, 'reopens_bill')} = {reopens})"
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,9 @@ class MemberFacts:
     waived: bool  # their dispute was upheld
     disputed: bool  # they have an open dispute
     acknowledged: bool
+    # Their completed payments of the bill, live or refunded: the number the next one
+    # takes (``Transaction.settlement``).
+    payments: int = 0
 
     def on(self, bill: Bill, today: datetime.date | None = None) -> MemberBillFacts:
         """The facts a status is derived from, on ``today`` (the estate's today)."""
@@ -77,35 +104,45 @@ def _read_facts_sql(vendor: str, estate_wide: bool) -> str:
         f"EXISTS (SELECT 1 FROM {table(m)} WHERE {column(m, 'cluster')} = %(cluster)s "
         f"AND {column(m, 'user')} = %(user)s AND {column(m, 'active')} = %(true)s "
         f"AND {column(m, 'is_resident')} = %(true)s AND {audience}), "
-        f"EXISTS (SELECT 1 FROM {table(t)} WHERE {column(t, 'bill')} = %(bill)s AND {column(t, 'payer')} = %(user)s "
-        f"AND {column(t, 'type')} = %(payment)s AND {column(t, 'status')} = %(completed)s), "
+        f"EXISTS (SELECT 1 FROM {table(t)} p WHERE p.{column(t, 'bill')} = %(bill)s "
+        f"AND p.{column(t, 'payer')} = %(user)s AND {live_payment_sql('p')}), "
         f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
         f"AND {column(d, 'status')} = %(upheld)s), "
         f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
         f"AND {column(d, 'status')} = %(open)s), "
-        f"EXISTS (SELECT 1 FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s AND {column(a, 'user')} = %(user)s)"
+        f"EXISTS (SELECT 1 FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s AND {column(a, 'user')} = %(user)s), "
+        f"(SELECT count(*) FROM {table(t)} WHERE {column(t, 'bill')} = %(bill)s AND {column(t, 'payer')} = %(user)s "
+        f"AND {column(t, 'type')} = %(payment)s AND {column(t, 'status')} = %(completed)s)"
     )
 
 
-def read_member_facts(*, bill: Bill, user: User) -> MemberFacts:
-    """Whether the bill applies to the member, and the member's stored facts, in one
-    fixed statement (the same rules as ``bill_audience`` and the fact expressions of
-    ``levy.billing.selectors.facts``; tests compare the two forms)."""
+def read_member_facts(*, bill: Bill, user: User | None = None, user_id: Any = None) -> MemberFacts:
+    """Whether the bill applies to the member (``user``, or the user of ``user_id``),
+    and the member's stored facts, in one fixed statement (the same rules as
+    ``bill_audience`` and the fact expressions of ``levy.billing.selectors.facts``;
+    tests compare the two forms)."""
     model: Any = type(bill)
     params = {
         "cluster": db_value(Membership, "cluster", bill.cluster_id),
-        "user": db_value(Membership, "user", user.pk),
+        "user": db_value(Membership, "user", user.pk if user is not None else user_id),
         "bill": db_value(model, "id", bill.pk),
         "created": db_value(model, "created_at", bill.created_at),
         "bill_user": db_value(model, "user", bill.user_id),
         "true": True,
-        "payment": PAID_ENTRY["type"],
-        "completed": PAID_ENTRY["status"],
+        **LIVE_PAYMENT_PARAMS,
         "upheld": DisputeStatus.UPHELD.value,
         "open": DisputeStatus.OPEN.value,
     }
     row = fetch_one(_read_facts_sql(connection.vendor, bill.user_id is None), params)
-    return MemberFacts(*(bool(value) for value in row))
+    applies, paid, waived, disputed, acknowledged, payments = row
+    return MemberFacts(
+        applies=bool(applies),
+        paid=bool(paid),
+        waived=bool(waived),
+        disputed=bool(disputed),
+        acknowledged=bool(acknowledged),
+        payments=int(payments),
+    )
 
 
 # --- refusals: why not, or None -------------------------------------------------------------

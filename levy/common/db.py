@@ -6,8 +6,9 @@ import functools
 from typing import Any
 
 from django.db import connection
-from django.db.migrations.operations import AddIndex
+from django.db.migrations.operations import AddConstraint, AddIndex
 from django.db.migrations.operations.base import Operation
+from django.db.models import CheckConstraint
 
 
 def is_postgres() -> bool:
@@ -73,16 +74,49 @@ class AddIndexConcurrentlyOnPostgres(AddIndex):
         return None
 
 
+class AddConstraintOnlineOnPostgres(AddConstraint):
+    """``AddConstraint`` that lets writes go on while PostgreSQL checks the existing rows
+    of a large table: a partial unique constraint (an index there) is built with
+    ``CREATE UNIQUE INDEX CONCURRENTLY``; a CHECK is added ``NOT VALID`` and then
+    validated (``VALIDATE CONSTRAINT`` does not stop writes). The migration must be
+    ``atomic = False``. Elsewhere (the SQLite demo) the constraint is added plainly."""
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return None
+        statement = str(self.constraint.create_sql(model, schema_editor))
+        qn = schema_editor.quote_name
+        if statement.startswith("CREATE UNIQUE INDEX "):
+            schema_editor.execute(statement.replace("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX CONCURRENTLY ", 1))
+        elif isinstance(self.constraint, CheckConstraint):
+            schema_editor.execute(f"{statement} NOT VALID")
+            schema_editor.execute(
+                f"ALTER TABLE {qn(model._meta.db_table)} VALIDATE CONSTRAINT {qn(self.constraint.name)}"
+            )
+        else:
+            raise ValueError(f"{self.constraint.name}: only partial unique and CHECK constraints are added online")
+        return None
+
+
 def refresh_for_share(instance: Any, *, also: tuple[Any, Any] | None = None) -> None:
     """Reload ``instance`` from its row and hold the row FOR SHARE until the transaction
     ends (see :func:`lock_row_for_share`); ``also=(Model, pk)`` locks that row too, in
-    the same statement. Cached relations are kept."""
+    the same statement — or ``also=(Model, {field: value, …})``, the one row with those
+    values (it must exist). Cached relations are kept."""
     model = type(instance)
     if connection.vendor != "postgresql":
         instance.refresh_from_db()
         return
-    params = [instance.pk] if also is None else [instance.pk, also[1]]
-    row = fetch_one(_refresh_for_share_sql(model, None if also is None else also[0]), params)  # type: ignore[arg-type]
+    other, other_fields, params = None, (), [instance.pk]
+    if also is not None:
+        other, key = also
+        values = key if isinstance(key, dict) else {other._meta.pk.name: key}
+        other_fields = tuple(values)
+        params += [db_value(other, name, value) for name, value in values.items()]
+    row = fetch_one(_refresh_for_share_sql(model, other, other_fields), params)  # type: ignore[arg-type]
     if row is None:
         raise model.DoesNotExist
     fresh, _ = model_from_row(model, row)
@@ -91,13 +125,13 @@ def refresh_for_share(instance: Any, *, also: tuple[Any, Any] | None = None) -> 
 
 
 @functools.cache
-def _refresh_for_share_sql(model: Any, other: Any) -> str:
+def _refresh_for_share_sql(model: Any, other: Any, other_fields: tuple[str, ...]) -> str:
     qn = connection.ops.quote_name
     statement = f"SELECT {model_columns(model, 'x')} FROM {table(model)} x"  # noqa: S608 - identifiers from the models
     where = f" WHERE x.{qn(model._meta.pk.column)} = %s"
     if other is not None:
         statement += f", {table(other)} y"
-        where += f" AND y.{qn(other._meta.pk.column)} = %s"
+        where += "".join(f" AND y.{column(other, name)} = %s" for name in other_fields)
     return statement + where + " FOR SHARE"
 
 

@@ -93,7 +93,7 @@ EVENT_SPECS: dict[str, EventSpec] = {
         Priority.NORMAL,
         "Refund: {bill_title}",
         "Your payment of {currency} {amount} for {bill_reference} was refunded to your wallet: {reason}. "
-        "Wallet balance {currency} {wallet_balance}.",
+        "Wallet balance {currency} {wallet_balance}.{then}",
     ),
     NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
         Priority.HIGH,

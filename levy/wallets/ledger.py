@@ -11,8 +11,10 @@ Concurrency rules (see docs/decisions/0003-ledger-and-locking.md):
   decides about that member's money (pay, dispute, credit, refund);
 - the balance moves only by a conditional UPDATE (``balance >= amount``) and a CHECK
   constraint keeps it at or above zero;
-- a unique constraint allows one completed payment per bill per member, and one ledger
-  entry per (wallet, initiator, idempotency key).
+- a unique constraint allows one completed payment per (bill, member, settlement), and
+  a trigger a payment after the first only once the one before it was refunded while
+  the bill was live: one live payment per bill per member (decision 0028); another
+  allows one ledger entry per (wallet, initiator, idempotency key).
 """
 
 from __future__ import annotations

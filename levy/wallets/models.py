@@ -55,6 +55,10 @@ class Transaction(UUIDModel):
     is a pending entry settling to completed or failed. A mistake is corrected by a
     new entry — a refund points at the payment it reverses through ``reverses``.
 
+    A member's payment of a bill counts as paid unless a refund that reopened the bill
+    (``reopens_bill``: the bill was live when it was refunded) reverses it; they may then
+    pay again, the new payment carrying the next ``settlement`` number.
+
     ``amount`` is signed, as it moves the wallet: deposits and refunds are positive,
     bill payments negative, adjustments either. A wallet's balance is the sum of its
     completed entries; the estate's revenue is minus the sum of its completed bill
@@ -88,6 +92,22 @@ class Transaction(UUIDModel):
     note = models.TextField(blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retries")
     reverses = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals")
+    settlement = models.IntegerField(
+        default=0,
+        db_default=0,
+        help_text=(
+            "On a bill payment: how many of the payer's earlier payments of the bill were refunded "
+            "while the bill was live (0 for the first). One completed payment per number."
+        ),
+    )
+    reopens_bill = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text=(
+            "On a refund: the bill was not cancelled, so the payment it reverses no longer counts "
+            "as paid and the payer owes the bill again."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -116,11 +136,18 @@ class Transaction(UUIDModel):
                 name="tx_balance_after_on_completed",
             ),
             models.CheckConstraint(condition=~Q(status="failed") | ~Q(failure_reason=""), name="tx_failed_has_reason"),
-            # One payment per bill per member, under any concurrency.
+            models.CheckConstraint(
+                condition=Q(settlement=0) | Q(type="bill_payment", settlement__gt=0),
+                name="tx_settlement_on_bill_payments",
+            ),
+            models.CheckConstraint(condition=Q(reopens_bill=False) | Q(type="refund"), name="tx_only_refunds_reopen"),
+            # One completed payment per bill, member and settlement, under any concurrency:
+            # a member pays a bill again only after a refund that reopened it, with the
+            # next number (docs/decisions/0028-refunds-of-live-bills.md).
             models.UniqueConstraint(
-                fields=["bill", "payer"],
+                fields=["bill", "payer", "settlement"],
                 condition=Q(type="bill_payment", status="completed"),
-                name="tx_one_payment_per_bill_per_member",
+                name="tx_one_payment_per_bill_member_settlement",
             ),
             # A payment is refunded at most once.
             models.UniqueConstraint(fields=["reverses"], condition=Q(reverses__isnull=False), name="tx_one_reversal"),

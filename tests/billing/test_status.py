@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -35,6 +37,7 @@ from levy.billing.status import OWING_STATUSES, STATUS_RULES, BillStatus, Member
 from levy.common.errors import NotFoundError
 from levy.estates.access import access_cluster
 from levy.estates.models import Membership
+from levy.notifications.recipients import Recipients
 from levy.wallets.models import Transaction, Wallet
 from tests.conftest import Estate, make_estate
 
@@ -320,3 +323,105 @@ def test_the_decorated_audience_page_agrees_with_the_annotated_bill_member_statu
             assert {n: getattr(fast, n) for n in names} == {n: getattr(ref, n) for n in names}
             seen.add(fast.status)
     assert seen == set(BillStatus.values)
+
+
+# A member's payments of a bill, written directly: (settlement, refund that reopened it,
+# refund that did not — a cancelled bill's). Whether each history counts as paid.
+PAYMENT_HISTORIES: dict[str, tuple[list[tuple[int, bool, bool]], bool]] = {
+    "never paid": ([], False),
+    "paid": ([(0, False, False)], True),
+    "refunded": ([(0, True, False)], False),
+    "refunded, paid again": ([(0, True, False), (1, False, False)], True),
+    "refunded twice": ([(0, True, False), (1, True, False)], False),
+    "refunded once cancelled": ([(0, False, True)], True),
+}
+
+
+def _write_history(estate: Estate, bill: Bill, member: Membership, history: list[tuple[int, bool, bool]]) -> None:
+    wallet = Wallet.objects.get(cluster=estate.cluster, user=member.user)
+    for settlement, reopened, kept in history:
+        common = dict(
+            cluster=estate.cluster,
+            wallet=wallet,
+            status="completed",
+            balance_after=Decimal("0.00"),
+            bill=bill,
+            payer=member.user,
+            initiated_by=member.user,
+        )
+        payment = Transaction.objects.create(
+            **common,
+            type="bill_payment",
+            amount=-bill.amount,
+            settlement=settlement,
+            reference=f"TX-{uuid.uuid4().hex[:16]}",
+            idempotency_key=uuid.uuid4().hex,
+        )
+        if reopened or kept:
+            Transaction.objects.create(
+                **common,
+                type="refund",
+                amount=bill.amount,
+                reverses=payment,
+                reopens_bill=reopened,
+                reference=f"TX-{uuid.uuid4().hex[:16]}",
+                idempotency_key=uuid.uuid4().hex,
+                initiated_by_id=estate.treasurer.user_id,
+            )
+
+
+@pytest.mark.django_db
+def test_every_form_of_the_paid_fact_agrees_on_refunded_payments() -> None:
+    """A payment refunded while its bill was live does not count as paid; one paid again
+    after it does; one refunded once the bill was cancelled still does. Every reader of
+    the fact — the fixed statements, the ORM forms, the counts and their recount, the
+    member list's summary and the recipients of reminders — says the same."""
+    estate = make_estate(residents=0)
+    histories = list(PAYMENT_HISTORIES.items())
+    members = [estate.add() for _ in histories]
+    today = estate_today()
+    for cancelled, past_due in itertools.product([False, True], repeat=2):
+        bill = estate.wide_bill(title=f"c={cancelled} p={past_due}")
+        for member, (_, (history, _)) in zip(members, histories, strict=True):
+            BillAcknowledgement.objects.create(bill=bill, user=member.user)
+            _write_history(estate, bill, member, history)
+        changes: dict[str, Any] = {}
+        if past_due:
+            changes["due_date"] = today - datetime.timedelta(days=1)
+        if cancelled:
+            changes.update(cancelled_at=timezone.now(), cancelled_by=estate.admin.user)
+        Bill.objects.filter(pk=bill.pk).update(**changes)
+        bill.refresh_from_db()
+        per_bill = {m.user_id: (m.status, m.paid_at) for m in bill_member_statuses(bill=bill, today=today)}
+        page = decorate_bill_members(list(bill_audience(bill).order_by("pk")), bill=bill, today=today)
+        for member, (name, (_, paid)) in zip(members, histories, strict=True):
+            expected = derive_status(
+                MemberBillFacts(
+                    cancelled=cancelled, paid=paid, waived=False, disputed=False, past_due=past_due, acknowledged=True
+                )
+            )
+            assert read_member_facts(bill=bill, user=member.user).paid is paid, name
+            assert bill.status_for(member.user, today=today) == expected, name
+            assert per_bill[member.user_id][0] == expected, name
+            assert (per_bill[member.user_id][1] is not None) is paid, name
+            assert {m.user_id: m.status for m in page}[member.user_id] == expected, name
+            annotated = {b.pk: b for b in member_bills(membership=member, today=today)}[bill.pk]
+            plain = decorate_member_bills([Bill.objects.get(pk=bill.pk)], membership=member, today=today)[0]
+            for row in (annotated, plain):
+                assert (row.status, row.paid_at is not None) == (expected, paid), name
+                assert row.can_pay is (not cancelled and not paid and not past_due), name
+        recomputed = BillStats.of(bills_with_stats_recomputed(Bill.objects.filter(pk=bill.pk), today=today).get())
+        assert recomputed.paid == sum(paid for _, (_, paid) in histories) == 3
+        recount(Bill.objects.filter(pk=bill.pk))
+        assert BillStats.of(bills_with_stats(Bill.objects.filter(pk=bill.pk), today=today).get()) == recomputed
+        unpaid = Recipients.bill_unpaid(bill).memberships(estate.cluster.pk).values_list("user_id", flat=True)
+        assert set(unpaid) == {m.user_id for m, (_, (_, paid)) in zip(members, histories, strict=True) if not paid}
+    # The member list's one-query summary (live bills) against its annotations.
+    everyone = list(Membership.objects.filter(cluster=estate.cluster).order_by("pk"))
+    attach_member_summaries(everyone, today=today)
+    annotated_members = members_with_bill_summary(Membership.objects.filter(cluster=estate.cluster), today=today)
+    expected_summary = {m.pk: tuple(getattr(m, f) for f in MEMBER_SUMMARY_FIELDS) for m in annotated_members}
+    assert {m.pk: tuple(getattr(m, f) for f in MEMBER_SUMMARY_FIELDS) for m in everyone} == expected_summary
+    for member, (name, (_, paid)) in zip(members, histories, strict=True):
+        outstanding, _, overdue, _, _, paid_count = expected_summary[member.pk]
+        assert (outstanding, overdue, paid_count) == ((0, 0, 2) if paid else (2, 1, 0)), name

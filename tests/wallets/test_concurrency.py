@@ -15,13 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 
+from levy.billing.counters import counters_drift
 from levy.billing.models import Bill
-from levy.billing.payments import bill_pay
+from levy.billing.payments import bill_pay, bill_payment_refund
+from levy.billing.selectors import live_payment
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError, RuleViolation
 from levy.estates.models import Membership
+from levy.wallets.ledger import ledger_entry
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
 from tests.conftest import Estate, access, make_estate, new_key
@@ -199,4 +202,107 @@ def test_concurrent_duplicate_key_moves_money_once() -> None:
     again = bill_pay(access=access(payer), bill=Bill.objects.get(pk=bill.pk), idempotency_key=key)
     assert again.pk == tx_id
     assert wallet_of(payer).balance == Decimal("7500.00")
+    assert_estate_books_balance(estate)
+
+
+# --- paying again after a refund ---------------------------------------------------------------
+
+
+def refunded_once(amount: str = "1000.00", funds: str = "50000.00") -> tuple[Estate, Membership, Bill]:
+    """A resident who paid a live bill and had the payment refunded: they owe it again."""
+    estate = make_estate(residents=1)
+    payer = estate.residents[0]
+    bill = estate.wide_bill(amount=Decimal(amount))
+    estate.fund(payer, funds)
+    bill_acknowledge(access=access(payer), bill=bill)
+    first = bill_pay(access=access(payer), bill=bill, idempotency_key=new_key())
+    bill_payment_refund(access=access(estate.treasurer), payment=first, idempotency_key=new_key(), note="Paid twice")
+    return estate, payer, bill
+
+
+def live_payments(bill: Bill, payer: Membership) -> list[Any]:
+    return list(Transaction.objects.filter(pk__in=live_payment(bill.pk, payer.user_id)).values_list("pk", flat=True))
+
+
+def test_after_a_refund_the_bill_is_paid_again_exactly_once() -> None:
+    estate, payer, bill = refunded_once()
+
+    outcomes = run_concurrently(50, lambda i: pay_call(payer.pk, bill.pk, f"again-{i}"))
+
+    successes = [o.result for o in outcomes if o.result is not None]
+    errors = [o.error for o in outcomes if o.error is not None]
+    assert len(successes) == 1
+    assert [e for e in errors if not (isinstance(e, RuleViolation) and e.code == "bill_already_paid")] == []
+    assert (successes[0].settlement, successes[0].balance_after) == (1, Decimal("49000.00"))
+    assert live_payments(bill, payer) == [successes[0].pk]
+    assert wallet_of(payer).balance == Decimal("49000.00")
+    assert counters_drift(Bill.objects.filter(pk=bill.pk)) == []
+    assert_estate_books_balance(estate)
+
+
+def test_writers_that_skip_the_lock_and_the_rules_still_pay_once() -> None:
+    """The database's own guard: twenty writers count the member's payments of the bill
+    without any lock or rule and write the next settlement at once. Those that counted
+    before the first one committed collide with it on the unique (bill, payer,
+    settlement) constraint; those that counted after it follow a payment that no refund
+    reopened, which the ledger's trigger refuses. Exactly one commits."""
+    estate, payer, bill = refunded_once()
+    wallet = wallet_of(payer)
+
+    def prepare(i: int) -> Callable[[], Transaction]:
+        def write() -> Transaction:
+            with transaction.atomic():
+                settlement = Transaction.objects.filter(
+                    bill=bill, payer_id=payer.user_id, type="bill_payment", status="completed"
+                ).count()
+                return ledger_entry(
+                    cluster=estate.cluster,
+                    wallet=wallet,
+                    type=TransactionType.BILL_PAYMENT,
+                    amount=-bill.amount,
+                    balance_after=wallet.balance,
+                    payer_id=payer.user_id,
+                    initiated_by=payer.user,
+                    idempotency_key=f"unlocked-{i}",
+                    bill=bill,
+                    settlement=settlement,
+                )
+
+        return write
+
+    outcomes = run_concurrently(20, prepare)
+
+    written = [o.result for o in outcomes if o.result is not None]
+    refused = [o.error for o in outcomes if o.error is not None]
+    assert [tx.settlement for tx in written] == [1]
+    assert len(refused) == 19 and all(isinstance(e, IntegrityError) for e in refused)
+    guards = ("tx_one_payment_per_bill_member_settlement", "tx_one_live_payment")
+    assert all(any(guard in str(e) for guard in guards) for e in refused), refused
+    assert live_payments(bill, payer) == [written[0].pk]
+
+
+def test_a_refund_racing_the_members_payments_leaves_at_most_one_live_payment() -> None:
+    """The treasurer refunds while the member tries to pay again twenty times: payments
+    before the refund commits are refused as already paid, after it one goes through."""
+    estate, payer, bill = refunded_once()
+    second = bill_pay(access=access(payer), bill=bill, idempotency_key=new_key())
+
+    def prepare(i: int) -> Callable[[], Transaction]:
+        if i == 0:
+            treasurer = access(Membership.objects.select_related("user").get(pk=estate.treasurer.pk))
+            payment = Transaction.objects.get(pk=second.pk)
+            return lambda: bill_payment_refund(access=treasurer, payment=payment, idempotency_key=new_key())
+        return pay_call(payer.pk, bill.pk, f"race-{i}")
+
+    outcomes = run_concurrently(21, prepare)
+
+    assert outcomes[0].error is None and outcomes[0].result is not None
+    paid_again = [o.result for o in outcomes[1:] if o.result is not None]
+    errors = [o.error for o in outcomes[1:] if o.error is not None]
+    assert len(paid_again) <= 1
+    assert [e for e in errors if not (isinstance(e, RuleViolation) and e.code == "bill_already_paid")] == []
+    assert live_payments(bill, payer) == [tx.pk for tx in paid_again]
+    assert [tx.settlement for tx in paid_again] in ([], [2])
+    assert wallet_of(payer).balance == Decimal("50000.00") - Decimal("1000.00") * len(paid_again)
+    assert counters_drift(Bill.objects.filter(pk=bill.pk)) == []
     assert_estate_books_balance(estate)

@@ -1,7 +1,7 @@
 """The transactions pages over HTTP: the ledger with filters in the URL (type, status,
-member, dates) and pages, one entry, refunding a payment of a cancelled bill once (the
-idempotency key drawn in the form), who may do it, the CSV with the list's filters, and
-the queries each page costs."""
+member, dates) and pages, one entry, refunding a payment once (the idempotency key
+drawn in the form) — of a cancelled bill, or of a live one, which the payer then owes
+again — who may do it, the CSV with the list's filters, and the queries each page costs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from levy.audit.models import AuditEvent
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge, bill_cancel
+from levy.billing.status import BillStatus
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionType, Wallet
 from tests.api.test_isolation import db_snapshot
@@ -151,8 +152,7 @@ def test_refunding_a_payment_of_a_cancelled_bill_moves_money_once_however_often_
     assert Transaction.objects.filter(reverses=payment).count() == 1 and bill.pk == refund.bill_id
 
 
-def test_a_reason_is_required_and_a_payment_of_a_live_bill_is_not_refunded(estate: Estate) -> None:
-    _bill, live = _paid(estate, 0, cancel=False)
+def test_a_reason_is_required(estate: Estate) -> None:
     _cancelled, payment = _paid(estate, 1, title="Water")
     browser = browser_as(estate.admin)
     path = estate_url(estate, f"transactions/{payment.pk}/")
@@ -161,12 +161,30 @@ def test_a_reason_is_required_and_a_payment_of_a_live_bill_is_not_refunded(estat
     assert empty.status_code == 400 and "Give a reason: the payer reads it with the refund." in empty.content.decode()
     no_key = browser.post(path, {"reason": "x"})
     assert no_key.status_code == 400 and "This form is out of date." in no_key.content.decode()
-    live_page = browser.get(estate_url(estate, f"transactions/{live.pk}/")).content.decode()
-    assert "No refund: Only payments of cancelled bills are refunded." in live_page
-    assert "Refund to the wallet" not in live_page
-    refused = browser.post(estate_url(estate, f"transactions/{live.pk}/"), {"reason": "x", "idempotency_key": key})
-    assert "Only payments of cancelled bills are refunded." in browser.get(refused["Location"]).content.decode()
     assert not Transaction.objects.filter(type=TransactionType.REFUND).exists()
+
+
+def test_a_payment_of_a_live_bill_is_refunded_and_the_payer_owes_it_again(estate: Estate) -> None:
+    bill, live = _paid(estate, 0, cancel=False)
+    browser = browser_as(estate.admin)
+    path = estate_url(estate, f"transactions/{live.pk}/")
+    page = browser.get(path).content.decode()
+    assert "Refund to the wallet" in page and "No refund" not in page
+    assert "owes it again and can pay it again" in page
+    refunded = browser.post(path, {"reason": "Paid at the office", "idempotency_key": _key(page)})
+    refund = Transaction.objects.get(reverses=live)
+    assert refunded["Location"] == estate_url(estate, f"transactions/{refund.pk}/")
+    assert refund.reopens_bill
+    entry = browser.get(refunded["Location"]).content.decode()
+    assert "owes it again</dd>" in entry and "The bill is not cancelled: they owe it again." in entry
+    payer = estate.residents[0]
+    assert bill.status_for(payer.user) == BillStatus.ACKNOWLEDGED
+    # On the bill's own page, filtered on "paid", nobody is left; on "acknowledged", the payer.
+    paid_list = browser.get(estate_url(estate, f"bills/{bill.pk}/") + "?status=paid").content.decode()
+    assert "No member has this status on this bill." in paid_list
+    acknowledged = browser.get(estate_url(estate, f"bills/{bill.pk}/") + "?status=acknowledged").content.decode()
+    assert payer.user.email in acknowledged
+    assert Transaction.objects.filter(type=TransactionType.REFUND).count() == 1
 
 
 def test_nobody_refunds_a_payment_to_themselves(estate: Estate) -> None:

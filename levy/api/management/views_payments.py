@@ -101,7 +101,7 @@ class TransactionRefundView(EstateAPIView):
             201: TransactionSerializer,
             403: error("permission_denied (ManageTransaction: admins and treasurers)"),
             409: error(
-                "transaction_not_refundable, bill_not_cancelled, payment_already_refunded, "
+                "transaction_not_refundable, payment_already_refunded, "
                 "self_refund_not_allowed, wallet_balance_limit, idempotency_key_in_use"
             ),
             422: error("idempotency_key_reused"),

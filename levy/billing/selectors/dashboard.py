@@ -17,7 +17,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from levy.billing.models import Bill, BillDispute, DisputeStatus
-from levy.billing.rules import PAID_ENTRY
+from levy.billing.rules import COMPLETED_PAYMENT
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.stats import bills_with_stats
 from levy.estates.access import EstateAccess
@@ -84,7 +84,7 @@ def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = Non
         bills_count=totals["bills"],
         members_count=Membership.objects.filter(cluster=cluster, active=True).count(),
         recent_payments=list(
-            Transaction.objects.filter(cluster=cluster, **PAID_ENTRY)
+            Transaction.objects.filter(cluster=cluster, **COMPLETED_PAYMENT)
             .select_related("bill", "payer")
             .order_by("-created_at", "-id")[:recent]
         ),

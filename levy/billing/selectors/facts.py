@@ -25,7 +25,14 @@ from django.db.models import (
 )
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute
-from levy.billing.rules import PAID_ENTRY, MemberFacts, read_member_facts
+from levy.billing.rules import (
+    COMPLETED_PAYMENT,
+    LIVE_PAYMENT_PARAMS,
+    REOPENING_REFUND,
+    MemberFacts,
+    live_payment_sql,
+    read_member_facts,
+)
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.base import estate_today
 from levy.billing.status import BillStatus, DisputeStatus, MemberBillFacts, can_pay, derive_status, status_case
@@ -37,13 +44,15 @@ if TYPE_CHECKING:
     from levy.accounts.models import User
 
 
-def completed_payment(bill_ref: Any, user_ref: Any) -> QuerySet[Transaction]:
-    """The member's completed payment of the bill (the "paid" fact; at most one)."""
-    return Transaction.objects.filter(bill_id=bill_ref, payer_id=user_ref, **PAID_ENTRY)
+def live_payment(bill_ref: Any, user_ref: Any) -> QuerySet[Transaction]:
+    """The member's live payment of the bill (the "paid" fact; at most one): completed,
+    and not reversed by a refund that reopened the bill (``levy.billing.rules``)."""
+    reopened = Exists(Transaction.objects.filter(reverses=OuterRef("pk"), **REOPENING_REFUND))
+    return Transaction.objects.filter(bill_id=bill_ref, payer_id=user_ref, **COMPLETED_PAYMENT).filter(~reopened)
 
 
 def paid_fact(bill_ref: Any, user_ref: Any) -> Exists:
-    return Exists(completed_payment(bill_ref, user_ref))
+    return Exists(live_payment(bill_ref, user_ref))
 
 
 def dispute_fact(bill_ref: Any, user_ref: Any, status: str) -> Exists:
@@ -93,7 +102,7 @@ def member_bills(*, membership: Membership, today: datetime.date | None = None) 
             acknowledged_at=Subquery(
                 BillAcknowledgement.objects.filter(bill_id=bill, user_id=user_id).values("acknowledged_at")[:1]
             ),
-            paid_at=Subquery(completed_payment(bill, user_id).values("created_at")[:1]),
+            paid_at=Subquery(live_payment(bill, user_id).values("created_at")[:1]),
             can_pay=Case(
                 When(
                     Q(cancelled_at__isnull=True, f_paid=False, f_waived=False, f_disputed=False, f_acknowledged=True)
@@ -131,9 +140,9 @@ def _page_facts_sql(vary: str) -> str:
         f"{dispute('%(upheld)s')}, {dispute('%(open)s')}, {latest_dispute if vary == 'user' else 'NULL'} "
         "FROM unnest(%(page)s::uuid[]) AS page(id) "
         f"LEFT JOIN {table(a)} ack ON ack.{column(a, 'bill')} = {bill} AND ack.{column(a, 'user')} = {user} "
-        # At most one completed payment per bill and member (a unique constraint).
+        # At most one live payment per bill and member.
         f"LEFT JOIN {table(t)} paid ON paid.{column(t, 'bill')} = {bill} AND paid.{column(t, 'payer')} = {user} "
-        f"AND paid.{column(t, 'type')} = %(payment)s AND paid.{column(t, 'status')} = %(completed)s"
+        f"AND {live_payment_sql('paid')}"
     )
 
 
@@ -162,8 +171,7 @@ def _read_page_facts(vary: str, page: list[Any], fixed: Any) -> dict[Any, _PageF
         "fixed": fixed,
         "upheld": DisputeStatus.UPHELD.value,
         "open": DisputeStatus.OPEN.value,
-        "payment": PAID_ENTRY["type"],
-        "completed": PAID_ENTRY["status"],
+        **LIVE_PAYMENT_PARAMS,
     }
     with connection.cursor() as cursor:
         cursor.execute(_page_facts_sql(vary), params)
@@ -230,7 +238,7 @@ def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> Q
             acknowledged_at=Subquery(
                 BillAcknowledgement.objects.filter(bill_id=bill.pk, user_id=member).values("acknowledged_at")[:1]
             ),
-            paid_at=Subquery(completed_payment(bill.pk, member).values("created_at")[:1]),
+            paid_at=Subquery(live_payment(bill.pk, member).values("created_at")[:1]),
             dispute_id=Subquery(
                 BillDispute.objects.filter(bill_id=bill.pk, user_id=member).order_by("-created_at").values("id")[:1]
             ),

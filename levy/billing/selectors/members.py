@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
-from levy.billing.rules import PAID_ENTRY
+from levy.billing.rules import LIVE_PAYMENT_PARAMS, live_payment_sql
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
 from levy.common.listing import Listing
@@ -180,7 +180,7 @@ def attach_member_summaries(memberships: Sequence[Membership], *, today: datetim
                    CASE WHEN ack.bill_id IS NULL THEN 0 ELSE 1 END AS acknowledged
             FROM pairs p
             LEFT JOIN (SELECT tx.bill_id, tx.payer_id AS uid FROM {t["tx"]} tx
-                       WHERE tx.payer_id IN ({users_in}) AND tx.type = %s AND tx.status = %s) pay
+                       WHERE tx.payer_id IN ({users_in}) AND {live_payment_sql("tx", named=False)}) pay
                    ON pay.bill_id = p.bid AND pay.uid = p.uid
             LEFT JOIN (SELECT d.bill_id, d.user_id AS uid FROM {t["d"]} d
                        WHERE d.user_id IN ({users_in}) AND d.status = %s) upheld
@@ -209,8 +209,7 @@ def attach_member_summaries(memberships: Sequence[Membership], *, today: datetim
         True,
         True,
         *users,
-        PAID_ENTRY["type"],
-        PAID_ENTRY["status"],
+        *LIVE_PAYMENT_PARAMS.values(),
         *users,
         DisputeStatus.UPHELD.value,
         *users,

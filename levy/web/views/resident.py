@@ -31,8 +31,8 @@ from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
     MemberBillFilters,
-    completed_payment,
     estate_today,
+    live_payment,
     member_bill,
     member_bill_disputes,
     member_bill_list,
@@ -228,7 +228,7 @@ class ResidentBillMixin(EstatePage):
         funds = Funds(balance=wallet.balance, amount=bill.amount)
         payment = None
         if facts.paid:
-            payment = completed_payment(bill.pk, self.access.user.pk).first()
+            payment = live_payment(bill.pk, self.access.user.pk).first()
         short = refusal is None and funds.shortfall > 0
         checkout = None
         if short and self.request.GET.get("top_up"):

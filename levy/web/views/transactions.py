@@ -1,6 +1,6 @@
 """The estate's ledger for its managers: every entry with filters in the URL (type,
-status, member, dates), one entry on its own page, and refunding a payment of a
-cancelled bill to the payer's wallet. Reads through ``transaction_list`` and
+status, member, dates), one entry on its own page, and refunding a bill payment to the
+payer's wallet. Reads through ``transaction_list`` and
 ``access_transaction``, refunds through ``bill_payment_refund`` — the API's selector,
 access helper and service."""
 
@@ -108,7 +108,7 @@ class RefundForm(forms.Form):
 
 
 class TransactionPage(EstatePage):
-    """One ledger entry; for a payment of a cancelled bill, refund it to the wallet."""
+    """One ledger entry; for a completed bill payment, refund it to the wallet."""
 
     template_name = "web/transactions/detail.html"
     finances = True
@@ -117,9 +117,7 @@ class TransactionPage(EstatePage):
         context = super().get_context_data(**kwargs)
         tx = access_transaction(self.access, self.kwargs["transaction_id"])
         reversals = list(Transaction.objects.filter(reverses=tx).only("id", "reference", "created_at"))
-        refusal = refund_refusal(
-            tx, bill_cancelled=tx.bill is not None and tx.bill.cancelled_at is not None, refunded=bool(reversals)
-        )
+        refusal = refund_refusal(tx, refunded=bool(reversals))
         can_refund = refusal is None and self.access.can(PaymentsPermissions.ManageTransaction)
         cluster_id = self.access.cluster.pk
         context.update(
@@ -129,6 +127,8 @@ class TransactionPage(EstatePage):
             size=abs(tx.amount),
             refusal=refusal if tx.type == TransactionType.BILL_PAYMENT else None,
             can_refund=can_refund,
+            # A refund of a live bill's payment leaves the payer owing the bill again.
+            reopens=tx.bill is not None and tx.bill.cancelled_at is None,
             payer=tx.payer,
             member_url=url_if_exists("web:member", cluster_id=cluster_id, user_id=tx.payer_id),
             receipt_url=(
@@ -167,9 +167,11 @@ class TransactionPage(EstatePage):
                 # the first refund back from the service, and the same page; the line
                 # saying it was refunded is added once, by the submit that refunded.
                 if refund.created_at >= started:
+                    owes = " The bill is not cancelled: they owe it again." if refund.reopens_bill else ""
                     messages.success(
                         request,
-                        f"Refunded to {payment.payer.get_full_name()}'s wallet. They are being told, with your reason.",
+                        f"Refunded to {payment.payer.get_full_name()}'s wallet. They are being told, with your reason."
+                        + owes,
                     )
                 return HttpResponseRedirect(
                     reverse(

@@ -1,6 +1,7 @@
 """The transactions page in a real browser: filter the ledger, open a payment of a
 cancelled bill and refund it: the form sent twice at once, then double-clicked — one
-refund, and every answer is that refund."""
+refund, and every answer is that refund. A payment of a live bill is refunded too, and
+the form says the payer will owe the bill again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge, bill_cancel
+from levy.billing.status import BillStatus
 from levy.wallets.models import Transaction, TransactionType, Wallet
 from tests.conftest import access, make_estate, new_key
 from tests.web.browser.conftest import shoot, sign_in
@@ -74,3 +76,26 @@ def test_refund_a_payment_once_however_often_the_form_is_sent(page, live) -> Non
     page.reload()
     assert page.get_by_role("heading", name="Refund to the wallet").count() == 0
     assert refunds[0].reference in page.content()
+
+
+def test_refund_a_payment_of_a_live_bill_and_the_payer_owes_it_again(page, live) -> None:
+    estate = make_estate(residents=2)
+    payer = estate.residents[0]
+    bill = estate.wide_bill(title="Estate security levy", amount=Decimal("15000.00"))
+    estate.fund(payer, "20000.00")
+    bill_acknowledge(access=access(payer), bill=bill)
+    payment = bill_pay(access=access(payer), bill=bill, idempotency_key=new_key("pay"))
+    sign_in(page, live, estate.admin.user)
+    page.goto(live(f"/estates/{estate.cluster.pk}/transactions/{payment.pk}/"))
+    form = page.get_by_role("region", name="Refund to the wallet")
+    assert form.is_visible()
+    assert "owes it again and can pay it again" in form.inner_text()
+    page.get_by_label("Reason").fill("Paid in cash at the office")
+    shoot(page, "transaction-refund-live")
+    page.get_by_role("button", name="Refund").click()
+    page.get_by_role("heading", level=1, name=re.compile(r"^Refund of ₦15,000\.00")).wait_for()
+    assert "owes it again</dd>" in page.content()
+    shoot(page, "transaction-refund-live-done")
+    refund = Transaction.objects.get(reverses=payment)
+    assert refund.reopens_bill and page.url.endswith(f"/transactions/{refund.pk}/")
+    assert bill.status_for(payer.user) == BillStatus.ACKNOWLEDGED
