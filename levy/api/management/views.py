@@ -52,10 +52,10 @@ from levy.billing.services import (
 )
 from levy.billing.status import BillStatus
 from levy.common.errors import ValidationError
-from levy.estates.imports import MAX_IMPORT_BYTES, member_import_start
 from levy.estates.models import MemberImport
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
-from levy.estates.services import member_add, member_sign_in_unlock, member_update
+from levy.members.imports import MAX_IMPORT_BYTES, member_import_start
+from levy.members.services import member_add, member_sign_in_unlock, member_update
 from levy.wallets.models import TransactionStatus, TransactionType
 from levy.wallets.selectors import TransactionFilters, transaction_list
 from levy.wallets.services import wallet_credit
