@@ -28,16 +28,15 @@ from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
 from levy.estates.models import Membership
-from levy.reports.csvfiles import STATEMENT_HEADER, csv_chunks, csv_lines, statement_rows
+from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
 from levy.reports.exports import (
-    Export,
     bill_members_export,
     bills_export,
+    export_response,
     members_export,
     transactions_export,
 )
-from levy.reports.pdf import render_receipt, render_statement
-from levy.reports.selectors import Statement, member_statement, receipt_of
+from levy.reports.selectors import Receipt, Statement, member_statement, receipt_of
 from levy.wallets.selectors import TransactionFilters
 
 ERRORS = errors()
@@ -84,7 +83,7 @@ class MemberReceiptView(FileAPIView):
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
         receipt = receipt_of(access_own_transaction(self.access, transaction_id), access=self.access)
-        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+        return receipt_file(receipt)
 
 
 class ManagementReceiptView(FileAPIView):
@@ -95,7 +94,7 @@ class ManagementReceiptView(FileAPIView):
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
         receipt = receipt_of(access_transaction(self.access, transaction_id), access=self.access)
-        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+        return receipt_file(receipt)
 
 
 # --- statements ---------------------------------------------------------------------------
@@ -130,8 +129,20 @@ def _period(request: Request) -> dict[str, datetime.date]:
     return dict(period.validated_data)
 
 
+def receipt_file(receipt: Receipt) -> HttpResponse:
+    from levy.reports.pdf import render_receipt  # see the note above statement_file
+
+    return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+
+
+# The PDF renderer (reportlab, ~15 MB per process) is imported on the first PDF, not
+# when the URLconf is loaded: every process loads that — each gunicorn worker, and the
+# Celery worker (its start-up checks, and every link it reverses for an email) — and
+# most of them never draw a PDF. ``tests/reports/test_lazy_pdf.py`` keeps it so.
 def statement_file(statement: Statement, file_format: str) -> HttpResponse:
     if file_format == "pdf":
+        from levy.reports.pdf import render_statement  # see above
+
         return file_response(render_statement(statement), content_type=PDF, filename=statement.filename("pdf"))
     body = "".join(csv_lines(STATEMENT_HEADER, statement_rows(statement)))
     return file_response(body, content_type=CSV, filename=statement.filename("csv"))
@@ -197,17 +208,6 @@ class ManagementStatementCsvView(FileAPIView):
 
 
 # --- exports of the manager lists -----------------------------------------------------------
-
-
-def export_response(export: Export) -> StreamingHttpResponse:
-    """The export as it is read: the header leaves at once, then the rows in blocks."""
-    response = StreamingHttpResponse(csv_chunks(export.header, export.rows), content_type=CSV)
-    filename = f"{export.name}-{timezone.localdate().isoformat()}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    # A proxy (nginx) passes each block on as it comes instead of buffering the file.
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 def _filters(serializer: type[serializers.Serializer], request: Request) -> dict[str, Any]:
