@@ -1,12 +1,12 @@
 from django.urls import URLPattern, URLResolver, include, path
 
 from levy.api import auth_views, payments_views
+from levy.api import reports_views as reports
 from levy.api.management import views as management
 from levy.api.management import views_payments as management_payments
 from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
 from levy.api.members import views_payments as member_payments
-from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
     path("members/", management.MemberListView.as_view(), name="management-members"),

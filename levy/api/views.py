@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from levy.access import EstateAccess, access_cluster
 from levy.accounts.models import User
-from levy.api import throttles
+from levy.common import ratelimit
 from levy.common.origin import Origin
 from levy.common.origin import origin_of as request_origin
 
@@ -29,9 +29,9 @@ class LevyAPIView(APIView):
         """Count this request against the caller's limits (the view's scope, or
         ``scope`` for an extra limit on one method)."""
         if scope is None:
-            wait = throttles.check(request, scope=self.rate_scope)
+            wait = ratelimit.check(request, scope=self.rate_scope)
         else:
-            wait = throttles.check_scope(request, scope)
+            wait = ratelimit.check_scope(request, scope)
         if wait is not None:
             raise exceptions.Throttled(wait=wait)
 
@@ -61,6 +61,6 @@ class EstateAPIView(LevyAPIView):
         # counted too; then the estate's shared limit, once we know the estate is real.
         self.rate_limit(request)
         self.access = access_cluster(cast(User, request.user), kwargs.get("cluster_id"))
-        wait = throttles.hit("estate", str(self.access.cluster.pk))
+        wait = ratelimit.hit("estate", str(self.access.cluster.pk))
         if wait is not None:
             raise exceptions.Throttled(wait=wait)

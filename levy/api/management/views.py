@@ -362,7 +362,7 @@ class BillListView(EstateAPIView):
 class BillDetailView(EstateAPIView):
     @extend_schema(responses={200: ManagedBillSerializer, **ERRORS}, summary="One bill with its counts")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill_id)).data)
+        return Response(ManagedBillSerializer(bill_detail(bill=access_bill_as_staff(self.access, bill_id))).data)
 
     @extend_schema(
         request=BillUpdateSerializer,
@@ -379,7 +379,7 @@ class BillDetailView(EstateAPIView):
         data = BillUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         bill_update(access=self.access, bill=bill, changes=dict(data.validated_data), origin=self.origin)
-        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(bill=bill)).data)
 
 
 class CancelInputSerializer(serializers.Serializer):
@@ -398,7 +398,7 @@ class BillCancelView(EstateAPIView):
         data = CancelInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         bill_cancel(access=self.access, bill=bill, reason=data.validated_data["reason"], origin=self.origin)
-        return Response(ManagedBillSerializer(bill_detail(access=self.access, bill_id=bill.pk)).data)
+        return Response(ManagedBillSerializer(bill_detail(bill=bill)).data)
 
 
 class BillMemberSerializer(serializers.Serializer):

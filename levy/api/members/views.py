@@ -56,7 +56,8 @@ class MemberBillListView(EstateAPIView):
 class MemberBillDetailView(EstateAPIView):
     @extend_schema(responses={200: MemberBillSerializer, **ERRORS}, summary="One of my bills")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(MemberBillSerializer(member_bill(access=self.access, bill_id=bill_id)).data)
+        bill = access_bill_as_member(self.access, bill_id)
+        return Response(MemberBillSerializer(member_bill(access=self.access, bill=bill)).data)
 
 
 class AcknowledgementSerializer(serializers.Serializer):

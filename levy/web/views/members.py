@@ -16,7 +16,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from levy.access import access_membership
-from levy.api import throttles
 from levy.billing.selectors import (
     DisputeFilters,
     MemberFilters,
@@ -25,6 +24,7 @@ from levy.billing.selectors import (
     member_bill_list,
     member_list,
 )
+from levy.common import ratelimit
 from levy.common.errors import IdempotencyKeyReusedError, RuleViolation, ValidationError
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
@@ -207,7 +207,7 @@ class MemberPage(EstatePage):
         self.access.require(PaymentsPermissions.ManageWallet)
         member = self.member()
         form = CreditForm(request.POST)
-        wait = throttles.check_scope(request, "credit")
+        wait = ratelimit.check_scope(request, "credit")
         if wait is not None:
             form.is_valid()
             form.add_error(None, f"Many credits in the last minute. Try again in {math.ceil(wait)} seconds.")

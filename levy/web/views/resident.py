@@ -25,7 +25,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from levy.access import access_bill_as_member
-from levy.api import throttles
 from levy.billing import rules
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
@@ -39,6 +38,7 @@ from levy.billing.selectors import (
 )
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
+from levy.common import ratelimit
 from levy.common.errors import (
     ApplicationError,
     IdempotencyKeyReusedError,
@@ -239,7 +239,7 @@ class ResidentBillMixin(EstatePage):
     """The bill of the URL, as ``member_bill`` gives it, and what the caller may do with it."""
 
     def bill_context(self) -> dict[str, Any]:
-        bill = member_bill(access=self.access, bill_id=self.kwargs["bill_id"])
+        bill = member_bill(access=self.access, bill=access_bill_as_member(self.access, self.kwargs["bill_id"]))
         facts = rules.read_member_facts(bill=bill, user=self.access.user)
         refusal = rules.payment_refusal(bill, facts)
         wallet = member_wallet(access=self.access)
@@ -267,7 +267,7 @@ class ResidentBillMixin(EstatePage):
 
     def limited(self, request: HttpRequest, scope: str) -> str | None:
         """The API's limit on this action, counted on the same counter: a message when hit."""
-        wait = throttles.check_scope(request, scope)
+        wait = ratelimit.check_scope(request, scope)
         if wait is None:
             return None
         return f"Too many attempts in the last minute. Try again in {math.ceil(wait)} seconds."
@@ -462,7 +462,7 @@ class WalletPage(EstatePage):
         """Start a top-up (``topup_start``, the API's service) and go to the provider's checkout."""
         self.access.require_member()
         form = TopUpForm(request.POST)
-        wait = throttles.check_scope(request, "top_up")
+        wait = ratelimit.check_scope(request, "top_up")
         if wait is not None:
             form.is_valid()
             form.add_error(None, f"Too many top-ups in the last minute. Try again in {math.ceil(wait)} seconds.")

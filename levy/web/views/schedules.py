@@ -236,7 +236,8 @@ class SchedulePage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        schedule = schedule_detail(access=self.access, schedule_id=self.kwargs["schedule_id"])
+        found = access_schedule(self.access, self.kwargs["schedule_id"])
+        schedule = schedule_detail(access=self.access, schedule=found)
         page = web_page(bill_list(access=self.access, filters=BillFilters(schedule_id=schedule.pk)), self.request)
         can_manage = self.access.can(PaymentsPermissions.ManageBill) and schedule.ended_at is None
         context.update(

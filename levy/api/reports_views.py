@@ -28,11 +28,11 @@ from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
 from levy.estates.models import Membership
-from levy.reports.csvfiles import STATEMENT_HEADER, csv_chunks, csv_lines, statement_rows
+from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
 from levy.reports.exports import (
-    Export,
     bill_members_export,
     bills_export,
+    export_response,
     members_export,
     transactions_export,
 )
@@ -208,17 +208,6 @@ class ManagementStatementCsvView(FileAPIView):
 
 
 # --- exports of the manager lists -----------------------------------------------------------
-
-
-def export_response(export: Export) -> StreamingHttpResponse:
-    """The export as it is read: the header leaves at once, then the rows in blocks."""
-    response = StreamingHttpResponse(csv_chunks(export.header, export.rows), content_type=CSV)
-    filename = f"{export.name}-{timezone.localdate().isoformat()}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    # A proxy (nginx) passes each block on as it comes instead of buffering the file.
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 def _filters(serializer: type[serializers.Serializer], request: Request) -> dict[str, Any]:
