@@ -139,6 +139,10 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
+    "web:payment-settings": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"provider": "paystack", "secret_key": "sk_test_intruder", "active": "on", "idempotency_key": "iso"}},
+    ),
     "web:transactions": Recipe({"cluster_id": CLUSTER}),
     "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
     "web:transaction": Recipe(
