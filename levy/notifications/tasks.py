@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import shared_task
 
 from levy.notifications import services
-from levy.notifications.reminders import reminders_send
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
@@ -40,9 +37,3 @@ def send_deliveries(intent_id: str | None = None) -> dict[str, int]:
 def sweep_undelivered() -> dict[str, int]:
     """Beat, every minute: re-dispatch intents and deliveries a crash or an outage left."""
     return services.intents_sweep()
-
-
-@shared_task
-def send_payment_reminders() -> dict[str, Any]:
-    """Beat, daily: PAYMENT_REMINDER before and after due dates."""
-    return reminders_send()

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
+from levy.billing.reminders import reminders_send
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.notifications.models import Notification, NotificationIntent
-from levy.notifications.reminders import reminders_send
 from tests.conftest import Estate, access, committed, make_estate
 
 pytestmark = pytest.mark.django_db
