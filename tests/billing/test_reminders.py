@@ -97,7 +97,7 @@ def test_members_who_pay_after_the_reminder_is_recorded_are_not_reminded(setting
     estate.fund(quick, "15000.00")
     bill_acknowledge(access=access(quick), bill=bill)
     bill_pay(access=access(quick), bill=bill, idempotency_key="pay")
-    from levy.notifications.services import intent_deliver
+    from levy.notifications.fanout import intent_deliver
 
     intent = NotificationIntent.objects.get(event="PAYMENT_REMINDER")
     intent_deliver(intent.pk)
