@@ -1584,8 +1584,8 @@ def measure_late_fees(run: Run) -> dict[str, Any]:
     from levy.billing.models import Bill
     from levy.billing.services import BillInput, bill_create_cluster_wide
     from levy.estates.access import access_cluster
+    from levy.notifications.fanout import intent_deliver
     from levy.notifications.models import Notification, NotificationIntent
-    from levy.notifications.services import intent_deliver
 
     admin = User.objects.get(pk=run.estate.admin_user_id)
     due = run.estate.today + datetime.timedelta(days=1)

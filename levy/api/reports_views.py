@@ -17,12 +17,9 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
 from levy.access import access_bill_as_staff, access_membership, access_own_transaction, access_transaction
-from levy.api.management.views import (
-    BillFilterSerializer,
-    BillMemberFilterSerializer,
-    MemberFilterSerializer,
-    TransactionFilterSerializer,
-)
+from levy.api.management.views import BillFilterSerializer, BillMemberFilterSerializer
+from levy.api.management.views_ledger import TransactionFilterSerializer
+from levy.api.management.views_members import MemberFilterSerializer
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters

@@ -22,7 +22,7 @@ from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, d
 from levy.common.errors import InsufficientFundsError
 from levy.common.money import MAX_AMOUNT
 from levy.estates.models import Membership
-from levy.estates.services import member_add, member_update
+from levy.members.services import member_add, member_update
 from tests.conftest import Estate, access, committed, make_estate, new_key
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from levy.billing.payments import bill_pay, transaction_retry
 from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
-from levy.estates.services import member_leave
+from levy.members.services import member_leave
 from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import member_wallet
 

@@ -29,7 +29,7 @@ from levy.common import ratelimit
 from levy.common.errors import IdempotencyKeyReusedError, RuleViolation, ValidationError
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
-from levy.estates.services import member_update
+from levy.members.services import member_update
 from levy.reports.exports import Export, members_export
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 from levy.wallets.selectors import TransactionFilters, member_wallet_balance, transaction_list
