@@ -10,7 +10,6 @@ import datetime
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -24,8 +23,8 @@ from levy.api.management.views_members import MemberFilterSerializer
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
+from levy.common.errors import ValidationError
 from levy.estates.models import Membership
-from levy.reports.csvfiles import STATEMENT_HEADER, csv_lines, statement_rows
 from levy.reports.exports import (
     bill_members_export,
     bills_export,
@@ -33,11 +32,11 @@ from levy.reports.exports import (
     members_export,
     transactions_export,
 )
-from levy.reports.selectors import Receipt, Statement, member_statement, receipt_of
+from levy.reports.files import CSV, PDF, receipt_file, statement_file
+from levy.reports.selectors import Statement, member_statement, receipt_of, statement_period
 from levy.wallets.selectors import TransactionFilters
 
 ERRORS = errors()
-PDF, CSV = "application/pdf", "text/csv; charset=utf-8"
 
 
 class JSONErrorsNegotiation(BaseContentNegotiation):
@@ -49,14 +48,6 @@ class JSONErrorsNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None) -> Any:
         return renderers[0], renderers[0].media_type
-
-
-def file_response(content: bytes | str, *, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    # Personal financial documents: never kept by a shared cache.
-    response["Cache-Control"] = "private, no-store"
-    return response
 
 
 def file_schema(content_type: str, description: str) -> dict[Any, Any]:
@@ -96,8 +87,6 @@ class ManagementReceiptView(FileAPIView):
 
 # --- statements ---------------------------------------------------------------------------
 
-EARLIEST, LATEST = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
-
 
 class StatementPeriodSerializer(serializers.Serializer):
     start = serializers.DateField(
@@ -106,17 +95,10 @@ class StatementPeriodSerializer(serializers.Serializer):
     end = serializers.DateField(required=False, help_text="Last day (included); default: today.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        today = timezone.localdate()
-        start = attrs.get("start") or today.replace(day=1)
-        end = attrs.get("end") or today
-        problems: dict[str, list[str]] = {}
-        for name, day in (("start", start), ("end", end)):
-            if not EARLIEST <= day <= LATEST:
-                problems[name] = [f"Use a date from {EARLIEST.isoformat()} to {LATEST.isoformat()}."]
-        if not problems and start > end:
-            problems["start"] = ["The start must be on or before the end."]
-        if problems:
-            raise serializers.ValidationError(problems)
+        try:
+            start, end = statement_period(attrs.get("start"), attrs.get("end"))
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.fields) from None
         return {"start": start, "end": end}
 
 
@@ -124,25 +106,6 @@ def _period(request: Request) -> dict[str, datetime.date]:
     period = StatementPeriodSerializer(data=request.query_params)
     period.is_valid(raise_exception=True)
     return dict(period.validated_data)
-
-
-def receipt_file(receipt: Receipt) -> HttpResponse:
-    from levy.reports.pdf import render_receipt  # see the note above statement_file
-
-    return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
-
-
-# The PDF renderer (reportlab, ~15 MB per process) is imported on the first PDF, not
-# when the URLconf is loaded: every process loads that — each gunicorn worker, and the
-# Celery worker (its start-up checks, and every link it reverses for an email) — and
-# most of them never draw a PDF. ``tests/reports/test_lazy_pdf.py`` keeps it so.
-def statement_file(statement: Statement, file_format: str) -> HttpResponse:
-    if file_format == "pdf":
-        from levy.reports.pdf import render_statement  # see above
-
-        return file_response(render_statement(statement), content_type=PDF, filename=statement.filename("pdf"))
-    body = "".join(csv_lines(STATEMENT_HEADER, statement_rows(statement)))
-    return file_response(body, content_type=CSV, filename=statement.filename("csv"))
 
 
 def _own_statement(view: FileAPIView, request: Request) -> Statement:

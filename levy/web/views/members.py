@@ -14,6 +14,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
 from levy.access import access_membership
 from levy.billing.selectors import (
@@ -37,6 +38,7 @@ from levy.web import format
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage, url_if_exists
 from levy.web.views.exports import ListExport
+from levy.web.views.statements import statement_form
 
 ANY = [("", "Any")]
 
@@ -185,6 +187,10 @@ class MemberPage(EstatePage):
             can_manage=can_manage,
             is_self=is_self,
             disputes_url=url_if_exists("web:disputes", cluster_id=access.cluster.pk),
+            statement_form=statement_form(),
+            statement_url=reverse(
+                "web:member-statement", kwargs={"cluster_id": access.cluster.pk, "user_id": member.user_id}
+            ),
         )
         if can_credit:
             context.setdefault("credit_form", new_credit_form())

@@ -57,6 +57,7 @@ from levy.wallets.services import member_wallet
 from levy.web import format
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
+from levy.web.views.statements import statement_form
 
 # --- My bills ---------------------------------------------------------------------------------
 
@@ -448,7 +449,13 @@ class WalletPage(EstatePage):
         listing = member_transaction_list(access=self.access)
         # Each entry names its bill: read with the page, not one query per row.
         page = web_page(Listing(listing.rows.select_related("bill"), listing.ordering, listing.decorate), self.request)
-        context.update(wallet=wallet, page=page, can_top_up=active_provider_account(self.access.cluster.pk) is not None)
+        context.update(
+            wallet=wallet,
+            page=page,
+            can_top_up=active_provider_account(self.access.cluster.pk) is not None,
+            statement_form=statement_form(),
+            statement_url=reverse("web:wallet-statement", kwargs={"cluster_id": self.access.cluster.pk}),
+        )
         if self.request.GET.get("top_up"):
             context["checkout"] = started_checkout(self.access, self.request.GET["top_up"])
         if context["can_top_up"]:
