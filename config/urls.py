@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from levy.api.auth_views import healthz, readyz
+from levy.api.health import healthz, readyz
 from levy.monitoring.views import metrics
 from levy.notifications.backlog import LiveStateCollector
 

@@ -1,6 +1,7 @@
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.api import auth_views, payments_views
+from levy.api import inbox_views as inbox
+from levy.api import me_views, payments_views, signin_views
 from levy.api import reports_views as reports
 from levy.api.management import views as management
 from levy.api.management import views_ledger as ledger
@@ -108,18 +109,20 @@ cluster_patterns: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
-    path("auth/token/", auth_views.TokenView.as_view(), name="auth-token"),
-    path("auth/token/refresh/", auth_views.RefreshView.as_view(), name="auth-token-refresh"),
-    path("me/", auth_views.MeView.as_view(), name="me"),
-    path("clusters/", auth_views.ClusterListView.as_view(), name="clusters"),
+    path("auth/token/", signin_views.TokenView.as_view(), name="auth-token"),
+    path("auth/token/refresh/", signin_views.RefreshView.as_view(), name="auth-token-refresh"),
+    path("me/", me_views.MeView.as_view(), name="me"),
+    path("clusters/", me_views.ClusterListView.as_view(), name="clusters"),
     path("clusters/<str:cluster_id>/", include(cluster_patterns)),
     # Provider-facing: a webhook per estate account (its id is the secret-free part of
     # the URL entered in the provider's dashboard) and the return from checkout.
     path("payments/webhooks/<str:account_id>/", payments_views.WebhookView.as_view(), name="payments-webhook"),
     path("payments/return/", payments_views.TopUpReturnView.as_view(), name="payments-return"),
-    path("notifications/", auth_views.NotificationListView.as_view(), name="notifications"),
-    path("notifications/read-all/", auth_views.NotificationReadAllView.as_view(), name="notifications-read-all"),
+    path("notifications/", inbox.NotificationListView.as_view(), name="notifications"),
+    path("notifications/read-all/", inbox.NotificationReadAllView.as_view(), name="notifications-read-all"),
     path(
-        "notifications/<str:notification_id>/read/", auth_views.NotificationReadView.as_view(), name="notification-read"
+        "notifications/<str:notification_id>/read/",
+        inbox.NotificationReadView.as_view(),
+        name="notification-read",
     ),
 ]
