@@ -24,6 +24,7 @@ from levy.billing.selectors import (
     bill_detail,
     bill_list,
     bill_member_list,
+    billable_member_count,
     estate_today,
 )
 from levy.billing.services import (
@@ -285,9 +286,8 @@ class NewBillPage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        # The audience of an estate-wide bill issued now: the estate's active residents,
-        # kept by the database (Cluster.billable_members), read without counting them.
-        residents = self.access.cluster.billable_members
+        # The audience of an estate-wide bill issued now: the estate's active residents.
+        residents = billable_member_count(self.access.cluster)
         context["estate_help"] = (
             f"Applies to the {residents} resident{pluralize(residents)} living in the estate now; "
             "each owes the full amount."

@@ -34,6 +34,7 @@ from levy.billing.selectors import (
     BillStats,
     ScheduleFilters,
     bill_list,
+    billable_member_count,
     estate_today,
     schedule_detail,
     schedule_list,
@@ -208,7 +209,7 @@ class NewSchedulePage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        residents = self.access.cluster.billable_members
+        residents = billable_member_count(self.access.cluster)
         context["estate_help"] = (
             f"Each bill applies to the residents living in the estate when it is issued "
             f"({residents} resident{pluralize(residents)} now); each owes the full amount."

@@ -185,7 +185,7 @@ class DemoEstate:
                 access=treasurer,
                 membership=member,
                 amount=SMALL_OPENING_BALANCE if index == 8 else OPENING_BALANCE,
-                note="Opening balance: cash received at the estate office",
+                note="Cash received at the estate office",
                 idempotency_key=self.key("opening-balance", member.user.email),
                 origin=ORIGIN,
             )
