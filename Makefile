@@ -27,9 +27,10 @@ lighthouse:  ## Lighthouse scores of every page on the demo estate, gunicorn as 
 loadtest:  ## the "bill day" load test: gunicorn (production mode), a worker and Locust on data set S
 	./scripts/loadtest.sh
 
-lint:
+lint:  ## ruff, and the import contracts of pyproject.toml (the apps' layers: docs/developer.md)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-logo
 
 types:
 	.venv/bin/mypy levy config
@@ -53,4 +54,4 @@ lock:  ## re-pin requirements.lock after editing requirements.in
 	python3 -m venv /tmp/levy-lock && /tmp/levy-lock/bin/pip install -q -r requirements.in && /tmp/levy-lock/bin/pip freeze > requirements.lock && rm -rf /tmp/levy-lock
 
 clean:
-	rm -rf .venv demo.sqlite3 .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf .venv demo.sqlite3 .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .import_linter_cache

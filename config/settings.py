@@ -153,6 +153,7 @@ INSTALLED_APPS = [
     "levy.common",
     "levy.accounts",
     "levy.estates",
+    "levy.members",
     "levy.billing",
     "levy.wallets",
     "levy.payments",
@@ -528,7 +529,7 @@ if not LEVY_PUBLIC_URL.endswith("/"):
     LEVY_PUBLIC_URL += "/"
 LEVY_SITE_URL = LEVY_PUBLIC_URL
 # A members import whose run has not finished after this long (its worker died) is
-# taken over by the next delivery of its task (levy/estates/imports.py).
+# taken over by the next delivery of its task (levy/members/imports.py).
 LEVY_IMPORT_STALE_SECONDS = int(env("LEVY_IMPORT_STALE_SECONDS", "900"))
 # Receipts and statements use DejaVu Sans from here when it is installed (Debian's
 # fonts-dejavu-core), else the font that ships inside ReportLab (levy/reports/pdf.py).

@@ -104,6 +104,30 @@ OPERATIONS = [
     Operation("acknowledge", "acknowledge", 500, {"S": 30, "L": 30}),
     Operation("pay", "pay from wallet", 500, {"S": 50, "L": 50}),
 ]
+# targets.md, "The pages": manager pages 150 ms p95 at L, resident pages 50 ms, the hover
+# card 30 ms (loaded on demand); the same at S (no tighter target is set for S). The floor
+# column keeps the plan's floors of the API reads they show (2 s manager, 500 ms resident).
+MANAGER_PAGE_MS, RESIDENT_PAGE_MS, HOVER_CARD_MS = 150, 50, 30
+PAGE_OPERATIONS = [
+    Operation("page_dashboard", "dashboard page (chart, figures)", 2000, {"S": 150, "L": 150}),
+    Operation("page_bills", "bills page, 25 bills with counts", 2000, {"S": 150, "L": 150}),
+    Operation("page_bill", "one estate-wide bill's page", 2000, {"S": 150, "L": 150}),
+    Operation("page_bill_new", "new bill form", 2000, {"S": 150, "L": 150}),
+    Operation("page_members", "members page, 25 with bill summaries", 2000, {"S": 150, "L": 150}),
+    Operation("hover_card", "a member's hover card (htmx fragment)", 2000, {"S": 30, "L": 30}),
+    Operation("page_member", "one member's page", 2000, {"S": 150, "L": 150}),
+    Operation("page_disputes", "disputes page", 2000, {"S": 150, "L": 150}),
+    Operation("page_transactions", "transactions page", 2000, {"S": 150, "L": 150}),
+    Operation("page_schedules", "recurring bills page", 2000, {"S": 150, "L": 150}),
+    Operation("page_my_bills", "resident: my bills", 500, {"S": 50, "L": 50}),
+    Operation("page_my_bill", "resident: one bill", 500, {"S": 50, "L": 50}),
+    Operation("page_wallet", "resident: wallet", 500, {"S": 50, "L": 50}),
+    Operation("page_notifications", "resident: notifications", 500, {"S": 50, "L": 50}),
+]
+# No target is set for a receipt; its render time is reported (issue: collections).
+DOCUMENT_OPERATIONS = [
+    Operation("receipt", "payment receipt (PDF), the payer's", 2000, {"S": 0, "L": 0}),
+]
 BILL_CREATION_MAX_L_OVER_S = 1.3
 PAYMENTS_PER_SECOND_TARGET = 300
 FANOUT_TARGET_SECONDS = 10.0
@@ -345,6 +369,10 @@ class Call:
     body: Any = None
     expect: int = 200
     idempotency_key: str | None = None
+    # A page: the browser session's cookie instead of a token, HTML asked for.
+    cookie: str | None = None
+    # An htmx fragment request (the hover card).
+    htmx: bool = False
 
 
 @dataclass
@@ -369,6 +397,11 @@ class Http:
         headers = {"X-Forwarded-Proto": "https", "Accept": "application/json", "User-Agent": "levy-bench"}
         if call.token:
             headers["Authorization"] = f"Bearer {call.token}"
+        if call.cookie:
+            headers["Cookie"] = call.cookie
+            headers["Accept"] = "text/html"
+        if call.htmx:
+            headers["HX-Request"] = "true"
         if call.idempotency_key:
             headers["Idempotency-Key"] = call.idempotency_key
         data = None
@@ -1054,6 +1087,90 @@ def read_calls(run: Run) -> dict[str, list[Call]]:
     }
 
 
+def web_sessions(user_ids: Iterable[str]) -> dict[str, str]:
+    """A signed-in browser session per person, as ``django.contrib.auth.login`` stores
+    it (user id, backend, password hash), returned as each one's Cookie header: the
+    pages are measured, not the sign-in form (whose password hashing is deliberately
+    slow)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    from levy.accounts.models import User
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    cookies = {}
+    for pk, user in User.objects.in_bulk(list(user_ids)).items():
+        session = store()
+        session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        cookies[str(pk)] = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+    return cookies
+
+
+def page_calls(run: Run, cookies: dict[str, str], bills_of: dict[str, list[str]]) -> dict[str, list[Call]]:
+    """The pages of web.md, as the browser asks for them: the manager's as the estate's
+    admin, the resident's as residents who owe (``bills_of``: a bill that applies to each)."""
+    estate, n = run.estate, count_needed(run.config)
+    web = f"/estates/{estate.cluster_id}"
+    admin = cookies[estate.admin_user_id]
+    members = estate.resident_ids[:50]
+    wide = estate.wide_bill_ids[:20] or ["-"]
+    residents = sorted(bills_of)[:50]
+
+    def manager(path: Callable[[int], str], htmx: bool = False) -> list[Call]:
+        return [Call("GET", path(i), cookie=admin, htmx=htmx) for i in range(n)]
+
+    def resident(path: Callable[[str, int], str]) -> list[Call]:
+        return [
+            Call("GET", path(residents[i % len(residents)], i), cookie=cookies[residents[i % len(residents)]])
+            for i in range(n)
+        ]
+
+    return {
+        "page_dashboard": manager(lambda i: f"{web}/dashboard/"),
+        "page_bills": manager(lambda i: f"{web}/bills/"),
+        "page_bill": manager(lambda i: f"{web}/bills/{wide[i % len(wide)]}/"),
+        "page_bill_new": manager(lambda i: f"{web}/bills/new/"),
+        "page_members": manager(lambda i: f"{web}/members/"),
+        "hover_card": manager(lambda i: f"{web}/members/?card={members[i % len(members)]}", htmx=True),
+        "page_member": manager(lambda i: f"{web}/members/{members[i % len(members)]}/"),
+        "page_disputes": manager(lambda i: f"{web}/disputes/"),
+        "page_transactions": manager(lambda i: f"{web}/transactions/"),
+        "page_schedules": manager(lambda i: f"{web}/schedules/"),
+        "page_my_bills": resident(lambda u, i: f"{web}/my-bills/"),
+        "page_my_bill": resident(lambda u, i: f"{web}/my-bills/{bills_of[u][0]}/"),
+        "page_wallet": resident(lambda u, i: f"{web}/wallet/"),
+        "page_notifications": resident(lambda u, i: "/notifications/"),
+    }
+
+
+def receipt_calls(run: Run, payments: list[Call]) -> list[Call]:
+    """Each payer downloads the receipt of a payment the latency run made (``payments``,
+    found by their idempotency keys), as many times as needed."""
+    from levy.wallets.models import Transaction
+
+    paid = list(
+        Transaction.objects.filter(
+            cluster_id=run.estate.cluster_id,
+            type="bill_payment",
+            status="completed",
+            idempotency_key__in=[c.idempotency_key for c in payments],
+        )
+        .order_by("created_at")
+        .values_list("pk", "payer_id")[: count_needed(run.config)]
+    )
+    if not paid:
+        raise BenchError("no payment of the latency run to download a receipt of")
+    return [
+        Call("GET", f"{run.estate.base}/transactions/{pk}/receipt/", run.token(str(payer)))
+        for pk, payer in (paid[i % len(paid)] for i in range(count_needed(run.config)))
+    ]
+
+
 def bill_body(estate: Estate, title: str) -> dict[str, Any]:
     return {
         "title": title,
@@ -1361,6 +1478,155 @@ def measure_web_rss(run: Run) -> dict[str, Any]:
     }
 
 
+def worker_pid(master: int) -> int:
+    children = psutil.Process(master).children()
+    assert len(children) == 1, f"expected one gunicorn worker, found {len(children)}"
+    return children[0].pid
+
+
+def download(port: int, path: str, token: str, worker: int) -> dict[str, Any]:
+    """One export, read as it streams, with the worker's RSS sampled meanwhile."""
+    sampler = RssSampler(worker, interval=0.01)
+    process = psutil.Process(worker)
+    before = process.memory_info().rss
+    timeline: list[tuple[float, int]] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https"}
+    sampler.start()
+    started = time.perf_counter()
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    first = response.read1(65536)
+    first_byte_s = time.perf_counter() - started
+    received, newlines, tail = len(first), first.count(b"\n"), first[-1:]
+    error = ""
+    try:
+        while chunk := response.read1(65536):
+            received += len(chunk)
+            newlines += chunk.count(b"\n")
+            tail = chunk[-1:]
+            timeline.append((time.perf_counter() - started, process.memory_info().rss))
+    except (OSError, http.client.HTTPException) as exc:
+        # The server ended the response early: a worker killed by gunicorn's timeout.
+        error = f"{type(exc).__name__}: {exc}"
+    total_s = time.perf_counter() - started
+    sampler.finish()
+    conn.close()
+    after = process.memory_info().rss if process.is_running() else 0
+    # The worker's memory once the first rows have left (the first 10% of the time is
+    # imports and first-use caches): flat means its spread stays small whatever the rows.
+    steady = [rss for t, rss in timeline if t >= total_s * 0.1] or [after]
+    return {
+        "status": response.status,
+        "rows": newlines - 1,  # the header is one line
+        "complete": tail == b"\n" and not error,
+        "error": error,
+        "bytes": received,
+        "first_byte_ms": first_byte_s * 1000,
+        "total_s": total_s,
+        "rows_per_second": (newlines - 1) / total_s if total_s else None,
+        "rss_before_mb": before / MB,
+        "rss_peak_mb": sampler.peak_single / MB,
+        "rss_after_mb": after / MB,
+        "rss_peak_growth_mb": (sampler.peak_single - before) / MB,
+        "rss_steady_spread_mb": (max(steady) - min(steady)) / MB,
+        "rss_samples": sampler.samples,
+    }
+
+
+def measure_export(run: Run) -> dict[str, Any]:
+    """The members export (every member with their bill summary: 50,000 rows at L) from
+    ONE gunicorn worker, read as it streams: time to the first byte, total time, and the
+    worker's RSS before, at its peak and over the stream (docs/performance.md, "CSV
+    exports"; ``scripts/export_bench.py`` measures the other exports the same way)."""
+    from levy.estates.models import Membership
+
+    config = run.config
+    port = config.port + 1
+    path = f"{run.estate.management}/members/export.csv"
+    expected = Membership.objects.filter(cluster_id=run.estate.cluster_id).count()
+    server = start_gunicorn(config, name="gunicorn-export", port=port, workers=1, logs=run.logs)
+    try:
+        worker = worker_pid(server.pid)
+        # The first request of a process imports and connects: a small export first.
+        download(port, f"{run.estate.management}/bills/export.csv", run.admin, worker)
+        outcome = download(port, path, run.admin, worker)
+        time.sleep(1)  # a worker killed by gunicorn's timeout is replaced within a second
+        outcome["same_worker"] = worker_pid(server.pid) == worker
+    finally:
+        server.stop()
+    outcome.pop("rss_samples", None)
+    outcome.update({"path": path, "expected_rows": expected})
+    if outcome["status"] != 200 or not outcome["complete"] or outcome["rows"] != expected:
+        run.errors.append(
+            {
+                "phase": "export",
+                "method": "GET",
+                "path": path,
+                "expected": 200,
+                "status": outcome["status"],
+                "body": f"{outcome['rows']} rows of {expected}; complete {outcome['complete']}; {outcome['error']}",
+            }
+        )
+    return outcome
+
+
+def measure_late_fees(run: Run) -> dict[str, Any]:
+    """Late fees to every resident of the measured estate (50,000 at L): a new
+    estate-wide bill with a fixed late fee, then, in this process, the late-fee run the
+    day after its grace period (``late_fees_issue_due``: one INSERT … SELECT of the fees
+    and their counters, the mark, the audit event and one intent, committed) and the
+    fan-out of that one intent to the fee holders' inboxes (``intent_deliver``, as the
+    worker runs it, inbox only). Runs last: it adds a bill per resident to the estate."""
+    from django.db import transaction
+    from django.test import override_settings
+
+    from levy.accounts.models import User
+    from levy.billing.late_fees import late_fees_issue_due
+    from levy.billing.models import Bill
+    from levy.billing.services import BillInput, bill_create_cluster_wide
+    from levy.estates.access import access_cluster
+    from levy.notifications.fanout import intent_deliver
+    from levy.notifications.models import Notification, NotificationIntent
+
+    admin = User.objects.get(pk=run.estate.admin_user_id)
+    due = run.estate.today + datetime.timedelta(days=1)
+    with transaction.atomic():
+        bill = bill_create_cluster_wide(
+            access=access_cluster(admin, run.estate.cluster_id),
+            data=BillInput(
+                title="Benchmark service charge with a late fee",
+                description="",
+                category="service_charge",
+                amount=Decimal("15000.00"),
+                due_date=due,
+                allow_payment_after_due=True,
+                late_fee_kind="fixed",
+                late_fee_value=Decimal("1500.00"),
+                late_fee_grace_days=3,
+            ),
+        )
+    started = time.perf_counter()
+    result = late_fees_issue_due(due + datetime.timedelta(days=4))
+    issued_s = time.perf_counter() - started
+    fees = Bill.objects.filter(late_fee_of=bill).count()
+    intent = NotificationIntent.objects.get(event_key=f"PAYMENT_DUE:late-fees:bill:{bill.pk}")
+    with override_settings(LEVY_NOTIFICATION_CHANNELS=[]):
+        started = time.perf_counter()
+        written = intent_deliver(intent.pk)
+        fanout_s = time.perf_counter() - started
+    inbox = Notification.objects.filter(event_key=intent.event_key).count()
+    return {
+        "bill_id": str(bill.pk),
+        "run_result": str(result),
+        "fees": fees,
+        "issue_s": issued_s,
+        "fanout_written": written,
+        "fanout_inbox": inbox,
+        "fanout_s": fanout_s,
+    }
+
+
 def measure_baseline(run: Run, bill_id: str, create_summary: dict[str, Any] | None, reps: int = 3) -> dict[str, Any]:
     """What our one estate-wide bill wrote, against a table that stores one bill row per
     resident (the bill's columns copied for each member it applies to, with the bill
@@ -1564,13 +1830,23 @@ def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("pass" if ok else "FAIL")
 
 
-def latency_table(config: Config, latency: dict[str, dict[str, Any]], other: dict[str, Any] | None) -> list[str]:
+def latency_table(
+    config: Config,
+    latency: dict[str, dict[str, Any]],
+    other: dict[str, Any] | None,
+    operations: list[Operation] = OPERATIONS,
+    title: str = "operation",
+    judged: str = "p95_ms",
+) -> list[str]:
+    """One row per operation; the target and floor are judged on ``judged``: the
+    client's p95 for the API (targets.md), the server's p95 (its ``Server-Timing``) for
+    the pages (web.md, "Numbers")."""
     header = (
-        f"{'operation':<44}{'p50':>8}{'p95':>8}{'p99':>8}{'srv p50':>9}  {'queries':>7}  {'SQL':>5}"
+        f"{title:<44}{'p50':>8}{'p95':>8}{'p99':>8}{'srv p50':>9}{'srv p95':>9}  {'queries':>7}  {'SQL':>5}"
         f"  {'target':>6}  {'floor':>5}  {'target?':<7}  {'floor?':<6}  L/S p95"
     )
     lines = [header, "-" * len(header)]
-    for op in OPERATIONS:
+    for op in operations:
         s = latency.get(op.key)
         if s is None:
             lines.append(f"{op.label:<44}  (not measured)")
@@ -1583,11 +1859,15 @@ def latency_table(config: Config, latency: dict[str, dict[str, Any]], other: dic
         ratio_text = "-" if ratio is None else f"{ratio:.2f}"
         if ratio is not None and op.key == "create_bill":
             ratio_text += f" (<= {BILL_CREATION_MAX_L_OVER_S}: {verdict(ratio <= BILL_CREATION_MAX_L_OVER_S)})"
+        srv = "?" if s.get("server_app_p50_ms") is None else f"{s['server_app_p50_ms']:.1f}"
+        srv95 = "?" if s.get("server_app_p95_ms") is None else f"{s['server_app_p95_ms']:.1f}"
+        value = s.get(judged)
         lines.append(
-            f"{op.label:<44}{s['p50_ms']:8.1f}{s['p95_ms']:8.1f}{s['p99_ms']:8.1f}{s['server_app_p50_ms']:9.1f}"
+            f"{op.label:<44}{s['p50_ms']:8.1f}{s['p95_ms']:8.1f}{s['p99_ms']:8.1f}{srv:>9}{srv95:>9}"
             f"  {queries:>7}  {share:>5}"
-            f"  {target:>6.0f}  {op.floor_ms:>5.0f}  {verdict(s['p95_ms'] <= target):<7}"
-            f"  {verdict(s['p95_ms'] <= op.floor_ms):<6}  {ratio_text}"
+            f"  {target or '-':>6}  {op.floor_ms:>5.0f}"
+            f"  {verdict(value <= target if target and value is not None else None):<7}"
+            f"  {verdict(None if value is None else value <= op.floor_ms):<6}  {ratio_text}"
         )
     return lines
 
@@ -1598,7 +1878,7 @@ CPU_ROLES = ("gunicorn", "pg:web", "worker", "pg:worker", "pg:other", "redis", "
 def cpu_table(results: dict[str, Any]) -> list[str]:
     """CPU milliseconds per request by process, for the operations that measured it:
     on this machine the latency targets leave ~2 cores x the time, shared by all."""
-    rows = [(op.label, results["latency"].get(op.key)) for op in OPERATIONS]
+    rows = [(op.label, results["latency"].get(op.key)) for op in (*OPERATIONS, *PAGE_OPERATIONS, *DOCUMENT_OPERATIONS)]
     throughput = results.get("throughput")
     if throughput:
         rows.append((f"payments, throughput run ({throughput['clients']} clients)", throughput.get("latency")))
@@ -1708,6 +1988,44 @@ def other_table(results: dict[str, Any]) -> list[str]:
                 verdict(r["growth_mb"] < WEB_RSS_GROWTH_TARGET_MB and r["worker_pid_unchanged"]),
             )
         )
+    e = results.get("export")
+    if e:
+        lines.append(
+            (
+                f"members export: {e['rows']:,} rows streamed ({e['expected_rows']:,} members)",
+                f"{e['total_s']:.1f} s",
+                "complete, one worker",
+                verdict(e["complete"] and e["rows"] == e["expected_rows"] and e["same_worker"]),
+            )
+        )
+        lines.append(("  its first byte after", f"{e['first_byte_ms']:.0f} ms", "", ""))
+        lines.append(
+            (
+                "  the web worker's RSS before -> peak",
+                f"{e['rss_before_mb']:.0f} -> {e['rss_peak_mb']:.0f} MB",
+                f"+{e['rss_peak_growth_mb']:.1f} MB",
+                "",
+            )
+        )
+        lines.append(("  its spread once rows flow (flat: small)", f"{e['rss_steady_spread_mb']:.1f} MB", "", ""))
+    lf = results.get("late_fees")
+    if lf:
+        lines.append(
+            (
+                f"late fees issued to {lf['fees']:,} members (one run)",
+                f"{lf['issue_s']:.2f} s",
+                "",
+                "",
+            )
+        )
+        lines.append(
+            (
+                f"  their notification stored for {lf['fanout_inbox']:,} members",
+                f"{lf['fanout_s']:.2f} s",
+                "",
+                "",
+            )
+        )
     width = max((len(row[0]) for row in lines), default=40) + 2
     out = [f"{'figure':<{width}}{'value':>14}  {'target':<22}result", "-" * (width + 44)]
     out.extend(f"{a:<{width}}{b:>14}  {c:<22}{d}" for a, b, c, d in lines)
@@ -1768,6 +2086,19 @@ def print_report(config: Config, results: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     lines.extend(latency_table(config, results["latency"], other))
+    if any(op.key in results["latency"] for op in PAGE_OPERATIONS):
+        lines.append("")
+        lines.extend(
+            latency_table(
+                config,
+                results["latency"],
+                other,
+                [*PAGE_OPERATIONS, *DOCUMENT_OPERATIONS],
+                "page (HTML) or document",
+                judged="server_app_p95_ms",
+            )
+        )
+        lines.append("(pages: target and floor judged on the server's p95, srv p95, as web.md sets them)")
     cpu_lines = cpu_table(results)
     if cpu_lines:
         lines.append("")
@@ -1978,12 +2309,22 @@ def bench(config: Config) -> int:
     )
     for key, calls in read_calls(run).items():
         run.measure(key, calls)
+    phases.start(
+        "pages", f"pages: {config.warmup} warm-up + {config.requests} measured requests each, signed-in sessions"
+    )
+    page_residents = dict(itertools.islice(((u, [b for b, _ in items]) for u, items in latency_pay.items()), 50))
+    cookies = web_sessions([estate.admin_user_id, *estate.resident_ids[:50], *page_residents])
+    for key, calls in page_calls(run, cookies, page_residents).items():
+        run.measure(key, calls)
+    phases.start("latency_writes", "acknowledge and pay, then the payers' receipts")
     ack_calls = [
         Call("POST", f"{estate.base}/bills/{bill_id}/acknowledge/", run.token(user_id))
         for user_id, bill_id in ack_pairs
     ]
     run.measure("acknowledge", ack_calls)
-    run.measure("pay", pay_calls(run, pay_pairs, "bench-pay"))
+    payments = pay_calls(run, pay_pairs, "bench-pay")
+    run.measure("pay", payments)
+    run.measure("receipt", receipt_calls(run, payments))
 
     phases.start("throughput", f"payment throughput: {config.payment_clients} clients, {throughput_total} payments")
     results["throughput"] = measure_throughput(run, throughput_pay)
@@ -2023,8 +2364,22 @@ def bench(config: Config) -> int:
     results["web_rss"] = measure_web_rss(run)
     say(f"    RSS growth {results['web_rss']['growth_mb']:+.1f} MB")
 
+    phases.start("export", "the members export (one row per member), streamed from one gunicorn worker")
+    results["export"] = measure_export(run)
+    e = results["export"]
+    say(
+        f"    {e['rows']:,} rows in {e['total_s']:.2f} s (first byte {e['first_byte_ms']:.0f} ms);"
+        f" worker RSS {e['rss_before_mb']:.0f} -> peak {e['rss_peak_mb']:.0f} MB"
+    )
+
     phases.start("baseline", "one row per bill against one row per resident")
     results["baseline"] = measure_baseline(run, f["bill_id"], run.latency.get("create_bill"))
+
+    phases.start("late_fees", "late fees: a new estate-wide bill's fees to every resident, then their fan-out")
+    results["late_fees"] = measure_late_fees(run)
+    lf = results["late_fees"]
+    say(f"    {lf['fees']:,} late fees issued in {lf['issue_s']:.2f} s; fan-out {lf['fanout_s']:.2f} s")
+    purge_broker()  # the late-fee bill's own fan-out, never run
     connection.close()
 
     phases.end()
@@ -2057,7 +2412,10 @@ def main(argv: list[str]) -> int:
         parser.add_argument("--compare", action="store_true", required=True)
         parser.add_argument("--results", type=Path, default=ROOT / "results")
         args = parser.parse_args(argv)
-        return compare_files(args.results.resolve(), {op.key: op.label for op in OPERATIONS})
+        return compare_files(
+            args.results.resolve(),
+            {op.key: op.label for op in (*OPERATIONS, *PAGE_OPERATIONS, *DOCUMENT_OPERATIONS)},
+        )
     config = parse_args(argv)
     config.results.mkdir(parents=True, exist_ok=True)
 

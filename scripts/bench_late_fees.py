@@ -51,8 +51,8 @@ def main() -> None:
     from levy.billing.services import BillInput, bill_create_cluster_wide
     from levy.estates.access import access_cluster
     from levy.estates.models import Cluster, Membership
+    from levy.notifications.fanout import intent_deliver
     from levy.notifications.models import Notification, NotificationIntent
-    from levy.notifications.services import intent_deliver
 
     if connection.settings_dict["NAME"] == "levy" or connection.vendor != "postgresql":
         raise SystemExit("use a PostgreSQL development database, not 'levy'")

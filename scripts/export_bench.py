@@ -23,7 +23,6 @@ Usage (PostgreSQL and Redis running; see docs/performance.md, "CSV exports")::
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import sys
@@ -32,22 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts.bench import (  # noqa: E402 - after the project root is on the path
-    MB,
     PYTHON,
     Config,
-    RssSampler,
     admin_connection,
     database_exists,
+    download,
     manage,
     start_gunicorn,
     stop_all,
+    worker_pid,
 )
 
 ADMIN_EMAIL = "admin@estate0.bench.levy.test"
@@ -149,62 +147,6 @@ def targets_and_token(config: Config) -> tuple[list[Target], str]:
         ),
     ]
     return targets, str(AccessToken.for_user(admin.user))
-
-
-def worker_pid(master: int) -> int:
-    children = psutil.Process(master).children()
-    assert len(children) == 1, f"expected one gunicorn worker, found {len(children)}"
-    return children[0].pid
-
-
-def download(port: int, path: str, token: str, worker: int) -> dict[str, Any]:
-    """One export, read as it streams, with the worker's RSS sampled meanwhile."""
-    sampler = RssSampler(worker, interval=0.01)
-    process = psutil.Process(worker)
-    before = process.memory_info().rss
-    timeline: list[tuple[float, int]] = []
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    headers = {"Authorization": f"Bearer {token}", "X-Forwarded-Proto": "https"}
-    sampler.start()
-    started = time.perf_counter()
-    conn.request("GET", path, headers=headers)
-    response = conn.getresponse()
-    first = response.read1(65536)
-    first_byte_s = time.perf_counter() - started
-    received, newlines, tail = len(first), first.count(b"\n"), first[-1:]
-    error = ""
-    try:
-        while chunk := response.read1(65536):
-            received += len(chunk)
-            newlines += chunk.count(b"\n")
-            tail = chunk[-1:]
-            timeline.append((time.perf_counter() - started, process.memory_info().rss))
-    except (OSError, http.client.HTTPException) as exc:
-        # The server ended the response early: a worker killed by gunicorn's timeout.
-        error = f"{type(exc).__name__}: {exc}"
-    total_s = time.perf_counter() - started
-    sampler.finish()
-    conn.close()
-    after = process.memory_info().rss if process.is_running() else 0
-    # The worker's memory once the first rows have left (the first 10% of the time is
-    # imports and first-use caches): flat means its spread stays small whatever the rows.
-    steady = [rss for t, rss in timeline if t >= total_s * 0.1] or [after]
-    return {
-        "status": response.status,
-        "rows": newlines - 1,  # the header is one line
-        "complete": tail == b"\n" and not error,
-        "error": error,
-        "bytes": received,
-        "first_byte_ms": first_byte_s * 1000,
-        "total_s": total_s,
-        "rows_per_second": (newlines - 1) / total_s if total_s else None,
-        "rss_before_mb": before / MB,
-        "rss_peak_mb": sampler.peak_single / MB,
-        "rss_after_mb": after / MB,
-        "rss_peak_growth_mb": (sampler.peak_single - before) / MB,
-        "rss_steady_spread_mb": (max(steady) - min(steady)) / MB,
-        "rss_samples": sampler.samples,
-    }
 
 
 def main(argv: list[str]) -> int:

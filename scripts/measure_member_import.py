@@ -67,9 +67,9 @@ def main() -> None:
 
     from levy.accounts.models import User
     from levy.estates.access import access_cluster
-    from levy.estates.imports import member_import_start
     from levy.estates.models import Cluster, MemberImport, Membership
     from levy.estates.permissions import Role
+    from levy.members.imports import member_import_start
     from levy.wallets.models import Wallet
 
     run = uuid.uuid4().hex[:8]

@@ -50,7 +50,12 @@ for bill in bills:
         if python_status != member.status:
             mismatches.append([bill.reference, member.user.email, python_status, member.status])
 unbalanced = [str(w.pk) for w in Wallet.objects.filter(cluster__name={ESTATE!r}) if w.balance != ledger_balance(w)]
-print("RESULT " + json.dumps({{"statuses": statuses, "mismatches": mismatches, "unbalanced": unbalanced}}))
+# What the New bill and New schedule pages say an estate-wide bill applies to.
+from levy.billing.selectors import billable_member_count
+from levy.estates.models import Cluster
+audience = billable_member_count(Cluster.objects.get(name={ESTATE!r}))
+result = {{"statuses": statuses, "mismatches": mismatches, "unbalanced": unbalanced, "audience": audience}}
+print("RESULT " + json.dumps(result))
 """
 
 
@@ -159,5 +164,7 @@ def test_demo_migrates_and_seeds_on_sqlite_idempotently(tmp_path: Path) -> None:
     result = json.loads(line.removeprefix("RESULT "))
     assert result["mismatches"] == [], "SQL and Python disagree on a status"
     assert result["unbalanced"] == [], "a wallet's balance differs from its ledger"
+    # SQLite has no trigger keeping Cluster.billable_members: the pages' count is counted.
+    assert result["audience"] == 12
     missing = ALL_STATUSES - {status for status, count in result["statuses"].items() if count > 0}
     assert not missing, f"no (bill, member) pair has status {sorted(missing)}: {result['statuses']}"

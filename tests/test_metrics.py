@@ -32,7 +32,7 @@ from config.celery import app as celery_app
 from levy.billing.payments import bill_pay, transaction_retry
 from levy.billing.services import bill_acknowledge
 from levy.common.errors import InsufficientFundsError, RuleViolation
-from levy.monitoring.collectors import queue_keys
+from levy.notifications.backlog import queue_keys
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
 from levy.wallets.models import Transaction, TransactionStatus
 from tests.conftest import Estate, access, committed, new_key

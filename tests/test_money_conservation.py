@@ -64,7 +64,7 @@ from levy.common.errors import (
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
-from levy.estates.services import member_update
+from levy.members.services import member_update
 from levy.payments.fake import FakeProvider, FakeProviderServer
 from levy.payments.models import TopUp, TopUpStatus
 from levy.payments.services import provider_account_save, topup_return, topup_start, webhook_receive

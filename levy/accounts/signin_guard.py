@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from levy.common.errors import AccountLockedError, NotAuthenticatedError, TooManyAttemptsError
 from levy.common.origin import Origin
+from levy.common.ratelimit import incr_counters, rate_for
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -131,8 +132,6 @@ def _count_get(key: str, now: float) -> int:
 
 def _count_incr(key: str, ttl: int, now: float) -> int:
     try:
-        from levy.api.throttles import incr_counters
-
         return incr_counters([(key, ttl)])[0]
     except Exception:
         _cache_unavailable()
@@ -172,8 +171,6 @@ class Window:
 
 
 def _window(scope: str, subject: str, now: float) -> Window | None:
-    from levy.api.throttles import rate_for
-
     if not settings.LEVY_RATE_LIMITS_ENABLED:
         return None
     rate = rate_for(scope)

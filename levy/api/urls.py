@@ -1,26 +1,29 @@
 from django.urls import URLPattern, URLResolver, include, path
 
-from levy.api import auth_views, payments_views
+from levy.api import inbox_views as inbox
+from levy.api import me_views, payments_views, signin_views
+from levy.api import reports_views as reports
 from levy.api.management import views as management
+from levy.api.management import views_ledger as ledger
+from levy.api.management import views_members as management_members
 from levy.api.management import views_payments as management_payments
 from levy.api.management import views_schedules as schedules
 from levy.api.members import views as members
 from levy.api.members import views_payments as member_payments
-from levy.reports import views as reports
 
 management_patterns: list[URLPattern | URLResolver] = [
-    path("members/", management.MemberListView.as_view(), name="management-members"),
+    path("members/", management_members.MemberListView.as_view(), name="management-members"),
     path("members/export.csv", reports.MembersExportView.as_view(), name="management-members-export"),
-    path("members/import/", management.MemberImportView.as_view(), name="management-members-import"),
+    path("members/import/", management_members.MemberImportView.as_view(), name="management-members-import"),
     path(
         "members/imports/<str:import_id>/",
-        management.MemberImportStatusView.as_view(),
+        management_members.MemberImportStatusView.as_view(),
         name="management-members-import-status",
     ),
-    path("members/<str:user_id>/", management.MemberDetailView.as_view(), name="management-member"),
+    path("members/<str:user_id>/", management_members.MemberDetailView.as_view(), name="management-member"),
     path(
         "members/<str:user_id>/unlock-sign-in/",
-        management.MemberSignInUnlockView.as_view(),
+        management_members.MemberSignInUnlockView.as_view(),
         name="management-member-unlock-sign-in",
     ),
     path("bills/", management.BillListView.as_view(), name="management-bills"),
@@ -38,9 +41,9 @@ management_patterns: list[URLPattern | URLResolver] = [
     path(
         "disputes/<str:dispute_id>/resolve/", management.DisputeResolveView.as_view(), name="management-dispute-resolve"
     ),
-    path("transactions/", management.TransactionListView.as_view(), name="management-transactions"),
+    path("transactions/", ledger.TransactionListView.as_view(), name="management-transactions"),
     path("transactions/export.csv", reports.TransactionsExportView.as_view(), name="management-transactions-export"),
-    path("wallets/<str:user_id>/credit/", management.WalletCreditView.as_view(), name="management-wallet-credit"),
+    path("wallets/<str:user_id>/credit/", ledger.WalletCreditView.as_view(), name="management-wallet-credit"),
     path(
         "payment-providers/",
         management_payments.ProviderAccountListView.as_view(),
@@ -106,18 +109,20 @@ cluster_patterns: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
-    path("auth/token/", auth_views.TokenView.as_view(), name="auth-token"),
-    path("auth/token/refresh/", auth_views.RefreshView.as_view(), name="auth-token-refresh"),
-    path("me/", auth_views.MeView.as_view(), name="me"),
-    path("clusters/", auth_views.ClusterListView.as_view(), name="clusters"),
+    path("auth/token/", signin_views.TokenView.as_view(), name="auth-token"),
+    path("auth/token/refresh/", signin_views.RefreshView.as_view(), name="auth-token-refresh"),
+    path("me/", me_views.MeView.as_view(), name="me"),
+    path("clusters/", me_views.ClusterListView.as_view(), name="clusters"),
     path("clusters/<str:cluster_id>/", include(cluster_patterns)),
     # Provider-facing: a webhook per estate account (its id is the secret-free part of
     # the URL entered in the provider's dashboard) and the return from checkout.
     path("payments/webhooks/<str:account_id>/", payments_views.WebhookView.as_view(), name="payments-webhook"),
     path("payments/return/", payments_views.TopUpReturnView.as_view(), name="payments-return"),
-    path("notifications/", auth_views.NotificationListView.as_view(), name="notifications"),
-    path("notifications/read-all/", auth_views.NotificationReadAllView.as_view(), name="notifications-read-all"),
+    path("notifications/", inbox.NotificationListView.as_view(), name="notifications"),
+    path("notifications/read-all/", inbox.NotificationReadAllView.as_view(), name="notifications-read-all"),
     path(
-        "notifications/<str:notification_id>/read/", auth_views.NotificationReadView.as_view(), name="notification-read"
+        "notifications/<str:notification_id>/read/",
+        inbox.NotificationReadView.as_view(),
+        name="notification-read",
     ),
 ]

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from levy.access import EstateAccess, access_cluster
 from levy.accounts.models import User
-from levy.api import throttles
+from levy.common import ratelimit
 from levy.common.origin import Origin
 from levy.common.origin import origin_of as request_origin
 
@@ -29,9 +29,9 @@ class LevyAPIView(APIView):
         """Count this request against the caller's limits (the view's scope, or
         ``scope`` for an extra limit on one method)."""
         if scope is None:
-            wait = throttles.check(request, scope=self.rate_scope)
+            wait = ratelimit.check(request, scope=self.rate_scope)
         else:
-            wait = throttles.check_scope(request, scope)
+            wait = ratelimit.check_scope(request, scope)
         if wait is not None:
             raise exceptions.Throttled(wait=wait)
 
@@ -50,17 +50,21 @@ class EstateAPIView(LevyAPIView):
     access: EstateAccess
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self.format_kwarg = self.get_format_suffix(**kwargs)
-        neg = self.perform_content_negotiation(request)
-        request.accepted_renderer, request.accepted_media_type = neg
-        version, scheme = self.determine_version(request, *args, **kwargs)
-        request.version, request.versioning_scheme = version, scheme
-        self.perform_authentication(request)
-        self.check_permissions(request)
-        # The caller's own limits first, so that probing other estates' ids is
-        # counted too; then the estate's shared limit, once we know the estate is real.
-        self.rate_limit(request)
-        self.access = access_cluster(cast(User, request.user), kwargs.get("cluster_id"))
-        wait = throttles.hit("estate", str(self.access.cluster.pk))
+        # DRF's steps: authentication, permissions, then the caller's own limits
+        # (``check_throttles``) — counted before the estate is known, so that probing
+        # other estates' ids is counted too. Then the estate.
+        super().initial(request, *args, **kwargs)
+        self.access = self.estate_access(cast(User, request.user), kwargs.get("cluster_id"))
+
+    def estate_access(self, user: User, cluster_id: object) -> EstateAccess:
+        """The caller's access to the URL's estate (``NotFoundError`` if they are not in
+        it), counted against the estate's shared limit once the estate is known to be
+        real. The caller and their membership of this estate were read together, in one
+        statement, when the bearer token was authenticated
+        (``levy.api.authentication``, decision 0027); ``access_cluster`` takes the
+        membership from there, or reads it itself for any other way in."""
+        access = access_cluster(user, cluster_id)
+        wait = ratelimit.hit("estate", str(access.cluster.pk))
         if wait is not None:
             raise exceptions.Throttled(wait=wait)
+        return access

@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from levy.billing.late_fees import late_fees_issue_due
+from levy.billing.reminders import reminders_send
 from levy.billing.schedules import schedules_issue_due
 
 
@@ -24,3 +25,11 @@ def issue_late_fees() -> dict[str, Any]:
     a stopped scheduler missed). Each bill's run claims it with a conditional UPDATE,
     and a member's fee is unique in the database: nothing is charged twice."""
     return late_fees_issue_due()
+
+
+# Reminders are about bills (who still owes one), so they are billing's; the task keeps
+# the name it had in levy.notifications.tasks, which the beat schedule and the runbook use.
+@shared_task(name="levy.notifications.tasks.send_payment_reminders")
+def send_payment_reminders() -> dict[str, Any]:
+    """Beat, daily: PAYMENT_REMINDER before and after due dates."""
+    return reminders_send()

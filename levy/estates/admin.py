@@ -22,7 +22,8 @@ from levy.common.errors import NotFoundError, PermissionDeniedError
 from levy.common.origin import Origin, origin_of
 from levy.estates.access import access_cluster
 from levy.estates.models import Cluster, Membership
-from levy.estates.services import cluster_create, member_add
+from levy.estates.services import cluster_create
+from levy.members.services import member_add
 
 
 def request_origin(request: HttpRequest) -> Origin:

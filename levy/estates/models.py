@@ -78,7 +78,7 @@ class Membership(UUIDModel):
 
 class MemberImport(UUIDModel):
     """One uploaded members CSV and the background job that imports it: its status,
-    progress and per-line errors (levy/estates/imports.py). The file is kept only until
+    progress and per-line errors (levy/members/imports.py). The file is kept only until
     the job ends."""
 
     class Status(models.TextChoices):

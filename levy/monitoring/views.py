@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
-from levy.monitoring.collectors import LiveStateCollector
 from levy.monitoring.metrics import record_resident_memory
 
 
@@ -29,16 +29,18 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def render_web_metrics() -> bytes:
+def render_web_metrics(live: Iterable[Collector] = ()) -> bytes:
     """Every web process's counters (one directory of files under gunicorn, this
-    process alone otherwise), then the live backlog and queue gauges."""
+    process alone otherwise), then the gauges read at scrape time (``live``: the
+    notification backlog and the queues, which ``config/urls.py`` passes in)."""
     registry = CollectorRegistry(auto_describe=False)
     path = multiprocess_dir()
     if path:
         MultiProcessCollector(registry, path=path)
     else:
         registry.register(_ProcessRegistry())
-    registry.register(LiveStateCollector())
+    for collector in live:
+        registry.register(collector)
     return generate_latest(registry)
 
 
@@ -59,7 +61,7 @@ def unauthorised() -> JsonResponse:
 
 
 @csrf_exempt  # a scraper's endpoint: other methods get a 405, not a CSRF page
-def metrics(request: HttpRequest) -> HttpResponse:
+def metrics(request: HttpRequest, live: Iterable[Collector] = ()) -> HttpResponse:
     if request.method not in {"GET", "HEAD"}:
         response = error_response(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
         response["Allow"] = "GET, HEAD"
@@ -68,4 +70,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if token and not token_accepted(request.headers.get("Authorization"), token):
         return unauthorised()
     record_resident_memory("web")
-    return HttpResponse(render_web_metrics(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(render_web_metrics(live), content_type=CONTENT_TYPE_LATEST)

@@ -1,10 +1,11 @@
-"""A person's inbox: mark one notification read, or all of them. The API and the
-pages both call these; each touches only the caller's own notifications."""
+"""A person's inbox: the list, and marking one notification read, or all of them. The
+API and the pages both call these; each touches only the caller's own notifications."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from levy.common.errors import NotFoundError
@@ -13,6 +14,17 @@ from levy.notifications.models import Notification
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
+
+
+def notification_list(*, user: User, unread: bool | None = None) -> QuerySet[Notification]:
+    """``user``'s notifications, newest first; ``unread`` True or False keeps only the
+    unread or the read ones."""
+    items = Notification.objects.filter(recipient_id=user.pk)
+    if unread is True:
+        items = items.filter(read_at__isnull=True)
+    elif unread is False:
+        items = items.filter(read_at__isnull=False)
+    return items.order_by("-created_at", "-id")
 
 
 def notification_mark_read(*, user: User, notification_id: object) -> Notification:

@@ -3,16 +3,17 @@ resolved into a set-based query by the worker that fans it out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 
 from levy.estates.models import Membership
+from levy.estates.permissions import PaymentsPermissions, roles_with
 
-KINDS = frozenset(
-    {"users", "bill_audience", "bill_unpaid", "bill_owing_undisputed", "bill_late_fees", "permission_holders"}
-)
+BILL_KINDS = frozenset({"bill_audience", "bill_unpaid", "bill_owing_undisputed", "bill_late_fees"})
+KINDS = frozenset({"users", "permission_holders", *BILL_KINDS})
 # A list of at most this many people counts as few recipients (see ``is_few``).
 FEW_USERS = 50
 
@@ -91,8 +92,6 @@ class Recipients:
         The members of the intent's estate with one of those user ids, and its active
         members with one of those roles — the set-based delivery of many intents at once
         restates ``memberships`` with these (tests compare the two)."""
-        from levy.estates.permissions import PaymentsPermissions, roles_with
-
         if self.kind == "users":
             return list(self.user_ids), []
         if self.kind == "permission_holders":
@@ -101,10 +100,6 @@ class Recipients:
 
     def memberships(self, cluster_id: Any) -> QuerySet[Membership]:
         """The recipients as a queryset of memberships (resolved now, in the database)."""
-        from levy.billing.models import Bill, BillDispute, DisputeStatus
-        from levy.billing.selectors import bill_audience, paid_fact
-        from levy.estates.permissions import PaymentsPermissions, roles_with
-
         if self.kind not in KINDS:
             raise ValueError(f"unknown recipients kind: {self.kind}")
         if self.kind == "users":
@@ -112,24 +107,17 @@ class Recipients:
         if self.kind == "permission_holders":
             perm = PaymentsPermissions(str(self.permission))
             return Membership.objects.filter(cluster_id=cluster_id, active=True, role__in=roles_with(perm))
-        bill = Bill.objects.get(pk=str(self.bill_id), cluster_id=cluster_id)
-        audience = bill_audience(bill)
-        if self.kind == "bill_audience":
-            return audience
-        if self.kind == "bill_late_fees":
-            holds_fee = Bill.objects.filter(
-                late_fee_of_id=bill.pk, user_id=OuterRef("user_id"), cancelled_at__isnull=True
-            )
-            return audience.filter(Exists(holds_fee))
-        paid = paid_fact(bill.pk, OuterRef("user_id"))
-        if self.kind == "bill_unpaid":
-            return audience.exclude(paid)
-        # bill_owing_undisputed
-        waived_or_open = Exists(
-            BillDispute.objects.filter(
-                bill_id=bill.pk,
-                user_id=OuterRef("user_id"),
-                status__in=[DisputeStatus.UPHELD, DisputeStatus.OPEN],
-            )
-        )
-        return audience.exclude(paid).exclude(waived_or_open)
+        return _bill_resolver[0](self.kind, str(self.bill_id), cluster_id)
+
+
+# Whom a kind about one bill (``BILL_KINDS``) means is billing's rule: the bill's
+# audience, the "paid" fact, disputes, late fees. Billing registers the function that
+# resolves them (``levy.billing.recipients.bill_recipients``, from its app's ``ready``);
+# notifications sits below billing and never imports it.
+BillResolver = Callable[[str, str, Any], QuerySet[Membership]]
+_bill_resolver: list[BillResolver] = []
+
+
+def register_bill_resolver(resolve: BillResolver) -> None:
+    """``resolve(kind, bill_id, cluster_id)``: the memberships ``kind`` means for that bill."""
+    _bill_resolver[:] = [resolve]

@@ -14,7 +14,9 @@ from levy.payments.models import PaymentAnomaly, ProviderAccount, TopUp
 
 def provider_accounts(access: EstateAccess) -> list[ProviderAccount]:
     access.require_read_finances()
-    return list(ProviderAccount.objects.filter(cluster_id=access.cluster.pk).order_by("provider"))
+    return list(
+        ProviderAccount.objects.filter(cluster_id=access.cluster.pk).select_related("updated_by").order_by("provider")
+    )
 
 
 def active_provider_account(cluster_id: uuid.UUID) -> ProviderAccount | None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from levy.billing.models import Bill
 from levy.billing.selectors import (
@@ -29,7 +31,7 @@ from levy.billing.selectors import (
 )
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
-from levy.reports.csvfiles import amount, text
+from levy.reports.csvfiles import amount, csv_chunks, text
 from levy.wallets.selectors import TransactionFilters, transaction_list
 
 # Rows read from the database, and decorated, at a time.
@@ -303,3 +305,14 @@ def disputes_export(*, access: EstateAccess, filters: DisputeFilters, queue: boo
 
     listing = dispute_list(access=access, filters=filters, queue=queue)
     return Export("disputes", DISPUTE_HEADER, _rows(listing, cells))
+
+
+def export_response(export: Export) -> StreamingHttpResponse:
+    """The export as it is read: the header leaves at once, then the rows in blocks."""
+    response = StreamingHttpResponse(csv_chunks(export.header, export.rows), content_type="text/csv; charset=utf-8")
+    filename = f"{export.name}-{timezone.localdate().isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    # A proxy (nginx) passes each block on as it comes instead of buffering the file.
+    response["X-Accel-Buffering"] = "no"
+    return response

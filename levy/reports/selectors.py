@@ -12,7 +12,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from levy.common.errors import NotFoundError
+from levy.common.errors import NotFoundError, ValidationError
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
@@ -132,6 +132,28 @@ def _describe(tx: Transaction) -> str:
         return f"Refund: {tx.bill.title}"
     label = TransactionType(tx.type).label
     return f"{label}: {tx.note}" if tx.note else label
+
+
+# The days a statement may cover (the API's and the pages' bounds alike).
+EARLIEST, LATEST = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
+
+
+def statement_period(start: datetime.date | None, end: datetime.date | None) -> tuple[datetime.date, datetime.date]:
+    """The period a statement covers: ``start`` to ``end``, both included, by default
+    from the first day of this month to today (the estates' calendar). A period out of
+    bounds or that ends before it starts is ``ValidationError`` naming the field."""
+    today = timezone.localdate()
+    start = start or today.replace(day=1)
+    end = end or today
+    problems: dict[str, list[str]] = {}
+    for name, day in (("start", start), ("end", end)):
+        if not EARLIEST <= day <= LATEST:
+            problems[name] = [f"Use a date from {EARLIEST.isoformat()} to {LATEST.isoformat()}."]
+    if not problems and start > end:
+        problems["start"] = ["The start must be on or before the end."]
+    if problems:
+        raise ValidationError(fields=problems)
+    return start, end
 
 
 def member_statement(

@@ -6,27 +6,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
-from levy.estates.permissions import Role
+from levy.estates.permissions import EstatePermissions, Permission, Role
 from levy.web import selectors
 
-# The header's links for the estate pages: (label, URL name, for managers only). A page
-# whose URL name does not exist (yet) is left out; add yours here.
-NAV: list[tuple[str, str, bool]] = [
-    ("Dashboard", "web:dashboard", True),
-    ("Bills", "web:bills", True),
-    ("Schedules", "web:schedules", True),
-    ("Members", "web:members", True),
-    ("Disputes", "web:disputes", True),
-    ("Transactions", "web:transactions", True),
-    ("My bills", "web:my-bills", False),
-    ("Wallet", "web:wallet", False),
+MANAGERS = "managers"  # staff who read the estate's finances
+RESIDENTS = "residents"  # members who live in the estate
+
+# The header's links for the estate pages: (label, URL name, who sees it: MANAGERS,
+# RESIDENTS or those who hold a permission). A page whose URL name does not exist (yet)
+# is left out; add yours here.
+NAV: list[tuple[str, str, str | Permission]] = [
+    ("Dashboard", "web:dashboard", MANAGERS),
+    ("Bills", "web:bills", MANAGERS),
+    ("Schedules", "web:schedules", MANAGERS),
+    ("Members", "web:members", MANAGERS),
+    ("Disputes", "web:disputes", MANAGERS),
+    ("Transactions", "web:transactions", MANAGERS),
+    ("My bills", "web:my-bills", RESIDENTS),
+    ("Wallet", "web:wallet", RESIDENTS),
+    ("Settings", "web:payment-settings", EstatePermissions.ManageProviders),
 ]
 
 
@@ -80,8 +85,14 @@ class Layout:
         resident = access.membership is not None and access.membership.is_resident
         current = getattr(self.request.resolver_match, "view_name", "")
         links = []
-        for label, name, for_managers in NAV:
-            if (for_managers and not manager) or (not for_managers and not resident):
+        for label, name, audience in NAV:
+            if audience == MANAGERS:
+                visible = manager
+            elif audience == RESIDENTS:
+                visible = resident
+            else:
+                visible = access.can(cast(Permission, audience))
+            if not visible:
                 continue
             try:
                 url = reverse(name, kwargs={"cluster_id": access.cluster.pk})

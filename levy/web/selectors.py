@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import DecimalField, QuerySet, Sum
+from django.db.models import DecimalField, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from levy.common.money import DECIMAL_PLACES, MAX_DIGITS
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
+from levy.estates.selectors import person_memberships
 from levy.notifications.models import Notification
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
@@ -27,17 +28,11 @@ MONEY = DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES)
 
 def person_estates(user: User) -> list[Membership]:
     """The person's active memberships with their estates, by estate name (the switcher)."""
-    return list(
-        Membership.objects.filter(user_id=user.pk, active=True).select_related("cluster").order_by("cluster__name")
-    )
+    return list(person_memberships(user).order_by("cluster__name"))
 
 
 def unread_count(user: User) -> int:
     return Notification.objects.filter(recipient_id=user.pk, read_at__isnull=True).count()
-
-
-def notification_inbox(user: User) -> QuerySet[Notification]:
-    return Notification.objects.filter(recipient_id=user.pk).order_by("-created_at", "-id")
 
 
 @dataclass(frozen=True)

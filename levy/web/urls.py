@@ -14,8 +14,10 @@ from levy.web.views import (
     home,
     members,
     members_add,
+    payment_settings,
     resident,
     schedules,
+    statements,
     transactions,
 )
 
@@ -36,6 +38,7 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("members/", members.MemberListPage.as_view(), name="members"),
     path("members/export.csv", members.MembersExport.as_view(), name="members-export"),
     path("members/<str:user_id>/", members.MemberPage.as_view(), name="member"),
+    path("members/<str:user_id>/statement/", statements.MemberStatementPage.as_view(), name="member-statement"),
     path("disputes/", disputes.DisputeListPage.as_view(), name="disputes"),
     path("disputes/export.csv", disputes.DisputesExport.as_view(), name="disputes-export"),
     path("disputes/<str:dispute_id>/", disputes.DisputePage.as_view(), name="dispute"),
@@ -45,10 +48,12 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("transactions/", transactions.TransactionListPage.as_view(), name="transactions"),
     path("transactions/export.csv", transactions.TransactionsExport.as_view(), name="transactions-export"),
     path("transactions/<str:transaction_id>/", transactions.TransactionPage.as_view(), name="transaction"),
+    path("settings/payments/", payment_settings.PaymentSettingsPage.as_view(), name="payment-settings"),
     path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
     path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
     path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),
     path("wallet/", resident.WalletPage.as_view(), name="wallet"),
+    path("wallet/statement/", statements.WalletStatementPage.as_view(), name="wallet-statement"),
     path("wallet/top-up/return/", resident.TopUpReturnPage.as_view(), name="top-up-return"),
 ]
 

@@ -13,8 +13,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from levy.audit.models import AuditEvent
-from levy.estates.imports import members_import
 from levy.estates.models import MemberImport, Membership
+from levy.members.imports import members_import
 from levy.notifications.events import NotificationEvents
 from levy.notifications.models import Notification
 from levy.wallets.models import Wallet
@@ -193,7 +193,7 @@ def test_everyone_imported_who_cannot_sign_in_yet_is_invited_once_it_commits(est
     """Issue 15 noted that people added by CSV got no invitation: they could not sign in."""
     from django.core import mail
 
-    from levy.estates import services
+    from levy.members import services
 
     settings.LEVY_PUBLIC_URL = "https://estate.example.org"
     services_batch = services.INVITATIONS_PER_TASK

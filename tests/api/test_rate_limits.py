@@ -176,21 +176,21 @@ def test_the_estate_limit_is_shared_by_its_members(estate: Estate, shared_redis:
 
 
 def test_retry_after_is_the_time_left_in_the_window() -> None:
-    from levy.api import throttles
+    from levy.common import ratelimit
 
     with override_settings(LEVY_RATE_LIMITS={"probe": "1/min"}, CACHES=REDIS_CACHES):
         flush_rate_limit_db()
         try:
             now = 1_000_000 * 60 + 42.5  # 42.5 s into a window
-            assert throttles.hit("probe", "subject", now=now) is None
-            assert throttles.hit("probe", "subject", now=now) == pytest.approx(17.5)
-            assert throttles.hit("probe", "subject", now=now + 17.6) is None  # next window
+            assert ratelimit.hit("probe", "subject", now=now) is None
+            assert ratelimit.hit("probe", "subject", now=now) == pytest.approx(17.5)
+            assert ratelimit.hit("probe", "subject", now=now + 17.6) is None  # next window
         finally:
             flush_rate_limit_db()
 
 
 def test_several_limits_in_one_round_trip_count_each_and_report_the_longest_wait() -> None:
-    from levy.api import throttles
+    from levy.common import ratelimit
 
     limits = {"minute": "2/min", "hour": "1/hour"}
     with override_settings(LEVY_RATE_LIMITS=limits, CACHES=REDIS_CACHES):
@@ -198,11 +198,11 @@ def test_several_limits_in_one_round_trip_count_each_and_report_the_longest_wait
         try:
             now = 1_000 * 3600 + 30.0  # 30 s into an hour, and into a minute
             both = [("minute", "s"), ("hour", "s"), ("unlimited", "s")]
-            assert throttles.hit_all(both, now=now) is None
+            assert ratelimit.hit_all(both, now=now) is None
             # The hour's limit is spent, the minute's is not: the wait is the hour's.
-            assert throttles.hit_all(both, now=now) == pytest.approx(3570.0)
+            assert ratelimit.hit_all(both, now=now) == pytest.approx(3570.0)
             # Both were counted: the minute's third request is refused on its own.
-            assert throttles.hit("minute", "s", now=now) == pytest.approx(30.0)
+            assert ratelimit.hit("minute", "s", now=now) == pytest.approx(30.0)
         finally:
             flush_rate_limit_db()
 

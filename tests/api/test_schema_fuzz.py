@@ -331,8 +331,8 @@ def test_a_bill_collected_past_twelve_digits_is_served(world: World) -> None:
 # limit) is bad input, not a crash: the upload is accepted and its import fails,
 # naming the line, with nothing imported.
 def test_an_import_with_an_oversized_field_is_refused(world: World) -> None:
-    from levy.estates.imports import members_import
     from levy.estates.models import MemberImport, Membership
+    from levy.members.imports import members_import
 
     members = Membership.objects.count()
     text = 'email,name,role,is_resident\n"' + "x" * 140_000 + '",Someone,resident,true\n'

@@ -30,7 +30,7 @@ from levy.billing.selectors import (
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.billing.status import BillStatus
 from levy.estates.models import Membership
-from levy.estates.services import member_add, member_update
+from levy.members.services import member_add, member_update
 from levy.notifications.models import Notification
 from levy.notifications.recipients import Recipients
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType

@@ -22,7 +22,8 @@ from levy.estates.permissions import (
     permissions_for_role,
     roles_with,
 )
-from levy.estates.services import cluster_create, member_add, member_update
+from levy.estates.services import cluster_create
+from levy.members.services import member_add, member_update
 from levy.wallets.models import Wallet
 from tests.conftest import Estate, access
 from tests.factories import UserFactory

@@ -14,14 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from levy.billing.services import bill_acknowledge
 from levy.estates.permissions import PaymentsPermissions, Role
 from levy.notifications.events import NotificationEvents, Priority
+from levy.notifications.fanout import _insert_batch_sql, intents_deliver_pending
 from levy.notifications.models import Delivery, DeliveryStatus, Notification, NotificationIntent
 from levy.notifications.recipients import Recipients
-from levy.notifications.services import (
-    _insert_batch_sql,
-    intents_deliver_pending,
-    notify,
-    wake_key,
-)
+from levy.notifications.services import notify, wake_key
 from tests.conftest import Estate, access, make_estate
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,12 @@ from config.celery import app as celery_app
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.estates.models import Membership
 from levy.estates.permissions import PaymentsPermissions
+from levy.notifications.deliveries import deliveries_send_due
 from levy.notifications.events import EVENT_SPECS, NotificationEvents, render
+from levy.notifications.fanout import _write_inbox, intent_deliver
 from levy.notifications.models import Delivery, Notification, NotificationIntent
 from levy.notifications.recipients import Recipients
-from levy.notifications.services import _write_inbox, deliveries_send_due, intent_deliver, intents_sweep, notify
+from levy.notifications.services import intents_sweep, notify
 from tests.conftest import Estate, access, committed, make_estate
 
 pytestmark = pytest.mark.django_db
@@ -252,15 +254,15 @@ def test_cancellation_notice_skips_those_who_paid(estate: Estate) -> None:
 
 
 def test_a_fresh_claim_on_an_old_delivery_is_not_mistaken_for_a_stuck_one(estate: Estate, settings) -> None:
-    from levy.notifications.services import _claim
+    from levy.notifications.deliveries import _claim
 
     settings.LEVY_NOTIFICATION_CHANNELS = []  # queue the deliveries by hand below
     with committed():
         intent, _ = _remind(estate)
     settings.LEVY_NOTIFICATION_CHANNELS = ["email"]
-    from levy.notifications.services import _queue_deliveries
+    from levy.notifications.deliveries import queue_deliveries
 
-    _queue_deliveries(intent, "email")
+    queue_deliveries(intent, "email")
     Delivery.objects.update(updated_at=timezone.now() - datetime.timedelta(hours=2))
     claimed = _claim(channel="email", intent_id=intent.pk, batch_size=10)
     assert len(claimed) == 3
@@ -290,15 +292,15 @@ def test_the_claim_statement_takes_what_the_orm_rule_takes(estate: Estate, setti
     with its notification and recipient loaded."""
     from django.db import transaction
 
-    from levy.notifications.services import _claim, _claim_orm, _queue_deliveries
+    from levy.notifications.deliveries import _claim, _claim_orm, queue_deliveries
 
     settings.LEVY_NOTIFICATION_CHANNELS = []  # queue the deliveries by hand below
     with committed():
         first, _ = _remind(estate, "PAYMENT_REMINDER:first")
         second, _ = _remind(estate, "PAYMENT_REMINDER:second")
     for intent in (first, second):
-        _queue_deliveries(intent, "email")
-    _queue_deliveries(first, "sms")  # another channel: never claimed for email
+        queue_deliveries(intent, "email")
+    queue_deliveries(first, "sms")  # another channel: never claimed for email
     now = timezone.now()
     ago = [now - datetime.timedelta(minutes=m) for m in range(10)]
     a, b = (list(Delivery.objects.filter(intent=i, channel="email").order_by("pk")) for i in (first, second))

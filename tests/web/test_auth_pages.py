@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from levy.accounts.models import User
 from levy.accounts.signin_guard import account_unlock
-from levy.estates.services import member_add
+from levy.members.services import member_add
 from tests.conftest import Estate, access, committed
 from tests.factories import TEST_PASSWORD
 from tests.web.conftest import Browser, browser_as, estate_url

@@ -93,6 +93,7 @@ RECIPES: dict[str, Recipe] = {
     "web:my-bill-pay": Recipe(
         {"cluster_id": CLUSTER, "bill_id": BILL}, {"post": {"idempotency_key": "isolation-pay"}}, opener="resident"
     ),
+    "web:wallet-statement": Recipe({"cluster_id": CLUSTER}, opener="resident", query=lambda world: "format=pdf"),
     "web:wallet": Recipe(
         {"cluster_id": CLUSTER}, {"post": {"amount": "1000", "idempotency_key": "isolation-top-up"}}, opener="resident"
     ),
@@ -108,6 +109,7 @@ RECIPES: dict[str, Recipe] = {
         {"cluster_id": CLUSTER, "user_id": MEMBER},
         {"post": {"action": "credit", "amount": "5000.00", "note": "cash", "idempotency_key": "isolation-credit"}},
     ),
+    "web:member-statement": Recipe({"cluster_id": CLUSTER, "user_id": MEMBER}, query=lambda world: "format=csv"),
     "web:member-new": Recipe(
         {"cluster_id": CLUSTER},
         {"post": {"name": "Rogue Member", "email": "rogue@example.test", "role": "admin", "lives_here": "no"}},
@@ -139,6 +141,10 @@ RECIPES: dict[str, Recipe] = {
         },
     ),
     "web:schedule": Recipe({"cluster_id": CLUSTER, "schedule_id": SCHEDULE}, {"post": {"action": "resume"}}),
+    "web:payment-settings": Recipe(
+        {"cluster_id": CLUSTER},
+        {"post": {"provider": "paystack", "secret_key": "sk_test_intruder", "active": "on", "idempotency_key": "iso"}},
+    ),
     "web:transactions": Recipe({"cluster_id": CLUSTER}),
     "web:transactions-export": Recipe({"cluster_id": CLUSTER}),
     "web:transaction": Recipe(

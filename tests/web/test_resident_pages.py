@@ -103,17 +103,33 @@ def test_my_bills_shows_exactly_the_bills_the_api_lists(estate: Estate) -> None:
 def test_settled_bills_page_in_the_url(estate: Estate) -> None:
     me = estate.residents[0]
     estate.fund(me, "1000000.00")
-    for n in range(27):
+    for n in range(12):
         bill = estate.user_bill(me, title=f"Paid bill {n:02d}", amount=Decimal("100.00"))
         bill_acknowledge(access=access(me), bill=bill)
         bill_pay(access=access(me), bill=bill, idempotency_key=new_key("pay"))
     browser = browser_as(me)
     first = browser.get(estate_url(estate, "my-bills/")).content.decode()
-    assert first.count("badge-paid") == 25 and "Paid bill 26" in first and "Paid bill 01" not in first
+    assert first.count("badge-paid") == 10 and "Paid bill 11" in first and "Paid bill 01" not in first
     cursor = re.search(r'href="\?after=([^"]+)" rel="next"', first)
     assert cursor is not None
     second = browser.get(estate_url(estate, "my-bills/"), after=cursor.group(1)).content.decode()
     assert second.count("badge-paid") == 2 and "Paid bill 01" in second and "Paid bill 00" in second
+
+
+def test_each_section_shows_the_bills_due_soonest_and_links_to_all(estate: Estate) -> None:
+    me = estate.residents[0]
+    for n in range(8):
+        estate.wide_bill(title=f"Levy due in {20 - n:02d} days", due_date=_in(20 - n))
+    browser = browser_as(me)
+    html = browser.get(estate_url(estate, "my-bills/")).content.decode()
+    shown = re.findall(r">Levy due in (\d\d) days</a>", html)
+    assert shown == ["13", "14", "15", "16", "17"]  # the five due soonest, soonest first
+    assert 'To pay <span class="muted">(8)</span>' in html
+    all_url = f"/estates/{estate.cluster.pk}/my-bills/?all=to-pay#to-pay-heading"
+    assert f'href="{all_url}">Show all 8' in html
+    full = browser.get(estate_url(estate, "my-bills/"), all="to-pay").content.decode()
+    assert re.findall(r">Levy due in (\d\d) days</a>", full) == [f"{d}" for d in range(13, 21)]
+    assert "Show all" not in full
 
 
 def test_residents_land_on_my_bills_and_managers_on_the_dashboard(estate: Estate) -> None:

@@ -20,7 +20,7 @@ from levy.billing.payments import bill_pay, transaction_retry
 from levy.billing.selectors import MemberBillFilters, member_bill, member_bill_list
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
-from levy.estates.services import member_leave
+from levy.members.services import member_leave
 from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import member_wallet
 
@@ -56,7 +56,8 @@ class MemberBillListView(EstateAPIView):
 class MemberBillDetailView(EstateAPIView):
     @extend_schema(responses={200: MemberBillSerializer, **ERRORS}, summary="One of my bills")
     def get(self, request: Request, cluster_id: str, bill_id: str) -> Response:
-        return Response(MemberBillSerializer(member_bill(access=self.access, bill_id=bill_id)).data)
+        bill = access_bill_as_member(self.access, bill_id)
+        return Response(MemberBillSerializer(member_bill(access=self.access, bill=bill)).data)
 
 
 class AcknowledgementSerializer(serializers.Serializer):

@@ -17,7 +17,13 @@ Every queryset is scoped to one estate by construction: it starts from an
 membership. See docs/developer.md for which read each page or endpoint calls.
 """
 
-from levy.billing.selectors.audience import bill_applies_to, bill_audience, billable_memberships, bills_applying_to
+from levy.billing.selectors.audience import (
+    bill_applies_to,
+    bill_audience,
+    billable_member_count,
+    billable_memberships,
+    bills_applying_to,
+)
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.bills import (
     BillFilters,
@@ -84,6 +90,7 @@ __all__ = [
     "bill_member_list",
     "bill_member_statuses",
     "bill_status_for",
+    "billable_member_count",
     "billable_memberships",
     "bills_applying_to",
     "bills_with_stats",

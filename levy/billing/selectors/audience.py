@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.db import connection
 from django.db.models import (
     OuterRef,
     Q,
@@ -12,7 +13,7 @@ from django.db.models import (
 from django.db.models.lookups import IsNull
 
 from levy.billing.models import Bill
-from levy.estates.models import Membership
+from levy.estates.models import Cluster, Membership
 
 if TYPE_CHECKING:
     from levy.accounts.models import User
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 def billable_memberships(cluster_id: Any) -> QuerySet[Membership]:
     """Only active resident memberships are billed."""
     return Membership.objects.filter(cluster_id=cluster_id, active=True, is_resident=True)
+
+
+def billable_member_count(cluster: Cluster) -> int:
+    """How many members an estate-wide bill issued now applies to: on PostgreSQL the
+    count its triggers keep on the estate (``Cluster.billable_members``, no rows
+    counted); on the SQLite demo, which has no such triggers, counted."""
+    if connection.vendor == "postgresql":
+        return cluster.billable_members
+    return billable_memberships(cluster.pk).count()
 
 
 def bill_audience(bill: Bill) -> QuerySet[Membership]:

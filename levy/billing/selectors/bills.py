@@ -11,7 +11,6 @@ from typing import Any
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from levy.access import access_bill_as_member, access_bill_as_staff
 from levy.billing.models import Bill
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.facts import (
@@ -70,13 +69,11 @@ def bill_list(*, access: EstateAccess, filters: BillFilters = BillFilters()) -> 
     return Listing(bills_with_stats(bills))
 
 
-def bill_detail(*, access: EstateAccess, bill_id: object) -> Any:
-    """One bill of the estate with its counts, for its managers (``NotFoundError`` for a
-    bill of another estate or none). ``late_fees_charged``: how many members its
-    late-fee rule charged (0 before the run; counted only after it); on a late fee
-    ``late_fee_of``, the bill it is the fee of; on a recurring bill ``schedule`` — all
-    read in the same statement."""
-    bill = access_bill_as_staff(access, bill_id)
+def bill_detail(*, bill: Bill) -> Any:
+    """``bill`` (from ``access_bill_as_staff``) read afresh with its counts, for its
+    managers. ``late_fees_charged``: how many members its late-fee rule charged (0
+    before the run; counted only after it); on a late fee ``late_fee_of``, the bill it
+    is the fee of; on a recurring bill ``schedule`` — all read in the same statement."""
     fees = Bill.objects.filter(late_fee_of_id=OuterRef("pk")).order_by().values("late_fee_of_id")
     charged = fees.annotate(n=Count("*")).values("n")
     bills = Bill.objects.filter(pk=bill.pk).select_related("cluster", "late_fee_of", "schedule")
@@ -162,9 +159,8 @@ def member_bill_list(
     return Listing(plain, decorate=decorate)
 
 
-def member_bill(*, access: EstateAccess, bill_id: object) -> Bill:
-    """One bill that applies to the caller, with what :func:`member_bill_list` sets on
-    each (``NotFoundError`` for any other)."""
-    bill = access_bill_as_member(access, bill_id)
+def member_bill(*, access: EstateAccess, bill: Bill) -> Bill:
+    """``bill`` (from ``access_bill_as_member``: one that applies to the caller) with
+    what :func:`member_bill_list` sets on each."""
     decorate_member_bills([bill], membership=access.require_member())
     return bill

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from levy.access import access_schedule
 from levy.billing.models import Bill, BillSchedule
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
@@ -48,11 +47,10 @@ def schedule_list(*, access: EstateAccess, filters: ScheduleFilters = ScheduleFi
     return Listing(schedules_with_counts(schedules))
 
 
-def schedule_detail(*, access: EstateAccess, schedule_id: object) -> BillSchedule:
-    """One schedule of the estate with ``bills_issued`` and its resident, for its
-    managers (``NotFoundError`` for another estate's schedule or none)."""
+def schedule_detail(*, access: EstateAccess, schedule: BillSchedule) -> BillSchedule:
+    """``schedule`` (from ``access_schedule``) read afresh with ``bills_issued`` and its
+    resident, for its managers."""
     access.require_read_finances()
-    schedule = access_schedule(access, schedule_id)
     found = (
         schedules_with_counts(BillSchedule.objects.filter(pk=schedule.pk, cluster_id=access.cluster.pk))
         .select_related("user")

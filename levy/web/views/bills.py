@@ -15,7 +15,6 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 
 from levy.access import access_bill_as_staff
-from levy.api import throttles
 from levy.billing.late_fees import grace_ends_on, late_fee_amount
 from levy.billing.models import BillCategory, LateFeeKind
 from levy.billing.selectors import (
@@ -25,6 +24,7 @@ from levy.billing.selectors import (
     bill_detail,
     bill_list,
     bill_member_list,
+    billable_member_count,
     estate_today,
 )
 from levy.billing.services import (
@@ -37,6 +37,7 @@ from levy.billing.services import (
     bill_update,
 )
 from levy.billing.status import BillStatus
+from levy.common import ratelimit
 from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions
 from levy.reports.exports import Export, bill_members_export, bills_export
@@ -255,7 +256,7 @@ class NewBillPage(EstatePage):
         ``{"bill_id": …}``. A ``ValidationError`` (bad input, or the API's limit on issuing
         bills) releases the form's key, so the corrected form can be sent again."""
         # The API's limit on issuing bills, counted on the same counter.
-        wait = throttles.check_scope(request, "bill_create")
+        wait = ratelimit.check_scope(request, "bill_create")
         if wait is not None:
             raise ValidationError(
                 fields={
@@ -285,9 +286,8 @@ class NewBillPage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        # The audience of an estate-wide bill issued now: the estate's active residents,
-        # kept by the database (Cluster.billable_members), read without counting them.
-        residents = self.access.cluster.billable_members
+        # The audience of an estate-wide bill issued now: the estate's active residents.
+        residents = billable_member_count(self.access.cluster)
         context["estate_help"] = (
             f"Applies to the {residents} resident{pluralize(residents)} living in the estate now; "
             "each owes the full amount."
@@ -322,7 +322,7 @@ class BillMembersExport(ListExport):
     """One bill's members and their statuses as a CSV file, with the page's filter."""
 
     def export(self, request: HttpRequest) -> Export:
-        bill = bill_detail(access=self.access, bill_id=self.kwargs["bill_id"])
+        bill = bill_detail(bill=access_bill_as_staff(self.access, self.kwargs["bill_id"]))
         return bill_members_export(bill=bill, filters=BillMemberFilters(status=member_status(request)))
 
 
@@ -336,7 +336,7 @@ class BillPage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        bill = bill_detail(access=self.access, bill_id=self.kwargs["bill_id"])
+        bill = bill_detail(bill=access_bill_as_staff(self.access, self.kwargs["bill_id"]))
         status = member_status(self.request)
         page = web_page(bill_member_list(bill=bill, filters=BillMemberFilters(status=status)), self.request)
         stats = BillStats.of(bill)

@@ -8,8 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
 
-from levy.reports.exports import Export
-from levy.reports.views import export_response
+from levy.reports.exports import Export, export_response
 from levy.web.views.base import EstatePage
 
 

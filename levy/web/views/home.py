@@ -17,7 +17,7 @@ from levy.common.errors import NotFoundError, PermissionDeniedError
 from levy.estates.access import access_cluster
 from levy.notifications.channels import receipt_path
 from levy.notifications.events import NotificationEvents
-from levy.notifications.inbox import notification_mark_read, notifications_mark_all_read
+from levy.notifications.inbox import notification_list, notification_mark_read, notifications_mark_all_read
 from levy.notifications.models import Notification
 from levy.web import selectors
 from levy.web.views.base import EstatePage, last_estate_id, url_if_exists
@@ -114,7 +114,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
         messages.success(request, text)
         return redirect("web:notifications")
     _in_last_estate(request)
-    page = Paginator(selectors.notification_inbox(user), NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(notification_list(user=user), NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
     for item in page.object_list:
         item.target = notification_target(item)  # type: ignore[attr-defined]
         item.receipt = receipt_path(item.event, item.context or {})  # type: ignore[attr-defined]

@@ -14,9 +14,9 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
 from levy.access import access_membership
-from levy.api import throttles
 from levy.billing.selectors import (
     DisputeFilters,
     MemberFilters,
@@ -25,10 +25,11 @@ from levy.billing.selectors import (
     member_bill_list,
     member_list,
 )
+from levy.common import ratelimit
 from levy.common.errors import IdempotencyKeyReusedError, RuleViolation, ValidationError
 from levy.estates.models import Membership
 from levy.estates.permissions import MembersPermissions, PaymentsPermissions, Role
-from levy.estates.services import member_update
+from levy.members.services import member_update
 from levy.reports.exports import Export, members_export
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 from levy.wallets.selectors import TransactionFilters, member_wallet_balance, transaction_list
@@ -37,6 +38,7 @@ from levy.web import format
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage, url_if_exists
 from levy.web.views.exports import ListExport
+from levy.web.views.statements import statement_form
 
 ANY = [("", "Any")]
 
@@ -185,6 +187,10 @@ class MemberPage(EstatePage):
             can_manage=can_manage,
             is_self=is_self,
             disputes_url=url_if_exists("web:disputes", cluster_id=access.cluster.pk),
+            statement_form=statement_form(),
+            statement_url=reverse(
+                "web:member-statement", kwargs={"cluster_id": access.cluster.pk, "user_id": member.user_id}
+            ),
         )
         if can_credit:
             context.setdefault("credit_form", new_credit_form())
@@ -207,7 +213,7 @@ class MemberPage(EstatePage):
         self.access.require(PaymentsPermissions.ManageWallet)
         member = self.member()
         form = CreditForm(request.POST)
-        wait = throttles.check_scope(request, "credit")
+        wait = ratelimit.check_scope(request, "credit")
         if wait is not None:
             form.is_valid()
             form.add_error(None, f"Many credits in the last minute. Try again in {math.ceil(wait)} seconds.")

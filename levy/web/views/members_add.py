@@ -13,10 +13,10 @@ from django.urls import reverse
 
 from levy.access import access_member_import
 from levy.common.errors import ValidationError
-from levy.estates.imports import MAX_IMPORT_BYTES, member_import_start, recent_member_imports
 from levy.estates.models import MemberImport
 from levy.estates.permissions import MembersPermissions, Role
-from levy.estates.services import member_add
+from levy.members.imports import MAX_IMPORT_BYTES, member_import_start, recent_member_imports
+from levy.members.services import member_add
 from levy.web.views.base import EstatePage, htmx_partial, url_if_exists
 
 

@@ -34,6 +34,7 @@ from levy.billing.selectors import (
     BillStats,
     ScheduleFilters,
     bill_list,
+    billable_member_count,
     estate_today,
     schedule_detail,
     schedule_list,
@@ -208,7 +209,7 @@ class NewSchedulePage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        residents = self.access.cluster.billable_members
+        residents = billable_member_count(self.access.cluster)
         context["estate_help"] = (
             f"Each bill applies to the residents living in the estate when it is issued "
             f"({residents} resident{pluralize(residents)} now); each owes the full amount."
@@ -236,7 +237,8 @@ class SchedulePage(EstatePage):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        schedule = schedule_detail(access=self.access, schedule_id=self.kwargs["schedule_id"])
+        found = access_schedule(self.access, self.kwargs["schedule_id"])
+        schedule = schedule_detail(access=self.access, schedule=found)
         page = web_page(bill_list(access=self.access, filters=BillFilters(schedule_id=schedule.pk)), self.request)
         can_manage = self.access.can(PaymentsPermissions.ManageBill) and schedule.ended_at is None
         context.update(

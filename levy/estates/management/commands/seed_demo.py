@@ -44,7 +44,8 @@ from levy.common.origin import Origin
 from levy.estates.access import EstateAccess, access_cluster
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
-from levy.estates.services import cluster_create, member_add
+from levy.estates.services import cluster_create
+from levy.members.services import member_add
 from levy.payments.services import provider_account_save
 from levy.wallets.models import Transaction
 from levy.wallets.services import wallet_credit
@@ -184,7 +185,7 @@ class DemoEstate:
                 access=treasurer,
                 membership=member,
                 amount=SMALL_OPENING_BALANCE if index == 8 else OPENING_BALANCE,
-                note="Opening balance: cash received at the estate office",
+                note="Cash received at the estate office",
                 idempotency_key=self.key("opening-balance", member.user.email),
                 origin=ORIGIN,
             )

@@ -10,7 +10,6 @@ import datetime
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -18,30 +17,26 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 
 from levy.access import access_bill_as_staff, access_membership, access_own_transaction, access_transaction
-from levy.api.management.views import (
-    BillFilterSerializer,
-    BillMemberFilterSerializer,
-    MemberFilterSerializer,
-    TransactionFilterSerializer,
-)
+from levy.api.management.views import BillFilterSerializer, BillMemberFilterSerializer
+from levy.api.management.views_ledger import TransactionFilterSerializer
+from levy.api.management.views_members import MemberFilterSerializer
 from levy.api.schema import errors
 from levy.api.views import EstateAPIView
 from levy.billing.selectors import BillFilters, BillMemberFilters, MemberFilters
+from levy.common.errors import ValidationError
 from levy.estates.models import Membership
-from levy.reports.csvfiles import STATEMENT_HEADER, csv_chunks, csv_lines, statement_rows
 from levy.reports.exports import (
-    Export,
     bill_members_export,
     bills_export,
+    export_response,
     members_export,
     transactions_export,
 )
-from levy.reports.pdf import render_receipt, render_statement
-from levy.reports.selectors import Statement, member_statement, receipt_of
+from levy.reports.files import CSV, PDF, receipt_file, statement_file
+from levy.reports.selectors import Statement, member_statement, receipt_of, statement_period
 from levy.wallets.selectors import TransactionFilters
 
 ERRORS = errors()
-PDF, CSV = "application/pdf", "text/csv; charset=utf-8"
 
 
 class JSONErrorsNegotiation(BaseContentNegotiation):
@@ -53,14 +48,6 @@ class JSONErrorsNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None) -> Any:
         return renderers[0], renderers[0].media_type
-
-
-def file_response(content: bytes | str, *, content_type: str, filename: str) -> HttpResponse:
-    response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    # Personal financial documents: never kept by a shared cache.
-    response["Cache-Control"] = "private, no-store"
-    return response
 
 
 def file_schema(content_type: str, description: str) -> dict[Any, Any]:
@@ -84,7 +71,7 @@ class MemberReceiptView(FileAPIView):
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
         receipt = receipt_of(access_own_transaction(self.access, transaction_id), access=self.access)
-        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+        return receipt_file(receipt)
 
 
 class ManagementReceiptView(FileAPIView):
@@ -95,12 +82,10 @@ class ManagementReceiptView(FileAPIView):
     )
     def get(self, request: Request, cluster_id: str, transaction_id: str) -> HttpResponse:
         receipt = receipt_of(access_transaction(self.access, transaction_id), access=self.access)
-        return file_response(render_receipt(receipt), content_type=PDF, filename=receipt.filename)
+        return receipt_file(receipt)
 
 
 # --- statements ---------------------------------------------------------------------------
-
-EARLIEST, LATEST = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
 
 
 class StatementPeriodSerializer(serializers.Serializer):
@@ -110,17 +95,10 @@ class StatementPeriodSerializer(serializers.Serializer):
     end = serializers.DateField(required=False, help_text="Last day (included); default: today.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        today = timezone.localdate()
-        start = attrs.get("start") or today.replace(day=1)
-        end = attrs.get("end") or today
-        problems: dict[str, list[str]] = {}
-        for name, day in (("start", start), ("end", end)):
-            if not EARLIEST <= day <= LATEST:
-                problems[name] = [f"Use a date from {EARLIEST.isoformat()} to {LATEST.isoformat()}."]
-        if not problems and start > end:
-            problems["start"] = ["The start must be on or before the end."]
-        if problems:
-            raise serializers.ValidationError(problems)
+        try:
+            start, end = statement_period(attrs.get("start"), attrs.get("end"))
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.fields) from None
         return {"start": start, "end": end}
 
 
@@ -128,13 +106,6 @@ def _period(request: Request) -> dict[str, datetime.date]:
     period = StatementPeriodSerializer(data=request.query_params)
     period.is_valid(raise_exception=True)
     return dict(period.validated_data)
-
-
-def statement_file(statement: Statement, file_format: str) -> HttpResponse:
-    if file_format == "pdf":
-        return file_response(render_statement(statement), content_type=PDF, filename=statement.filename("pdf"))
-    body = "".join(csv_lines(STATEMENT_HEADER, statement_rows(statement)))
-    return file_response(body, content_type=CSV, filename=statement.filename("csv"))
 
 
 def _own_statement(view: FileAPIView, request: Request) -> Statement:
@@ -197,17 +168,6 @@ class ManagementStatementCsvView(FileAPIView):
 
 
 # --- exports of the manager lists -----------------------------------------------------------
-
-
-def export_response(export: Export) -> StreamingHttpResponse:
-    """The export as it is read: the header leaves at once, then the rows in blocks."""
-    response = StreamingHttpResponse(csv_chunks(export.header, export.rows), content_type=CSV)
-    filename = f"{export.name}-{timezone.localdate().isoformat()}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    # A proxy (nginx) passes each block on as it comes instead of buffering the file.
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 def _filters(serializer: type[serializers.Serializer], request: Request) -> dict[str, Any]:

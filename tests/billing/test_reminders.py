@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
+from levy.billing.reminders import reminders_send
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.notifications.models import Notification, NotificationIntent
-from levy.notifications.reminders import reminders_send
 from tests.conftest import Estate, access, committed, make_estate
 
 pytestmark = pytest.mark.django_db
@@ -97,7 +97,7 @@ def test_members_who_pay_after_the_reminder_is_recorded_are_not_reminded(setting
     estate.fund(quick, "15000.00")
     bill_acknowledge(access=access(quick), bill=bill)
     bill_pay(access=access(quick), bill=bill, idempotency_key="pay")
-    from levy.notifications.services import intent_deliver
+    from levy.notifications.fanout import intent_deliver
 
     intent = NotificationIntent.objects.get(event="PAYMENT_REMINDER")
     intent_deliver(intent.pk)

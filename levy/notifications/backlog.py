@@ -1,5 +1,7 @@
 """Gauges computed when Prometheus scrapes the web server: the notification backlog
-(PostgreSQL) and the Celery queues (the broker's Redis).
+(PostgreSQL) and the Celery queues the fan-out and the deliveries wait in (the
+broker's Redis). ``config/urls.py`` hands :class:`LiveStateCollector` to the
+``/metrics`` view (``levy.monitoring.views``), which sits below the apps it reports on.
 
 Each scrape costs two small indexed queries and one Redis round trip. A database or
 broker that does not answer turns its ``levy_*_up`` gauge to 0; the scrape itself
@@ -20,6 +22,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from levy.notifications.models import Delivery, DeliveryStatus, NotificationIntent
+from levy.notifications.services import HIGH_QUEUE, NORMAL_QUEUE
 
 logger = logging.getLogger("levy.monitoring")
 
@@ -29,8 +32,6 @@ DEFAULT_PRIORITY_SEPARATOR = "\x06\x16"
 
 
 def monitored_queues() -> list[str]:
-    from levy.notifications.services import HIGH_QUEUE, NORMAL_QUEUE
-
     queues = [HIGH_QUEUE, NORMAL_QUEUE, settings.CELERY_TASK_DEFAULT_QUEUE]
     return list(dict.fromkeys(queues))
 

@@ -6,6 +6,9 @@ in the general ``user`` scope and, when the view names one, in its own tighter s
 Fixed windows, one atomic INCR per counter. If Redis cannot be reached the request is
 served and the failure is logged: an outage of the cache must not become an outage of
 billing.
+
+The API's views, the pages and the sign-in guard (``levy.accounts.signin_guard``) all
+count here, which is why it sits in ``levy.common`` rather than in any one of them.
 """
 
 from __future__ import annotations

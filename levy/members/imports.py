@@ -37,6 +37,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from levy.accounts.models import User
 from levy.audit.services import audit_record
 from levy.billing.counters import MemberState, counters_move_member
 from levy.common.errors import ValidationError
@@ -44,6 +45,8 @@ from levy.common.origin import Origin
 from levy.estates.access import EstateAccess, access_cluster
 from levy.estates.models import Cluster, MemberImport, Membership
 from levy.estates.permissions import MembersPermissions, Role, default_is_resident
+from levy.members.services import invite_many_after_commit, lock_estate_audiences, notify_added
+from levy.wallets.models import Wallet
 
 logger = logging.getLogger("levy.imports")
 
@@ -78,7 +81,7 @@ def member_import_start(
 ) -> MemberImport:
     """Store an uploaded members CSV and queue its import. Refuses (``ValidationError``
     on ``file``) a file over 5 MB or not UTF-8; everything else is checked by the job."""
-    from levy.estates.tasks import run_member_import
+    from levy.members.tasks import run_member_import
 
     access.require(MembersPermissions.ManageMembers)
     if len(content) > MAX_IMPORT_BYTES:
@@ -253,10 +256,6 @@ def _batches(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
 
 def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tuple[int, int]:
     """Every account, membership and wallet of the file, set-based, in one transaction."""
-    from levy.accounts.models import User
-    from levy.estates.services import invite_many_after_commit, lock_estate_audiences, notify_added
-    from levy.wallets.models import Wallet
-
     cluster: Cluster = job.cluster
     now = timezone.now()
     with transaction.atomic():
@@ -335,8 +334,6 @@ def _write(job: MemberImport, access: EstateAccess, rows: list[ImportRow]) -> tu
 def _accounts_by_email(emails: list[str]) -> Iterator[tuple[str, Any]]:
     """(lower-case email, user id) of the accounts these emails sign in to, whatever the
     case an address was stored in (the unique index is on ``lower(email)``)."""
-    from levy.accounts.models import User
-
     rows = User.objects.annotate(email_lower=Lower("email")).filter(email_lower__in=emails)
     return iter(rows.values_list("email_lower", "pk"))
 
