@@ -23,6 +23,7 @@ differences; ``recount`` rewrites the rows from that recomputation
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,12 +31,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import OuterRef, Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet
 
 from levy.billing import locks
 from levy.billing.models import Bill, BillCounter, DisputeStatus
 from levy.billing.selectors import bill_audience, bills_with_stats, bills_with_stats_recomputed
 from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
+from levy.common.db import column, db_value, table
 
 # Rows per bill that concurrent writers spread over (by member).
 SLOTS = 16
@@ -49,24 +51,39 @@ def slot_of(user_id: Any) -> int:
     return (user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))).int % SLOTS
 
 
+@functools.cache
+def _upsert_sql(vendor: str) -> str:
+    """Add one row's deltas to the counter row (bill, slot), creating it if needed:
+    what :func:`_upsert_orm` (its reference) does, in one statement."""
+    t = table(BillCounter)
+    columns = ", ".join(column(BillCounter, name) for name in ("bill", "slot", *FIELDS))
+    updates = ", ".join(
+        f"{column(BillCounter, f)} = {t}.{column(BillCounter, f)} + EXCLUDED.{column(BillCounter, f)}" for f in FIELDS
+    )
+    placeholders = ", ".join(["%s"] * (2 + len(FIELDS)))
+    return (
+        f"INSERT INTO {t} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - identifiers from the model; values are parameters
+        f"ON CONFLICT ({column(BillCounter, 'bill')}, {column(BillCounter, 'slot')}) DO UPDATE SET {updates}"
+    )
+
+
 def _upsert(rows: Iterable[tuple[Any, int, int, int, int, int, int, Decimal]]) -> None:
     """Add each row's deltas to the counter row (bill, slot), creating it if needed."""
-    bill_field = BillCounter._meta.get_field("bill")
-    prepared = [(bill_field.get_db_prep_value(r[0], connection), *r[1:]) for r in rows]
+    prepared = [(db_value(BillCounter, "bill", r[0]), *r[1:]) for r in rows]
     if not prepared:
         return
-    qn = connection.ops.quote_name
-    table = qn(BillCounter._meta.db_table)
-    columns = ", ".join(qn(c) for c in ("bill_id", "slot", *FIELDS))
-    updates = ", ".join(f"{qn(f)} = {table}.{qn(f)} + EXCLUDED.{qn(f)}" for f in FIELDS)
-    placeholders = ", ".join(["%s"] * (2 + len(FIELDS)))
-    # Identifiers come from the model; every value is a parameter.
-    statement = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT ({qn('bill_id')}, {qn('slot')}) DO UPDATE SET {updates}"
-    )
     with connection.cursor() as cursor:
-        cursor.executemany(statement, prepared)
+        cursor.executemany(_upsert_sql(connection.vendor), prepared)
+
+
+def _upsert_orm(rows: Iterable[tuple[Any, int, int, int, int, int, int, Decimal]]) -> None:
+    """``_upsert`` through the ORM (a get-or-create and an ``F()`` update per row): its reference."""
+    for row in rows:
+        counter, _ = BillCounter.objects.get_or_create(bill_id=row[0], slot=row[1])
+        deltas: tuple[Any, ...] = row[2:]
+        BillCounter.objects.filter(pk=counter.pk).update(
+            **{name: F(name) + delta for name, delta in zip(FIELDS, deltas, strict=True)}
+        )
 
 
 def counter_add(

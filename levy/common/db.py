@@ -161,10 +161,14 @@ def lock_row_for_share(model: Any, pk: Any) -> None:
     """
     if connection.vendor != "postgresql":
         return
-    table = connection.ops.quote_name(model._meta.db_table)
-    column = connection.ops.quote_name(model._meta.pk.column)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s FOR SHARE", [pk])  # noqa: S608 - names are quoted identifiers
+        cursor.execute(_lock_for_share_sql(model, connection.vendor), [pk])
+
+
+@functools.cache
+def _lock_for_share_sql(model: Any, vendor: str) -> str:
+    pk = column(model, model._meta.pk.name)
+    return f"SELECT 1 FROM {table(model)} WHERE {pk} = %s FOR SHARE"  # noqa: S608 - identifiers from the model
 
 
 # --- hot-path reads without the ORM's query compiler ----------------------------------------

@@ -31,35 +31,54 @@ logger = logging.getLogger("levy.notifications")
 
 def queue_deliveries(intent: NotificationIntent, channel: str) -> None:
     """One pending delivery per inbox row of the intent, for ``channel``; idempotent."""
-    now = timezone.now()
     if connection.vendor == "postgresql":
         queue_deliveries_of([intent.pk], channel)
         return
-    have = set(Delivery.objects.filter(intent=intent, channel=channel).values_list("notification_id", flat=True))
+    _queue_deliveries_orm(intent.pk, channel, timezone.now())
+
+
+def _queue_deliveries_orm(intent_id: Any, channel: str, now: datetime.datetime) -> None:
+    """The portable form of ``_queue_deliveries_sql`` (SQLite, the demo), and its reference."""
+    have = set(Delivery.objects.filter(intent_id=intent_id, channel=channel).values_list("notification_id", flat=True))
     Delivery.objects.bulk_create(
         [
-            Delivery(notification_id=pk, intent=intent, channel=channel, next_attempt_at=now)
-            for pk in Notification.objects.filter(intent=intent).values_list("pk", flat=True)
+            Delivery(notification_id=pk, intent_id=intent_id, channel=channel, next_attempt_at=now)
+            for pk in Notification.objects.filter(intent_id=intent_id).values_list("pk", flat=True)
             if pk not in have
         ],
         ignore_conflicts=True,
     )
 
 
+@functools.cache
+def _queue_deliveries_sql(vendor: str) -> str:
+    d, n = Delivery, Notification
+    columns = ", ".join(
+        column(d, name)
+        for name in (
+            "id", "notification", "intent", "channel", "status", "attempts", "next_attempt_at", "last_error",
+            "sent_at", "updated_at",
+        )
+    )  # fmt: skip
+    return (
+        f"INSERT INTO {table(d)} ({columns}) "  # noqa: S608 - identifiers from the models; every value is a parameter
+        f"SELECT gen_random_uuid(), n.{column(n, 'id')}, n.{column(n, 'intent')}, %(channel)s, %(pending)s, 0, "
+        f"%(now)s, '', NULL, %(now)s FROM {table(n)} n WHERE n.{column(n, 'intent')} = ANY(%(intents)s::uuid[]) "
+        f"ON CONFLICT ({column(d, 'notification')}, {column(d, 'channel')}) DO NOTHING"
+    )
+
+
 def queue_deliveries_of(intent_ids: list[Any], channel: str) -> None:
     """One pending delivery per inbox row of each intent, for ``channel``; one statement."""
     now = timezone.now()
-    sql = f"""
-        INSERT INTO {Delivery._meta.db_table}
-            (id, notification_id, intent_id, channel, status, attempts, next_attempt_at, last_error,
-             sent_at, updated_at)
-        SELECT gen_random_uuid(), n.id, n.intent_id, %s, 'pending', 0, %s, '', NULL, %s
-        FROM {Notification._meta.db_table} n
-        WHERE n.intent_id = ANY(%s::uuid[])
-        ON CONFLICT (notification_id, channel) DO NOTHING
-    """  # noqa: S608 - table names are ours; values are parameters
+    params: dict[str, Any] = {
+        "channel": channel,
+        "pending": DeliveryStatus.PENDING.value,
+        "now": now,
+        "intents": intent_ids,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, [channel, now, now, intent_ids])
+        cursor.execute(_queue_deliveries_sql(connection.vendor), params)
 
 
 def deliveries_send_due(
@@ -103,12 +122,15 @@ def deliveries_send_due(
 
 def _mark_sent(ids: list[Any], now: datetime.datetime) -> None:
     if connection.vendor != "postgresql":
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.SENT, sent_at=now, last_error="", updated_at=now
-        )
+        _mark_sent_orm(ids, now)
         return
     with connection.cursor() as cursor:
         cursor.execute(_mark_sent_sql(connection.vendor), [DeliveryStatus.SENT, now, now, ids])
+
+
+def _mark_sent_orm(ids: list[Any], now: datetime.datetime) -> None:
+    """The portable form of ``_mark_sent_sql`` (SQLite), and its reference."""
+    Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SENT, sent_at=now, last_error="", updated_at=now)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ the ORM form beside it is the portable path (SQLite, the demo) and its reference
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import logging
@@ -24,7 +25,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from levy.common.db import column, db_value, fetch_one, model_columns, model_from_row, table
@@ -163,14 +164,13 @@ def _insert_batch_sql(vendor: str) -> str:
             JOIN v ON v.i = r.i
             JOIN {m} m ON m.{mc("cluster")} = v.cluster_id AND m.{mc("active")} AND m.{mc("role")} = r.role
         )
-        INSERT INTO {table(Notification)}
-            (id, recipient_id, intent_id, cluster_id, event, event_key, priority, title, body, context,
-             created_at, read_at)
-        SELECT gen_random_uuid(), t.user_id, v.intent_id, v.cluster_id, v.event, v.event_key, v.priority,
-               v.title, v.body, v.context::jsonb, v.created_at, NULL
-        FROM targets t JOIN v ON v.i = t.i
-        ON CONFLICT (recipient_id, event_key) DO NOTHING
-        RETURNING intent_id
+        {
+        _inbox_insert(
+            "SELECT gen_random_uuid(), t.user_id, v.intent_id, v.cluster_id, v.event, v.event_key, v.priority, "
+            "v.title, v.body, v.context::jsonb, v.created_at, NULL FROM targets t JOIN v ON v.i = t.i"
+        )
+    }
+        RETURNING {column(Notification, "intent")}
     """  # noqa: S608 - identifiers from the models; every value is a parameter
 
 
@@ -241,14 +241,19 @@ def _deliver_batch(*, priority: str, limit: int) -> tuple[int, list[Any]]:
     return len(intents), [intent.pk for intent in ready]
 
 
-def _deliver_pending_one_by_one(*, priority: str, limit: int) -> int:
-    """The portable batch (SQLite, the demo): each waiting intent delivered on its own."""
-    ids = list(
+def _waiting_batched(*, priority: str, limit: int) -> QuerySet[NotificationIntent]:
+    """The waiting intents with few recipients, oldest first: those ``_claim_pending_sql``
+    claims (this is its reference), and the portable batch's list."""
+    return (
         NotificationIntent.objects.filter(delivered_at__isnull=True, batched=True, priority=priority, last_error="")
         .filter(attempts__lt=settings.LEVY_INTENT_MAX_ATTEMPTS)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
+        .order_by("created_at")[:limit]
     )
+
+
+def _deliver_pending_one_by_one(*, priority: str, limit: int) -> int:
+    """The portable batch (SQLite, the demo): each waiting intent delivered on its own."""
+    ids = list(_waiting_batched(priority=priority, limit=limit).values_list("pk", flat=True))
     for intent_id in ids:
         try:
             intent_deliver(intent_id)
@@ -276,6 +281,15 @@ def _intent_attempt(intent_id: Any) -> NotificationIntent | None:
     return None if row is None else model_from_row(NotificationIntent, row)[0]
 
 
+def _intent_attempt_orm(intent_id: Any) -> NotificationIntent | None:
+    """``_intent_attempt`` through the ORM (two statements): its reference."""
+    with transaction.atomic():
+        counted = NotificationIntent.objects.filter(pk=intent_id, delivered_at__isnull=True).update(
+            attempts=F("attempts") + 1
+        )
+        return NotificationIntent.objects.get(pk=intent_id) if counted else None
+
+
 @functools.cache
 def _intent_delivered_sql(vendor: str) -> str:
     """Mark intents delivered, each with the count of its inbox rows; one statement."""
@@ -294,14 +308,17 @@ def _intent_delivered(intent_id: Any) -> int:
     """Mark the intent delivered with the count of its inbox rows; one statement on
     PostgreSQL, two through the ORM elsewhere (SQLite, the demo, has no arrays)."""
     if connection.vendor != "postgresql":
-        count = Notification.objects.filter(intent_id=intent_id).count()
-        NotificationIntent.objects.filter(pk=intent_id).update(
-            delivered_at=timezone.now(), delivered_count=count, last_error=""
-        )
-        return count
+        return _intent_delivered_orm(intent_id, timezone.now())
     pk = db_value(NotificationIntent, "id", intent_id)
     row = fetch_one(_intent_delivered_sql(connection.vendor), [timezone.now(), [pk]])
     return int(row[0]) if row else 0
+
+
+def _intent_delivered_orm(intent_id: Any, now: datetime.datetime) -> int:
+    """The portable form of ``_intent_delivered_sql`` (SQLite), and its reference."""
+    count = Notification.objects.filter(intent_id=intent_id).count()
+    NotificationIntent.objects.filter(pk=intent_id).update(delivered_at=now, delivered_count=count, last_error="")
+    return count
 
 
 def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str, body: str) -> int:
@@ -340,17 +357,33 @@ def _write_inbox(intent: NotificationIntent, members: QuerySet[Any], title: str,
             time.sleep(pause)
 
 
+# The columns of an inbox row, in the order the fixed inserts write them.
+INBOX_COLUMNS = (
+    "id", "recipient", "intent", "cluster", "event", "event_key", "priority", "title", "body", "context",
+    "created_at", "read_at",
+)  # fmt: skip
+
+
+def _inbox_insert(select: str) -> str:
+    """``INSERT`` of inbox rows from ``select`` (its values in ``INBOX_COLUMNS``' order),
+    skipping the recipients who already have the event (the unique (recipient, event_key))."""
+    columns = ", ".join(column(Notification, name) for name in INBOX_COLUMNS)
+    unique = f"{column(Notification, 'recipient')}, {column(Notification, 'event_key')}"
+    return f"INSERT INTO {table(Notification)} ({columns}) {select} ON CONFLICT ({unique}) DO NOTHING"
+
+
+@functools.cache
+def _insert_unnest_sql(vendor: str) -> str:
+    """One chunk of recipients' inbox rows of one intent: the rows ``_insert_rows`` (the
+    ORM form, its reference) writes, in one statement."""
+    return _inbox_insert(
+        "SELECT gen_random_uuid(), recipient, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, NULL "
+        "FROM unnest(%s::uuid[]) AS recipient"
+    )
+
+
 def _insert_unnest(ids: list[Any], common: dict[str, Any]) -> int:
     """One statement for a whole chunk of recipients."""
-    table = Notification._meta.db_table
-    sql = f"""
-        INSERT INTO {table}
-            (id, recipient_id, intent_id, cluster_id, event, event_key, priority, title, body, context,
-             created_at, read_at)
-        SELECT gen_random_uuid(), recipient, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, NULL
-        FROM unnest(%s::uuid[]) AS recipient
-        ON CONFLICT (recipient_id, event_key) DO NOTHING
-    """  # noqa: S608 - the table name is ours; every value is a parameter
     params = [
         common["intent_id"],
         common["cluster_id"],
@@ -364,7 +397,7 @@ def _insert_unnest(ids: list[Any], common: dict[str, Any]) -> int:
         ids,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_insert_unnest_sql(connection.vendor), params)
         return int(cursor.rowcount)
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connections
+from django.db import connections, transaction
 
-from levy.billing.counters import SLOTS, counters_drift, recount
+from levy.billing.counters import SLOTS, _upsert, _upsert_orm, counters_drift, recount
 from levy.billing.models import Bill, BillCounter, DisputeStatus
 from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import BillStats, bills_with_stats, bills_with_stats_recomputed
@@ -227,3 +227,31 @@ def test_a_slot_holds_the_total_of_many_largest_payments() -> None:
         pay(member, bill)
     assert stats(bill).paid == 2
     assert stats(bill).collected_amount == 2 * MAX_AMOUNT
+
+
+def test_the_counter_upsert_adds_what_the_orm_adds(estate: Estate) -> None:
+    """``_upsert`` (one fixed ``INSERT … ON CONFLICT DO UPDATE`` per row) against
+    ``_upsert_orm``: a row that exists gets the deltas added, a new (bill, slot) row is
+    created with them, and a bill's other slots are left alone."""
+    bill = estate.wide_bill()
+    existing = BillCounter.objects.filter(bill=bill).order_by("slot").first()
+    assert existing is not None
+    free = next(slot for slot in range(SLOTS) if not BillCounter.objects.filter(bill=bill, slot=slot).exists())
+    rows = [
+        (bill.pk, existing.slot, 1, 2, 3, 0, -1, Decimal("1500.50")),
+        (bill.pk, free, 0, 1, 0, 1, 0, Decimal("0.25")),
+        (str(bill.pk), free, 2, 0, 0, 0, 1, Decimal("-0.25")),  # the same row twice, its id as text
+    ]
+
+    def state() -> list[tuple[Any, ...]]:
+        fields = ("slot", "eligible", "acknowledged", "paid", "waived", "disputed", "collected")
+        return list(BillCounter.objects.filter(bill=bill).order_by("slot").values_list(*fields))
+
+    outcomes = []
+    for form in (_upsert, _upsert_orm):
+        with transaction.atomic():
+            form(rows)
+            outcomes.append(state())
+            transaction.set_rollback(True)
+    assert outcomes[0] == outcomes[1]
+    assert (free, 2, 1, 0, 1, 1, Decimal("0.00")) in outcomes[0]

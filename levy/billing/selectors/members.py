@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,6 +28,7 @@ from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeS
 from levy.billing.rules import PAID_ENTRY
 from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.facts import acknowledged_fact, dispute_fact, paid_fact
+from levy.common.db import column, db_value, table
 from levy.common.listing import Listing
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
@@ -128,68 +130,62 @@ MEMBER_SUMMARY_FIELDS = (
 )
 
 
-def attach_member_summaries(memberships: Sequence[Membership], *, today: datetime.date | None = None) -> None:
-    """Set the ``sum_*`` attributes of :func:`members_with_bill_summary` on each of
-    ``memberships`` (a page), with one query: each (member, bill) pair's four facts are
-    read once and aggregated, where the annotations would read them once per figure."""
-    for membership in memberships:
-        for name in MEMBER_SUMMARY_FIELDS:
-            setattr(membership, name, ZERO if name == "sum_outstanding_amount" else 0)
-    if not memberships:
-        return
-    day = today or estate_today()
-    qn = connection.ops.quote_name
-    t = {
-        "m": qn(Membership._meta.db_table),
-        "b": qn(Bill._meta.db_table),
-        "tx": qn(Transaction._meta.db_table),
-        "d": qn(BillDispute._meta.db_table),
-        "a": qn(BillAcknowledgement._meta.db_table),
-    }
-    id_field = Membership._meta.pk
-    ids = [id_field.get_db_prep_value(m.pk, connection) for m in memberships]
-    placeholders = ", ".join(["%s"] * len(ids))
-    user_field = Membership._meta.get_field("user").target_field
-    users = [user_field.get_db_prep_value(m.user_id, connection) for m in memberships]
-    users_in = ", ".join(["%s"] * len(users))
+@functools.lru_cache(maxsize=64)
+def _member_summaries_sql(vendor: str, count: int) -> str:
+    """:func:`attach_member_summaries`' statement for a page of ``count`` members; its
+    reference is :func:`members_with_bill_summary` (``tests/billing/test_status.py``
+    compares the two).
+
+    The (member, bill) pairs come from two index-friendly joins (their own bills; the
+    estate-wide ones since they joined) rather than one OR that scans every bill of the
+    estate per member. Their facts are joined from the page's members' own rows (read
+    from the member-first indexes), not probed pair by pair: at L a page has 10,000
+    pairs. MATERIALIZED: the facts are joined once, not once per aggregate."""
+    m, b, tx, d, a = Membership, Bill, Transaction, BillDispute, BillAcknowledgement
+
+    def c(model: Any, name: str) -> str:
+        return column(model, name)
+
+    members_in = ", ".join(["%s"] * count)
+    users_in = members_in
     owing = "f.paid = 0 AND f.waived = 0"
-    # Table names come from the models; every value is a parameter.
-    # The (member, bill) pairs come from two index-friendly joins (their own bills; the
-    # estate-wide ones since they joined) rather than one OR that scans every bill of the
-    # estate per member. Their facts are joined from the page's members' own rows (read
-    # from the member-first indexes), not probed pair by pair: at L a page has 10,000
-    # pairs. MATERIALIZED: the facts are joined once, not once per aggregate.
-    statement = f"""
+
+    def fact(alias: str, model: Any, user: str, condition: str) -> str:
+        return (
+            f"(SELECT {alias}.{c(model, 'bill')}, {alias}.{c(model, user)} AS uid FROM {table(model)} {alias} "  # noqa: S608
+            f"WHERE {alias}.{c(model, user)} IN ({users_in}){condition})"
+        )
+
+    live = f"b.{c(b, 'cancelled_at')} IS NULL"
+    page = f"m.{c(m, 'id')} IN ({members_in}) AND m.{c(m, 'active')} = %s AND m.{c(m, 'is_resident')} = %s"
+    pairs = (
+        f"SELECT m.{c(m, 'id')} AS mid, m.{c(m, 'user')} AS uid, b.{c(b, 'id')} AS bid, "  # noqa: S608 - identifiers from the models
+        f"b.{c(b, 'amount')} AS amount, b.{c(b, 'due_date')} AS due_date "
+        f"FROM {table(m)} m JOIN {table(b)} b ON b.{c(b, 'cluster')} = m.{c(m, 'cluster')}"
+    )
+    return f"""
         WITH pairs AS (
-            SELECT m.id AS mid, m.user_id AS uid, b.id AS bid, b.amount AS amount, b.due_date AS due_date
-            FROM {t["m"]} m
-            JOIN {t["b"]} b ON b.cluster_id = m.cluster_id AND b.user_id = m.user_id AND b.cancelled_at IS NULL
-            WHERE m.id IN ({placeholders}) AND m.active = %s AND m.is_resident = %s
+            {pairs} AND b.{c(b, "user")} = m.{c(m, "user")} AND {live}
+            WHERE {page}
             UNION ALL
-            SELECT m.id, m.user_id, b.id, b.amount, b.due_date
-            FROM {t["m"]} m
-            JOIN {t["b"]} b ON b.cluster_id = m.cluster_id AND b.user_id IS NULL AND b.created_at >= m.joined_at
-                 AND b.cancelled_at IS NULL
-            WHERE m.id IN ({placeholders}) AND m.active = %s AND m.is_resident = %s
+            {pairs} AND b.{c(b, "user")} IS NULL AND b.{c(b, "created_at")} >= m.{c(m, "joined_at")} AND {live}
+            WHERE {page}
         ),
         f AS MATERIALIZED (
             SELECT p.mid, p.amount, p.due_date,
-                   CASE WHEN pay.bill_id IS NULL THEN 0 ELSE 1 END AS paid,
-                   CASE WHEN upheld.bill_id IS NULL THEN 0 ELSE 1 END AS waived,
-                   CASE WHEN open.bill_id IS NULL THEN 0 ELSE 1 END AS disputed,
-                   CASE WHEN ack.bill_id IS NULL THEN 0 ELSE 1 END AS acknowledged
+                   CASE WHEN pay.{c(tx, "bill")} IS NULL THEN 0 ELSE 1 END AS paid,
+                   CASE WHEN upheld.{c(d, "bill")} IS NULL THEN 0 ELSE 1 END AS waived,
+                   CASE WHEN open.{c(d, "bill")} IS NULL THEN 0 ELSE 1 END AS disputed,
+                   CASE WHEN ack.{c(a, "bill")} IS NULL THEN 0 ELSE 1 END AS acknowledged
             FROM pairs p
-            LEFT JOIN (SELECT tx.bill_id, tx.payer_id AS uid FROM {t["tx"]} tx
-                       WHERE tx.payer_id IN ({users_in}) AND tx.type = %s AND tx.status = %s) pay
-                   ON pay.bill_id = p.bid AND pay.uid = p.uid
-            LEFT JOIN (SELECT d.bill_id, d.user_id AS uid FROM {t["d"]} d
-                       WHERE d.user_id IN ({users_in}) AND d.status = %s) upheld
-                   ON upheld.bill_id = p.bid AND upheld.uid = p.uid
-            LEFT JOIN (SELECT d.bill_id, d.user_id AS uid FROM {t["d"]} d
-                       WHERE d.user_id IN ({users_in}) AND d.status = %s) open
-                   ON open.bill_id = p.bid AND open.uid = p.uid
-            LEFT JOIN (SELECT a.bill_id, a.user_id AS uid FROM {t["a"]} a WHERE a.user_id IN ({users_in})) ack
-                   ON ack.bill_id = p.bid AND ack.uid = p.uid
+            LEFT JOIN {fact("tx", tx, "payer", f" AND tx.{c(tx, 'type')} = %s AND tx.{c(tx, 'status')} = %s")} pay
+                   ON pay.{c(tx, "bill")} = p.bid AND pay.uid = p.uid
+            LEFT JOIN {fact("d", d, "user", f" AND d.{c(d, 'status')} = %s")} upheld
+                   ON upheld.{c(d, "bill")} = p.bid AND upheld.uid = p.uid
+            LEFT JOIN {fact("d", d, "user", f" AND d.{c(d, 'status')} = %s")} open
+                   ON open.{c(d, "bill")} = p.bid AND open.uid = p.uid
+            LEFT JOIN {fact("a", a, "user", "")} ack
+                   ON ack.{c(a, "bill")} = p.bid AND ack.uid = p.uid
         )
         SELECT f.mid,
                SUM(CASE WHEN {owing} THEN 1 ELSE 0 END),
@@ -200,7 +196,22 @@ def attach_member_summaries(memberships: Sequence[Membership], *, today: datetim
                SUM(CASE WHEN f.paid = 1 THEN 1 ELSE 0 END)
         FROM f
         GROUP BY f.mid
-    """  # noqa: S608
+    """  # noqa: S608 - identifiers from the models; every value is a parameter
+
+
+def attach_member_summaries(memberships: Sequence[Membership], *, today: datetime.date | None = None) -> None:
+    """Set the ``sum_*`` attributes of :func:`members_with_bill_summary` on each of
+    ``memberships`` (a page), with one query: each (member, bill) pair's four facts are
+    read once and aggregated, where the annotations would read them once per figure."""
+    for membership in memberships:
+        for name in MEMBER_SUMMARY_FIELDS:
+            setattr(membership, name, ZERO if name == "sum_outstanding_amount" else 0)
+    if not memberships:
+        return
+    day = today or estate_today()
+    id_field = Membership._meta.pk
+    ids = [id_field.get_db_prep_value(m.pk, connection) for m in memberships]
+    users = [db_value(Membership, "user", m.user_id) for m in memberships]
     params = [
         *ids,
         True,
@@ -219,7 +230,7 @@ def attach_member_summaries(memberships: Sequence[Membership], *, today: datetim
         connection.ops.adapt_datefield_value(day),
     ]
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(_member_summaries_sql(connection.vendor, len(memberships)), params)
         rows = {id_field.to_python(r[0]): r[1:] for r in cursor.fetchall()}
     for membership in memberships:
         row = rows.get(membership.pk)
