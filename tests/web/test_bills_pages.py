@@ -187,6 +187,18 @@ def test_the_bill_page_lists_members_with_a_status_filter(estate: Estate) -> Non
     assert browser.get(estate_url(estate, f"bills/{bill.pk}/"), status="nonsense").status_code == 200
 
 
+def test_the_bill_pages_counts_are_the_bars_a_payer_is_not_also_counted_acknowledged(estate: Estate) -> None:
+    bill = estate.wide_bill(title="Water")
+    payer = estate.residents[0]
+    estate.fund(payer, "20000.00")
+    bill_acknowledge(access=access(payer), bill=bill)
+    bill_pay(access=access(payer), bill=bill, idempotency_key=new_key("pay"))
+    bill_acknowledge(access=access(estate.residents[1]), bill=bill)
+    page = browser_as(estate.admin).get(estate_url(estate, f"bills/{bill.pk}/")).content.decode()
+    counts = " ".join(re.search(r">([^<>]*still owe it)<", page).group(1).split())  # type: ignore[union-attr]
+    assert counts == "1 paid · 1 acknowledged · 1 pending · 2 still owe it", counts
+
+
 def test_editing_the_title_and_cancelling_go_through_the_services(estate: Estate) -> None:
     bill = estate.wide_bill(title="Water")
     browser = browser_as(estate.admin)

@@ -343,6 +343,8 @@ def test_top_up_goes_to_checkout_and_the_return_credits_the_wallet(estate: Estat
     assert back["Location"] == estate_url(estate, "wallet/")
     html = browser.get(estate_url(estate, "wallet/")).content.decode()
     assert "Your top-up of ₦11,000.00 is in your wallet." in html and '<p class="balance">₦11,000.00</p>' in html
+    # The history names the entry a top-up by card, not a deposit the treasurer recorded.
+    assert '<p class="tx-what">Top-up by card</p>' in html and '<p class="tx-what">Deposit' not in html
     # Someone else's reference is not theirs to look at.
     other = browser_as(estate.residents[1]).get(estate_url(estate, "wallet/top-up/return/"), reference=top_up.reference)
     assert other.status_code == 404

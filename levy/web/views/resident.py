@@ -447,8 +447,10 @@ class WalletPage(EstatePage):
         context = super().get_context_data(**kwargs)
         wallet = member_wallet(access=self.access)
         listing = member_transaction_list(access=self.access)
-        # Each entry names its bill: read with the page, not one query per row.
-        page = web_page(Listing(listing.rows.select_related("bill"), listing.ordering, listing.decorate), self.request)
+        # Each entry names its bill, and a deposit its top-up by card: read with the page,
+        # not one query per row.
+        rows = listing.rows.select_related("bill", "top_up")
+        page = web_page(Listing(rows, listing.ordering, listing.decorate), self.request)
         context.update(
             wallet=wallet,
             page=page,
