@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 
 from levy.billing.models import BillAcknowledgement, BillDispute
-from levy.billing.payments import bill_pay
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import estate_today, member_bill_list
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.notifications.models import Notification
@@ -262,6 +262,31 @@ def test_pay_confirms_the_balance_after_then_moves_money_once_per_form(estate: E
     response = browser.post(pay, {"idempotency_key": new_key("web")})
     assert response.status_code == 409 and "You have already paid this bill." in response.content.decode()
     assert len(_payments(me, bill)) == 1
+
+
+def test_a_refunded_payment_of_a_live_bill_is_explained_and_the_bill_can_be_paid_again(estate: Estate) -> None:
+    me = estate.residents[0]
+    estate.fund(me, "20000.00")
+    bill = estate.wide_bill(amount=Decimal("15000.00"))
+    bill_acknowledge(access=access(me), bill=bill)
+    first = bill_pay(access=access(me), bill=bill, idempotency_key=new_key("pay"))
+    with committed():
+        bill_payment_refund(
+            access=access(estate.treasurer), payment=first, idempotency_key=new_key("r"), note="Paid at the office"
+        )
+    browser = browser_as(me)
+    html = browser.get(estate_url(estate, f"my-bills/{bill.pk}/")).content.decode()
+    assert "The estate refunded your payment of ₦15,000.00 to your wallet on" in html
+    assert "Paid at the office. You owe this bill again." in html
+    assert 'id="paid"' not in html and 'id="pay"' in html and "badge-acknowledged" in html
+    # Paid again from the page: the receipt of the new payment, and no refund line any more.
+    pay = estate_url(estate, f"my-bills/{bill.pk}/pay/")
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', browser.get(pay).content.decode()).group(1)  # type: ignore[union-attr]
+    assert browser.post(pay, {"idempotency_key": key}).status_code == 303
+    html = browser.get(estate_url(estate, f"my-bills/{bill.pk}/")).content.decode()
+    second = Transaction.objects.get(bill=bill, payer=me.user, status="completed", settlement=1)
+    assert 'id="paid"' in html and second.reference in html and first.reference not in html
+    assert "You owe this bill again" not in html
 
 
 def test_a_pay_form_without_its_key_moves_nothing(estate: Estate) -> None:

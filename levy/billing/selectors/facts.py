@@ -55,6 +55,13 @@ def paid_fact(bill_ref: Any, user_ref: Any) -> Exists:
     return Exists(live_payment(bill_ref, user_ref))
 
 
+def last_reopening_refund(*, bill_id: Any, user_id: Any) -> Transaction | None:
+    """The latest refund that made the bill unpaid again for the member (their payment
+    refunded while the bill was live), if any: what a resident owing it again is shown."""
+    refunds = Transaction.objects.filter(bill_id=bill_id, payer_id=user_id, **REOPENING_REFUND)
+    return refunds.order_by("-created_at", "-id").first()
+
+
 def dispute_fact(bill_ref: Any, user_ref: Any, status: str) -> Exists:
     """The member has a dispute of the bill in ``status`` (upheld: waived; open: disputed)."""
     return Exists(BillDispute.objects.filter(bill_id=bill_ref, user_id=user_ref, status=status))

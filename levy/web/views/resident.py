@@ -31,6 +31,7 @@ from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
     MemberBillFilters,
     estate_today,
+    last_reopening_refund,
     live_payment,
     member_bill,
     member_bill_disputes,
@@ -245,9 +246,11 @@ class ResidentBillMixin(EstatePage):
         refusal = rules.payment_refusal(bill, facts)
         wallet = member_wallet(access=self.access)
         funds = Funds(balance=wallet.balance, amount=bill.amount)
-        payment = None
+        payment = refunded = None
         if facts.paid:
             payment = live_payment(bill.pk, self.access.user.pk).first()
+        elif facts.payments and bill.cancelled_at is None:
+            refunded = last_reopening_refund(bill_id=bill.pk, user_id=self.access.user.pk)
         short = refusal is None and funds.shortfall > 0
         checkout = None
         if short and self.request.GET.get("top_up"):
@@ -263,6 +266,7 @@ class ResidentBillMixin(EstatePage):
             "funds": funds,
             "short": short,
             "payment": payment,
+            "refunded": refunded,
             "top_up_url": reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk}) + "#top-up",
         }
 
