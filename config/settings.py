@@ -53,14 +53,18 @@ def database_from_url(url: str) -> dict[str, object]:
             # (force_custom_plan): a generic plan cannot use a partial index whose
             # predicate is a parameter, and one such plan took a page from 8 ms to
             # 258 ms at data set L (docs/decisions/0010).
+            # No JIT compilation: it pays off on long analytic queries, and a request's
+            # statement whose estimated cost crosses jit_above_cost spends longer
+            # compiling than running — a resident's bill list at L ran 131 ms, 105 of
+            # them JIT (docs/decisions/0010).
             "OPTIONS": (
                 {
                     "server_side_binding": True,
                     "prepare_threshold": 5,
-                    "options": "-c plan_cache_mode=force_custom_plan",
+                    "options": "-c plan_cache_mode=force_custom_plan -c jit=off",
                 }
                 if env("DB_PREPARED_STATEMENTS", "1") == "1"
-                else {}
+                else {"options": "-c jit=off"}
             ),
         }
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parsed.scheme!r}")

@@ -6,10 +6,15 @@ import datetime
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from levy.billing.payments import bill_pay
 from levy.billing.services import bill_acknowledge
-from levy.web.selectors import collections_by_week
+from levy.web.selectors import _week_key, collections_by_week
 from tests.conftest import Estate, access, make_estate, new_key
 from tests.web.conftest import browser_as, count_queries, estate_url
 
@@ -50,6 +55,34 @@ def test_collections_by_week_are_the_weeks_payments(estate: Estate) -> None:
     assert [w.amount for w in weeks] == [Decimal("0.00")] * 3 + [Decimal("30000.00")]
     assert weeks[-1].start.weekday() == 0
     assert weeks[-1].start <= datetime.date.today() + datetime.timedelta(days=1)
+
+
+def test_past_weeks_come_from_the_cache_and_only_the_open_week_is_read(estate: Estate) -> None:
+    bill = estate.wide_bill(amount=Decimal("15000.00"))
+    _pay(estate, bill, estate.residents[0])
+    first = collections_by_week(access(estate.admin), weeks=4)
+    # The three past weeks are final and kept; a kept figure is what the chart shows.
+    tz = timezone.get_current_timezone()
+    past = first[1].start
+    assert cache.get(_week_key(estate.cluster.pk, tz, past)) == "0.00"
+    cache.set(_week_key(estate.cluster.pk, tz, past), "123.45")
+    with CaptureQueriesContext(connection) as queries:
+        again = collections_by_week(access(estate.admin), weeks=4)
+    assert [w.amount for w in again] == [Decimal("0.00"), Decimal("123.45"), Decimal("0.00"), Decimal("15000.00")]
+    (chart_sql,) = [q["sql"] for q in queries.captured_queries if "wallets_transaction" in q["sql"]]
+    this_monday = timezone.make_aware(datetime.datetime.combine(first[-1].start, datetime.time.min), tz)
+    assert f">= '{this_monday.isoformat(sep=' ')}'" in chart_sql  # reads from this week on
+
+
+def test_the_chart_without_a_reachable_cache_reads_every_week(estate: Estate) -> None:
+    bill = estate.wide_bill(amount=Decimal("15000.00"))
+    _pay(estate, bill, estate.residents[0])
+    unreachable = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    with override_settings(CACHES=unreachable):
+        weeks = collections_by_week(access(estate.admin), weeks=3)
+    assert [w.amount for w in weeks] == [Decimal("0.00"), Decimal("0.00"), Decimal("15000.00")]
 
 
 def _dashboard_queries(estate: Estate) -> int:

@@ -523,7 +523,7 @@ def _resident_with(bills: int) -> tuple[Estate, Any, Any]:
     return estate, me, bill
 
 
-EXPECTED = {"my-bills": 7, "my-bill": 10, "my-bill-pay": 9, "wallet": 8, "notifications": 5}
+EXPECTED = {"my-bills": 8, "my-bill": 10, "my-bill-pay": 9, "wallet": 8, "notifications": 5}
 
 
 @pytest.mark.parametrize("page", list(EXPECTED))
