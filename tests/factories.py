@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 
 import factory
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
@@ -14,9 +15,16 @@ from levy.wallets.models import Wallet
 TEST_PASSWORD = "correct-horse-battery"
 
 
-@functools.cache
 def password_hash() -> str:
-    """Hash the test password once: the real hasher costs ~0.3 s a call."""
+    """Hash the test password once per hasher setting: the real hasher costs ~0.3 s a
+    call. Keyed by PASSWORD_HASHERS, because a test that swaps in a fast hasher
+    (the money state machine) must not leave a hash the default hashers cannot check
+    to the tests after it (their sign-ins would fail)."""
+    return _password_hash(tuple(settings.PASSWORD_HASHERS))
+
+
+@functools.cache
+def _password_hash(hashers: tuple[str, ...]) -> str:
     return make_password(TEST_PASSWORD)
 
 
