@@ -1571,31 +1571,19 @@ def measure_export(run: Run) -> dict[str, Any]:
     return outcome
 
 
-def measure_late_fees(run: Run) -> dict[str, Any]:
-    """Late fees to every resident of the measured estate (50,000 at L): a new
-    estate-wide bill with a fixed late fee, then, in this process, the late-fee run the
-    day after its grace period (``late_fees_issue_due``: one INSERT … SELECT of the fees
-    and their counters, the mark, the audit event and one intent, committed) and the
-    fan-out of that one intent to the fee holders' inboxes (``intent_deliver``, as the
-    worker runs it, inbox only). Runs last: it adds a bill per resident to the estate."""
+def late_fee_bill(admin: Any, cluster_id: object, due: datetime.date, title: str) -> Any:
+    """An estate-wide bill of 15,000.00 with a fixed late fee of 1,500.00 after 3 grace
+    days, created through the billing service (``scripts/bench_late_fees.py`` too)."""
     from django.db import transaction
-    from django.test import override_settings
 
-    from levy.accounts.models import User
-    from levy.billing.late_fees import late_fees_issue_due
-    from levy.billing.models import Bill
     from levy.billing.services import BillInput, bill_create_cluster_wide
     from levy.estates.access import access_cluster
-    from levy.notifications.fanout import intent_deliver
-    from levy.notifications.models import Notification, NotificationIntent
 
-    admin = User.objects.get(pk=run.estate.admin_user_id)
-    due = run.estate.today + datetime.timedelta(days=1)
     with transaction.atomic():
-        bill = bill_create_cluster_wide(
-            access=access_cluster(admin, run.estate.cluster_id),
+        return bill_create_cluster_wide(
+            access=access_cluster(admin, cluster_id),
             data=BillInput(
-                title="Benchmark service charge with a late fee",
+                title=title,
                 description="",
                 category="service_charge",
                 amount=Decimal("15000.00"),
@@ -1606,24 +1594,48 @@ def measure_late_fees(run: Run) -> dict[str, Any]:
                 late_fee_grace_days=3,
             ),
         )
-    started = time.perf_counter()
-    result = late_fees_issue_due(due + datetime.timedelta(days=4))
-    issued_s = time.perf_counter() - started
-    fees = Bill.objects.filter(late_fee_of=bill).count()
+
+
+def fan_out_late_fees(bill: Any) -> dict[str, Any]:
+    """The fan-out of the one intent a late-fee run records for ``bill``, as the worker
+    runs it (``intent_deliver``), inbox only, timed in this process."""
+    from django.test import override_settings
+
+    from levy.notifications.fanout import intent_deliver
+    from levy.notifications.models import Notification, NotificationIntent
+
     intent = NotificationIntent.objects.get(event_key=f"PAYMENT_DUE:late-fees:bill:{bill.pk}")
     with override_settings(LEVY_NOTIFICATION_CHANNELS=[]):
         started = time.perf_counter()
         written = intent_deliver(intent.pk)
-        fanout_s = time.perf_counter() - started
+        seconds = time.perf_counter() - started
     inbox = Notification.objects.filter(event_key=intent.event_key).count()
+    return {"fanout_written": written, "fanout_inbox": inbox, "fanout_s": seconds}
+
+
+def measure_late_fees(run: Run) -> dict[str, Any]:
+    """Late fees to every resident of the measured estate (50,000 at L): a new
+    estate-wide bill with a fixed late fee, then, in this process, the late-fee run the
+    day after its grace period (``late_fees_issue_due``: one INSERT … SELECT of the fees
+    and their counters, the mark, the audit event and one intent, committed) and the
+    fan-out of that one intent to the fee holders' inboxes. Runs last: it adds a bill
+    per resident to the estate."""
+    from levy.accounts.models import User
+    from levy.billing.late_fees import late_fees_issue_due
+    from levy.billing.models import Bill
+
+    admin = User.objects.get(pk=run.estate.admin_user_id)
+    due = run.estate.today + datetime.timedelta(days=1)
+    bill = late_fee_bill(admin, run.estate.cluster_id, due, "Benchmark service charge with a late fee")
+    started = time.perf_counter()
+    result = late_fees_issue_due(due + datetime.timedelta(days=4))
+    issued_s = time.perf_counter() - started
     return {
         "bill_id": str(bill.pk),
         "run_result": str(result),
-        "fees": fees,
+        "fees": Bill.objects.filter(late_fee_of=bill).count(),
         "issue_s": issued_s,
-        "fanout_written": written,
-        "fanout_inbox": inbox,
-        "fanout_s": fanout_s,
+        **fan_out_late_fees(bill),
     }
 
 

@@ -23,7 +23,6 @@ import os
 import sys
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +31,8 @@ os.environ["LEVY_NOTIFICATION_CHANNELS"] = ""  # the inbox fan-out only
 # The intent is handed to an in-memory broker and fanned out below, timed on its own.
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
 os.environ["CELERY_BROKER_URL"] = "memory://"
+
+from scripts.bench import fan_out_late_fees, late_fee_bill
 
 
 def main() -> None:
@@ -42,17 +43,13 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.db import connection, transaction
+    from django.db import connection
 
     from levy.accounts.models import User
     from levy.billing.late_fees import late_fees_issue_due
     from levy.billing.models import Bill
     from levy.billing.selectors import estate_today
-    from levy.billing.services import BillInput, bill_create_cluster_wide
-    from levy.estates.access import access_cluster
     from levy.estates.models import Cluster, Membership
-    from levy.notifications.fanout import intent_deliver
-    from levy.notifications.models import Notification, NotificationIntent
 
     if connection.settings_dict["NAME"] == "levy" or connection.vendor != "postgresql":
         raise SystemExit("use a PostgreSQL development database, not 'levy'")
@@ -81,21 +78,7 @@ def main() -> None:
     print(f"estate of {args.members:,} residents built in {built - started:.1f} s")
 
     due = estate_today() + datetime.timedelta(days=1)
-    with transaction.atomic():
-        bill = bill_create_cluster_wide(
-            access=access_cluster(admin, cluster.pk),
-            data=BillInput(
-                title="Service charge",
-                description="",
-                category="service_charge",
-                amount=Decimal("15000.00"),
-                due_date=due,
-                allow_payment_after_due=True,
-                late_fee_kind="fixed",
-                late_fee_value=Decimal("1500.00"),
-                late_fee_grace_days=3,
-            ),
-        )
+    bill = late_fee_bill(admin, cluster.pk, due, "Service charge")
     disputers = args.members // 100
     with connection.cursor() as cursor:
         cursor.execute(
@@ -128,12 +111,11 @@ def main() -> None:
         "intent rows and the COMMIT"
     )
 
-    intent = NotificationIntent.objects.get(event_key=f"PAYMENT_DUE:late-fees:bill:{bill.pk}")
-    t0 = time.perf_counter()
-    written = intent_deliver(intent.pk)
-    fanned_in = time.perf_counter() - t0
-    inbox = Notification.objects.filter(event_key=intent.event_key).count()
-    print(f"fan-out of the one intent: {written:,} inbox rows written in {fanned_in:.2f} s ({inbox:,} in the inbox)")
+    fanned = fan_out_late_fees(bill)
+    print(
+        f"fan-out of the one intent: {fanned['fanout_written']:,} inbox rows written in {fanned['fanout_s']:.2f} s"
+        f" ({fanned['fanout_inbox']:,} in the inbox)"
+    )
 
 
 if __name__ == "__main__":
