@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +29,13 @@ from levy.billing import rules
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
-    MemberBillFilters,
     estate_today,
     last_reopening_refund,
     live_payment,
     member_bill,
     member_bill_disputes,
-    member_bill_list,
+    member_bill_overview,
+    member_bill_rows,
 )
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
@@ -56,7 +56,7 @@ from levy.payments.services import bill_pay_by_card_start, topup_return, topup_s
 from levy.wallets.selectors import member_transaction_list
 from levy.wallets.services import member_wallet
 from levy.web import format
-from levy.web.paging import web_page
+from levy.web.paging import sequence_page, web_page
 from levy.web.views.base import EstatePage
 from levy.web.views.statements import statement_form
 
@@ -127,9 +127,10 @@ def next_action(bill: Any, currency: str) -> Action:
 
 class MyBillsPage(EstatePage):
     """What to pay now first (by due date), then overdue, disputed, and the settled ones
-    (paid, waived, cancelled; newest first, a page at a time). The same bills the API's
-    ``member_bills_list`` gives, read by the same selector: one statement for those
-    still owed and one for a page of the settled."""
+    (paid, waived, cancelled; newest first, a page at a time). The same bills, with the
+    same statuses, as the API's ``member_bill_list`` gives: every one's status from
+    ``member_bill_overview`` (the fixed facts statement the API's pages use), whole rows
+    only for the ones drawn."""
 
     template_name = "web/resident/my_bills.html"
 
@@ -137,29 +138,32 @@ class MyBillsPage(EstatePage):
         context = super().get_context_data(**kwargs)
         currency = self.access.cluster.currency
         expanded = self.request.GET.get("all", "")
-        owing_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=OWING))
-        # Every bill still owed, as (id, status, due date) only — a resident at data set L
-        # owes up to two hundred, and whole rows for all of them cost more than drawing
-        # the page — then whole rows for the ones the sections show.
-        owing = list(
-            owing_listing.rows.order_by(*owing_listing.ordering).values_list(  # type: ignore[misc]  # status: annotated
-                "pk", "status", "due_date", "created_at"
-            )[: MAX_OWING + 1]
-        )
-        by_due = sorted(owing[:MAX_OWING], key=lambda row: (row[2], row[3]))
+        # Every bill with its status but no other column (a resident at data set L has
+        # two hundred), split and sorted here; whole rows only for what the page draws.
+        states = member_bill_overview(access=self.access)
+        owing = [state for state in states if state.status in OWING]
+        by_due = sorted(owing[:MAX_OWING], key=lambda state: (state.due_date, state.created_at))
         chosen: dict[str, list[Any]] = {key: [] for key in SECTION_OF.values()}
-        for row in by_due:
-            chosen[SECTION_OF[row[1]]].append(row[0])
-        counts = {key: len(ids) for key, ids in chosen.items()}
-        shown_ids = {pk for key, ids in chosen.items() for pk in (ids if key == expanded else ids[:SECTION_SHOWN])}
-        rows = {bill.pk: bill for bill in owing_listing.page(list(owing_listing.rows.filter(pk__in=shown_ids)))}
-        settled_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=SETTLED))
-        settled = web_page(settled_listing, self.request, size=SETTLED_PAGE)
+        for state in by_due:
+            chosen[SECTION_OF[BillStatus(state.status)]].append(state)
+        counts = {key: len(listed) for key, listed in chosen.items()}
+        settled = sequence_page(
+            [state for state in states if state.status in SETTLED],
+            self.request,
+            model=Bill,
+            ordering=("-created_at", "-id"),
+            key=lambda state: (state.created_at, state.pk),
+            size=SETTLED_PAGE,
+        )
+        shown = {key: listed if key == expanded else listed[:SECTION_SHOWN] for key, listed in chosen.items()}
+        drawn = [*(state for listed in shown.values() for state in listed), *settled.rows]
+        rows = {bill.pk: bill for bill in member_bill_rows(access=self.access, states=drawn)}
+        settled = replace(settled, rows=[rows[state.pk] for state in settled.rows if state.pk in rows])
         here = self.request.path
 
         def section(key: str, heading: str, empty: str) -> Section:
-            shown = [rows[pk] for pk in chosen[key] if pk in rows]
-            return Section(key, heading, empty, shown, counts[key], f"{here}?all={key}#{key}-heading")
+            bills = [rows[state.pk] for state in shown[key] if state.pk in rows]
+            return Section(key, heading, empty, bills, counts[key], f"{here}?all={key}#{key}-heading")
 
         sections = [
             section("to-pay", "To pay", "Nothing to pay right now."),
