@@ -24,9 +24,11 @@ class NotificationSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     event = serializers.CharField()
     priority = serializers.CharField()
-    title = serializers.CharField()
-    body = serializers.CharField()
-    context = serializers.DictField()  # type: ignore[assignment]
+    title = serializers.CharField(help_text="For people: amounts and dates as the pages write them (₦15,000.00).")
+    body = serializers.CharField(help_text="For people: amounts and dates as the pages write them (31 Dec 2026).")
+    context = serializers.DictField(  # type: ignore[assignment]
+        help_text='For programs: raw values ("amount": "15000.00", "due_date": "2026-12-31").'
+    )
     cluster_id = serializers.UUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
     read_at = serializers.DateTimeField(allow_null=True)

@@ -93,12 +93,18 @@ class MemberFacts:
 
     def on(self, bill: Bill, today: datetime.date | None = None) -> MemberBillFacts:
         """The facts a status is derived from, on ``today`` (the estate's today)."""
+        return self.on_terms(cancelled=bill.cancelled_at is not None, due_date=bill.due_date, today=today)
+
+    def on_terms(
+        self, *, cancelled: bool, due_date: datetime.date, today: datetime.date | None = None
+    ) -> MemberBillFacts:
+        """:meth:`on` from the two terms of the bill it reads (when only they were read)."""
         return MemberBillFacts(
-            cancelled=bill.cancelled_at is not None,
+            cancelled=cancelled,
             paid=self.paid,
             waived=self.waived,
             disputed=self.disputed,
-            past_due=(today or estate_today()) > bill.due_date,
+            past_due=(today or estate_today()) > due_date,
             acknowledged=self.acknowledged,
         )
 

@@ -12,7 +12,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
-from levy.notifications.events import NotificationEvents
+from levy.notifications.events import NotificationEvents, display_context
 from levy.notifications.models import Delivery
 
 
@@ -54,7 +54,7 @@ class EmailChannel:
         context = {
             "notification": notification,
             "recipient_name": recipient.name or recipient.email,
-            "context": notification.context,
+            "context": display_context(notification.context),
             "site_url": settings.LEVY_SITE_URL,
             "receipt_url": receipt_url(notification.event, notification.context),
             "open_url": open_url(notification),

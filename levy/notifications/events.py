@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import models
+
+from levy.common.format import estate_date, money
 
 
 class NotificationEvents(models.TextChoices):
@@ -34,33 +39,33 @@ class EventSpec:
     body: str
 
 
-# Titles and bodies are ``str.format`` templates over the event's context.
+# Titles and bodies are ``str.format`` templates over the event's context, its amounts
+# and dates written as the pages write them (``display_context``).
 EVENT_SPECS: dict[str, EventSpec] = {
     NotificationEvents.PAYMENT_DUE: EventSpec(
         Priority.NORMAL,
         "New bill: {bill_title}",
-        "{bill_reference} — {currency} {amount} is due on {due_date}. Please acknowledge it, then pay or dispute it.",
+        "{bill_reference} — {amount} is due on {due_date}. Please acknowledge it, then pay or dispute it.",
     ),
     NotificationEvents.BILL_ACKNOWLEDGED: EventSpec(
         Priority.NORMAL,
         "Bill acknowledged: {bill_title}",
-        "{member_name} acknowledged {bill_reference} ({currency} {amount}, due {due_date}).",
+        "{member_name} acknowledged {bill_reference} ({amount}, due {due_date}).",
     ),
     NotificationEvents.BILL_DISPUTED: EventSpec(
         Priority.HIGH,
         "Bill disputed: {bill_title}",
-        "{member_name} disputed {bill_reference} ({currency} {amount}): {reason}",
+        "{member_name} disputed {bill_reference} ({amount}): {reason}",
     ),
     NotificationEvents.PAYMENT_FAILED: EventSpec(
         Priority.HIGH,
         "Payment failed: {bill_title}",
-        "Your payment of {currency} {amount} for {bill_reference} failed: {failure_message}",
+        "Your payment of {amount} for {bill_reference} failed: {failure_message}",
     ),
     NotificationEvents.PAYMENT_SUCCESSFUL: EventSpec(
         Priority.NORMAL,
         "Receipt: {bill_title}",
-        "You paid {currency} {amount} for {bill_reference}. Receipt {transaction_reference}; "
-        "wallet balance {currency} {wallet_balance}.",
+        "You paid {amount} for {bill_reference}. Receipt {transaction_reference}; wallet balance {wallet_balance}.",
     ),
     NotificationEvents.DISPUTE_RESOLVED: EventSpec(
         Priority.NORMAL,
@@ -70,30 +75,30 @@ EVENT_SPECS: dict[str, EventSpec] = {
     NotificationEvents.BILL_CANCELLED: EventSpec(
         Priority.NORMAL,
         "Bill cancelled: {bill_title}",
-        "{bill_reference} ({currency} {amount}) was cancelled: {reason}",
+        "{bill_reference} ({amount}) was cancelled: {reason}",
     ),
     NotificationEvents.PAYMENT_REMINDER: EventSpec(
         Priority.NORMAL,
         "Reminder: {bill_title}",
-        "{bill_reference} — {currency} {amount} is due on {due_date}.",
+        "{bill_reference} — {amount} is due on {due_date}.",
     ),
     NotificationEvents.TOP_UP_CREDITED: EventSpec(
         Priority.NORMAL,
-        "Wallet topped up: {currency} {amount}",
-        "{currency} {amount} paid through {provider} (reference {top_up_reference}) is in your wallet. "
-        "Wallet balance {currency} {wallet_balance}.",
+        "Wallet topped up: {amount}",
+        "{amount} paid through {provider} (reference {top_up_reference}) is in your wallet. "
+        "Wallet balance {wallet_balance}.",
     ),
     NotificationEvents.TOP_UP_MISMATCH: EventSpec(
         Priority.HIGH,
         "Top-up not credited: {top_up_reference}",
-        "{provider} reported {reported_currency} {reported_amount} for top-up {top_up_reference} of {member_name}, "
-        "which was for {currency} {amount}. Nothing was credited; check the payment in the provider's dashboard.",
+        "{provider} reported {reported_amount} for top-up {top_up_reference} of {member_name}, "
+        "which was for {amount}. Nothing was credited; check the payment in the provider's dashboard.",
     ),
     NotificationEvents.PAYMENT_REFUNDED: EventSpec(
         Priority.NORMAL,
         "Refund: {bill_title}",
-        "Your payment of {currency} {amount} for {bill_reference} was refunded to your wallet: {reason}. "
-        "Wallet balance {currency} {wallet_balance}.{then}",
+        "Your payment of {amount} for {bill_reference} was refunded to your wallet: {reason}. "
+        "Wallet balance {wallet_balance}.{then}",
     ),
     NotificationEvents.MEMBERSHIP_ADDED: EventSpec(
         Priority.HIGH,
@@ -104,9 +109,36 @@ EVENT_SPECS: dict[str, EventSpec] = {
 }
 
 
-def render(event: str, context: dict[str, object]) -> tuple[str, str]:
+# The amounts of a context (stored as "15000.00") and the currency each is in.
+MONEY_KEYS = {"amount": "currency", "wallet_balance": "currency", "reported_amount": "reported_currency"}
+# Its dates (stored as "2026-12-31").
+DATE_KEYS = ("due_date", "late_fee_of_due_date")
+
+
+def display_context(context: dict[str, Any]) -> dict[str, Any]:
+    """``context`` with its amounts and dates written for people: ``₦50,000.00``,
+    ``31 Dec 2026``. The stored context stays as it is (raw values, which the API
+    returns); the texts and the emails read this. A value that is not an amount or
+    a date is left as it was written (an amount with its currency's code before it)."""
+    shown = dict(context)
+    for key, currency_key in MONEY_KEYS.items():
+        if context.get(key) in (None, ""):
+            continue
+        currency = str(context.get(currency_key) or "")
+        written = money(context[key], currency) if currency else ""
+        shown[key] = written or f"{currency} {context[key]}".strip()
+    for key in DATE_KEYS:
+        if context.get(key) in (None, ""):
+            continue
+        with contextlib.suppress(ValueError):  # not a date: left as written
+            shown[key] = estate_date(datetime.date.fromisoformat(str(context[key])))
+    return shown
+
+
+def render(event: str, context: dict[str, Any]) -> tuple[str, str]:
+    """The title and body of ``event`` over ``context``."""
     spec = EVENT_SPECS[event]
-    values = _Defaulting(context)
+    values = _Defaulting(display_context(context))
     return spec.title.format_map(values)[:200], spec.body.format_map(values)
 
 

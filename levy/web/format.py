@@ -5,59 +5,31 @@ through the filters of ``levy.web.templatetags.levy``.
 - Dates are on the estate's calendar (``settings.TIME_ZONE``, the clock due dates are
   judged by), and read relative where that helps: "due in 3 days", "overdue by 12 days".
 - A status is a badge whose words match the status names of ``product.md``.
+
+An amount and a date are written by ``levy.common.format``, which the notifications'
+texts use too (notifications sit below web); they are named here for the pages.
 """
 
 from __future__ import annotations
 
 import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from levy.billing.status import BillStatus
+from levy.common.format import estate_date, estate_datetime, money
 
-CURRENCY_SYMBOLS = {
-    "NGN": "₦",
-    "GHS": "GH₵",
-    "KES": "KSh ",
-    "ZAR": "R ",
-    "USD": "$",
-    "GBP": "£",
-    "EUR": "€",
-    "XOF": "CFA ",
-}
-CENT = Decimal("0.01")
-
-
-def money(amount: object, currency: str = "NGN") -> str:
-    """``₦15,000.00``; ``-₦500.00`` for a negative amount; an unknown currency is written
-    as its code (``XYZ 15,000.00``)."""
-    try:
-        value = Decimal(str(amount)).quantize(CENT, rounding=ROUND_HALF_UP)
-    except (InvalidOperation, ValueError, TypeError):
-        return ""
-    symbol = CURRENCY_SYMBOLS.get((currency or "").upper(), f"{(currency or '').upper()} ")
-    sign = "-" if value < 0 else ""
-    return f"{sign}{symbol}{abs(value):,.2f}"
-
-
-def estate_date(value: datetime.date | datetime.datetime | None) -> str:
-    """``5 Dec 2026`` on the estate's calendar."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime.datetime):
-        value = timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
-    return f"{value.day} {value:%b %Y}"
-
-
-def estate_datetime(value: datetime.datetime | None) -> str:
-    """``5 Dec 2026, 14:05`` in the estate's time zone."""
-    if value is None:
-        return ""
-    local = timezone.localtime(value) if timezone.is_aware(value) else value
-    return f"{local.day} {local:%b %Y, %H:%M}"
+__all__ = [
+    "STATUS_LABELS",
+    "ago",
+    "due_relative",
+    "estate_date",
+    "estate_datetime",
+    "money",
+    "status_badge",
+]
 
 
 def _days(n: int) -> str:

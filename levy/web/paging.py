@@ -8,11 +8,11 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.http import HttpRequest
 
 from levy.common.listing import Listing
@@ -37,11 +37,14 @@ def _encode(values: list[Any]) -> str:
 
 
 def _decode(cursor: str, listing: Listing[Any]) -> list[Any] | None:
+    return _decode_for(cursor, listing.rows.model, listing.ordering)
+
+
+def _decode_for(cursor: str, model: Any, ordering: Sequence[str]) -> list[Any] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         values = json.loads(raw)
-        model = listing.rows.model
-        fields = [model._meta.get_field(name.lstrip("-")) for name in listing.ordering]
+        fields = [model._meta.get_field(name.lstrip("-")) for name in ordering]
         if not isinstance(values, list) or len(values) != len(fields):
             return None
         return [field.to_python(value) for field, value in zip(fields, values, strict=True)]
@@ -73,4 +76,33 @@ def web_page(listing: Listing[Any], request: HttpRequest, *, size: int = PAGE_SI
     if len(found) > size:
         last = page[-1]
         next_cursor = _encode([getattr(last, name.lstrip("-")) for name in listing.ordering])
+    return WebPage(rows=page, next_cursor=next_cursor, is_first=values is None)
+
+
+def sequence_page(
+    items: Sequence[Any],
+    request: HttpRequest,
+    *,
+    model: type[Model],
+    ordering: tuple[str, str],
+    key: Callable[[Any], tuple[Any, Any]],
+    size: int = PAGE_SIZE,
+    param: str = "after",
+) -> WebPage:
+    """:func:`web_page` over rows already read and sorted in ``ordering`` (two fields of
+    ``model``; ``key`` gives a row's values of them): the same cursors, so a page's
+    links read the same whichever way its rows were read."""
+    cursor = request.GET.get(param)
+    values = _decode_for(cursor, model, ordering) if cursor else None
+    rest: Sequence[Any] = items
+    if values is not None:
+        (v1, v2), (d1, d2) = values, (ordering[0].startswith("-"), ordering[1].startswith("-"))
+
+        def after(row: Any) -> bool:
+            k1, k2 = key(row)
+            return (k1 < v1 if d1 else k1 > v1) or (k1 == v1 and (k2 < v2 if d2 else k2 > v2))
+
+        rest = [row for row in items if after(row)]
+    page = list(rest[:size])
+    next_cursor = _encode(list(key(page[-1]))) if len(rest) > size else None
     return WebPage(rows=page, next_cursor=next_cursor, is_first=values is None)

@@ -19,6 +19,7 @@ from levy.web.views import (
     schedules,
     statements,
     transactions,
+    wallet,
 )
 
 app_name = "web"
@@ -52,9 +53,9 @@ estate_patterns: list[URLPattern | URLResolver] = [
     path("my-bills/", resident.MyBillsPage.as_view(), name="my-bills"),
     path("my-bills/<str:bill_id>/", resident.MyBillPage.as_view(), name="my-bill"),
     path("my-bills/<str:bill_id>/pay/", resident.MyBillPayPage.as_view(), name="my-bill-pay"),
-    path("wallet/", resident.WalletPage.as_view(), name="wallet"),
+    path("wallet/", wallet.WalletPage.as_view(), name="wallet"),
     path("wallet/statement/", statements.WalletStatementPage.as_view(), name="wallet-statement"),
-    path("wallet/top-up/return/", resident.TopUpReturnPage.as_view(), name="top-up-return"),
+    path("wallet/top-up/return/", wallet.TopUpReturnPage.as_view(), name="top-up-return"),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

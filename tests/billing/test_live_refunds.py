@@ -135,7 +135,7 @@ def test_a_refunded_payment_of_a_live_bill_no_longer_counts_as_paid(estate: Esta
         "reopens_bill": True,
     }
     told = Notification.objects.get(recipient=member.user, event="PAYMENT_REFUNDED")
-    assert told.body.endswith("Wallet balance NGN 300.00. The bill is unpaid again: pay it when you are ready.")
+    assert told.body.endswith("Wallet balance ₦300.00. The bill is unpaid again: pay it when you are ready.")
     # Owing it again, they may dispute it now.
     with committed():
         bill_dispute(access=access(member), bill=bill, reason="I paid in cash")

@@ -27,6 +27,7 @@ from levy.billing.selectors import (
     decorate_member_bills,
     estate_today,
     member_bill_facts,
+    member_bill_states,
     member_bills,
     members_filtered_by_disputed,
     members_filtered_by_overdue,
@@ -303,6 +304,32 @@ def test_the_decorated_page_agrees_with_the_annotated_member_bills() -> None:
             seen.add((fast.status, fast.can_pay))
     assert {status for status, _ in seen} == set(BillStatus.values)
     assert (BillStatus.ACKNOWLEDGED, True) in seen and (BillStatus.OVERDUE, True) in seen
+
+
+@pytest.mark.django_db
+def test_the_member_bill_states_agree_with_the_annotated_member_bills() -> None:
+    """My bills reads every bill's status without its other columns
+    (``member_bill_states``: the bills' few columns, then the fixed facts statement);
+    it must give the bills, order and annotations of ``member_bills``, for every
+    combination of facts, a bill payable after its due date, and a member's own bill."""
+    combos = all_member_fact_combos()
+    estate, today, bills, members = _build(combos)
+    Bill.objects.filter(pk=bills[1][0].pk).update(allow_payment_after_due=True)
+    estate.user_bill(members[0], title="Only the first member's")
+    names = ("pk", "created_at", "due_date", "status", "acknowledged_at", "paid_at", "can_pay")
+    seen = set()
+    for member in members:
+        reference = [{n: getattr(b, n) for n in names} for b in member_bills(membership=member, today=today)]
+        states = [{n: getattr(s, n) for n in names} for s in member_bill_states(membership=member, today=today)]
+        assert states == reference
+        seen |= {(s["status"], s["can_pay"]) for s in states}
+    assert len(member_bill_states(membership=members[0], today=today)) == len(bills) + 1
+    assert {status for status, _ in seen} == set(BillStatus.values)
+    assert (BillStatus.ACKNOWLEDGED, True) in seen and (BillStatus.OVERDUE, True) in seen
+    gone = members[1]
+    Membership.objects.filter(pk=gone.pk).update(active=False, deactivated_at=timezone.now())
+    gone.refresh_from_db()
+    assert member_bill_states(membership=gone, today=today) == []
 
 
 @pytest.mark.django_db

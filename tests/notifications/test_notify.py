@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -13,6 +14,8 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
+from levy.billing.status import estate_today
+from levy.common.format import estate_date, money
 from levy.estates.models import Membership
 from levy.estates.permissions import PaymentsPermissions
 from levy.notifications.deliveries import deliveries_send_due
@@ -39,9 +42,65 @@ def test_every_event_has_a_spec_and_renders_its_context() -> None:
         },
     )
     assert title == "New bill: Water"
-    assert body.startswith("BILL-2026-000004 — NGN 500.00 is due on 2026-12-01.")
+    # the amount and the date are written as the pages write them
+    assert body.startswith("BILL-2026-000004 — ₦500.00 is due on 1 Dec 2026.")
     # a missing value renders empty rather than failing the whole fan-out
     assert render(NotificationEvents.BILL_CANCELLED, {})[0] == "Bill cancelled: "
+
+
+def test_amounts_and_dates_are_written_for_people_where_the_context_stays_raw() -> None:
+    title, body = render(
+        NotificationEvents.TOP_UP_CREDITED,
+        {"currency": "GHS", "amount": "1250.5", "wallet_balance": "20000.00", "provider": "Paystack"},
+    )
+    assert title == "Wallet topped up: GH₵1,250.50"
+    assert "Wallet balance GH₵20,000.00." in body
+    _, body = render(
+        NotificationEvents.TOP_UP_MISMATCH,
+        {
+            "provider": "Paystack",
+            "currency": "NGN",
+            "amount": "5000.00",
+            "reported_currency": "USD",
+            "reported_amount": "5000",
+        },
+    )
+    assert body.startswith("Paystack reported $5,000.00 for top-up") and "which was for ₦5,000.00." in body
+    # what is not an amount reads as it was written, with its currency's code
+    _, body = render(
+        NotificationEvents.TOP_UP_MISMATCH,
+        {"currency": "NGN", "amount": "5000.00", "reported_currency": "?", "reported_amount": "unknown"},
+    )
+    assert "reported ? unknown for top-up" in body
+
+
+def test_inbox_api_and_email_show_the_pages_amounts_and_dates(estate: Estate) -> None:
+    from tests.api.conftest import api_as
+    from tests.web.conftest import browser_as
+
+    resident = estate.residents[0]
+    due = estate_today() + datetime.timedelta(days=20)
+    with committed():
+        bill = estate.wide_bill(title="Road levy", amount=Decimal("50000.00"), due_date=due)
+    amount, day = money(Decimal("50000.00"), estate.cluster.currency), estate_date(due)
+    expected = f"{bill.reference} — {amount} is due on {day}. Please acknowledge it, then pay or dispute it."
+    row = Notification.objects.get(recipient_id=resident.user_id, context__bill_id=str(bill.pk))
+    assert (row.title, row.body) == ("New bill: Road levy", expected)
+    # the stored context keeps the raw values (the API returns them as they are)
+    assert (row.context["amount"], row.context["due_date"]) == ("50000.00", due.isoformat())
+    listed = api_as(resident).get("/api/v1/notifications/").json()["results"][0]
+    assert (listed["body"], listed["context"]["amount"], listed["context"]["due_date"]) == (
+        expected,
+        "50000.00",
+        due.isoformat(),
+    )
+    page = browser_as(resident).get("/notifications/").content.decode()
+    assert expected in page and "50000.00" not in page and due.isoformat() not in page
+    message = next(m for m in mail.outbox if m.to == [resident.user.email])
+    html = message.alternatives[0][0]
+    for text in (message.body, html):
+        assert amount in text and day in text, text
+        assert "50000.00" not in text and due.isoformat() not in text, text
 
 
 def _remind(estate: Estate, key: str = "PAYMENT_REMINDER:test") -> tuple[NotificationIntent, bool]:

@@ -87,8 +87,8 @@ def test_refund_through_the_api_reverses_once_and_tells_the_payer(estate: Estate
     assert Wallet.objects.get(user=payer.user, cluster=estate.cluster).balance == Decimal("15000.00")
     told = Notification.objects.get(recipient=payer.user, event="PAYMENT_REFUNDED")
     assert told.body == (
-        f"Your payment of NGN 15000.00 for {bill.reference} was refunded to your wallet: Issued twice. "
-        "Wallet balance NGN 15000.00."
+        f"Your payment of ₦15,000.00 for {bill.reference} was refunded to your wallet: Issued twice. "
+        "Wallet balance ₦15,000.00."
     )
     audit = AuditEvent.objects.get(action="payment.refund")
     assert (audit.actor_id, audit.data["reason"], audit.data["amount"]) == (
@@ -116,8 +116,8 @@ def test_a_live_bills_payment_is_refunded_and_the_payer_owes_the_bill_again(esta
     assert counters_drift(Bill.objects.filter(pk=bill.pk)) == []
     told = Notification.objects.get(recipient=payer.user, event="PAYMENT_REFUNDED")
     assert told.body == (
-        f"Your payment of NGN 4000.00 for {bill.reference} was refunded to your wallet: Paid at the gate. "
-        "Wallet balance NGN 4000.00. The bill is unpaid again: pay it when you are ready."
+        f"Your payment of ₦4,000.00 for {bill.reference} was refunded to your wallet: Paid at the gate. "
+        "Wallet balance ₦4,000.00. The bill is unpaid again: pay it when you are ready."
     )
     audit = AuditEvent.objects.get(action="payment.refund")
     assert (audit.data["reopens_bill"], audit.data["payment_id"]) == (True, str(payment.pk))

@@ -172,8 +172,8 @@ def test_return_page_credits_once_however_often_it_is_reloaded(
     assert (top_up.status, top_up.transaction_id) == ("credited", entry.pk)
     assert AuditEvent.objects.filter(action="payments.top_up.credit", target_id=str(top_up.pk)).count() == 1
     assert Notification.objects.get(recipient=member.user, event="TOP_UP_CREDITED").body == (
-        f"NGN 5000.00 paid through {top_up.get_provider_display()} (reference {top_up.reference}) is in your wallet. "
-        "Wallet balance NGN 5000.00."
+        f"₦5,000.00 paid through {top_up.get_provider_display()} (reference {top_up.reference}) is in your wallet. "
+        "Wallet balance ₦5,000.00."
     )
 
 

@@ -207,7 +207,7 @@ def test_the_top_up_email_links_to_its_receipt(estate: Estate, fake_provider_ser
     with committed():
         assert get_return(top_up.reference).json()["status"] == "credited"
     top_up.refresh_from_db()
-    [message] = [m for m in mail.outbox if m.subject == "Wallet topped up: NGN 5000.00"]
+    [message] = [m for m in mail.outbox if m.subject == "Wallet topped up: ₦5,000.00"]
     assert message.to == [member.user.email]
     url = f"https://levy.example.test/api/v1/clusters/{estate.cluster.pk}/transactions/{top_up.transaction_id}/receipt/"
     assert f"Your receipt (PDF): {url}" in message.body

@@ -34,10 +34,13 @@ from levy.billing.selectors.bills import (
     bill_member_list,
     member_bill,
     member_bill_list,
+    member_bill_overview,
+    member_bill_rows,
 )
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
 from levy.billing.selectors.disputes import DisputeFilters, dispute_list, member_bill_disputes
 from levy.billing.selectors.facts import (
+    MemberBillState,
     acknowledged_fact,
     bill_member_statuses,
     bill_status_for,
@@ -47,6 +50,7 @@ from levy.billing.selectors.facts import (
     last_reopening_refund,
     live_payment,
     member_bill_facts,
+    member_bill_states,
     member_bills,
     paid_fact,
     read_member_facts,
@@ -80,6 +84,7 @@ __all__ = [
     "Dashboard",
     "DisputeFilters",
     "MemberBillFilters",
+    "MemberBillState",
     "MemberFilters",
     "ScheduleFilters",
     "acknowledged_fact",
@@ -108,6 +113,9 @@ __all__ = [
     "member_bill_disputes",
     "member_bill_facts",
     "member_bill_list",
+    "member_bill_overview",
+    "member_bill_rows",
+    "member_bill_states",
     "member_bills",
     "member_list",
     "members_filtered_by_disputed",

@@ -161,15 +161,17 @@ class _PageFacts:
     disputed: bool
     dispute_id: Any
 
-    def facts(self, bill: Bill, day: datetime.date) -> MemberBillFacts:
-        stored = MemberFacts(
+    def stored(self) -> MemberFacts:
+        return MemberFacts(
             applies=True,
             paid=self.paid_at is not None,
             waived=self.waived,
             disputed=self.disputed,
             acknowledged=self.acknowledged_at is not None,
         )
-        return stored.on(bill, day)
+
+    def facts(self, bill: Bill, day: datetime.date) -> MemberBillFacts:
+        return self.stored().on(bill, day)
 
 
 def _read_page_facts(vary: str, page: list[Any], fixed: Any) -> dict[Any, _PageFacts]:
@@ -209,12 +211,75 @@ def decorate_member_bills(
     for bill in bills:
         row = rows[bill.pk]
         facts = row.facts(bill, day)
-        # The names ``member_bills`` annotates.
-        setattr(bill, "status", derive_status(facts))  # noqa: B010
-        setattr(bill, "acknowledged_at", row.acknowledged_at)  # noqa: B010
-        setattr(bill, "paid_at", row.paid_at)  # noqa: B010
-        setattr(bill, "can_pay", can_pay(facts, allow_payment_after_due=bill.allow_payment_after_due))  # noqa: B010
+        MemberBillState(
+            pk=bill.pk,
+            created_at=bill.created_at,
+            due_date=bill.due_date,
+            status=derive_status(facts),
+            acknowledged_at=row.acknowledged_at,
+            paid_at=row.paid_at,
+            can_pay=can_pay(facts, allow_payment_after_due=bill.allow_payment_after_due),
+        ).set_on(bill)
     return bills
+
+
+@dataclass(frozen=True)
+class MemberBillState:
+    """One bill that applies to a member, with what ``member_bills`` annotates on it
+    but none of the bill's other columns: enough to sort and split a member's bills by
+    status before reading whole rows for the few a page draws."""
+
+    pk: Any
+    created_at: datetime.datetime
+    due_date: datetime.date
+    status: str  # a BillStatus value
+    acknowledged_at: datetime.datetime | None
+    paid_at: datetime.datetime | None
+    can_pay: bool
+
+    def set_on(self, bill: Bill) -> Bill:
+        """Set the names ``member_bills`` annotates on ``bill`` (this state's bill)."""
+        setattr(bill, "status", self.status)  # noqa: B010
+        setattr(bill, "acknowledged_at", self.acknowledged_at)  # noqa: B010
+        setattr(bill, "paid_at", self.paid_at)  # noqa: B010
+        setattr(bill, "can_pay", self.can_pay)  # noqa: B010
+        return bill
+
+
+def member_bill_states(*, membership: Membership, today: datetime.date | None = None) -> list[MemberBillState]:
+    """Every bill that applies to ``membership``, newest first (``member_bills``'
+    order), with its status: on PostgreSQL the bills' few columns, then the member's
+    facts for all of them in the fixed statement of ``decorate_member_bills`` — two
+    short queries whatever the number of bills, and no compiling of the annotated
+    queryset; elsewhere read through ``member_bills``."""
+    day = today or estate_today()
+    if connection.vendor != "postgresql":
+        fields = ("pk", "created_at", "due_date", "status", "acknowledged_at", "paid_at", "can_pay")
+        return [MemberBillState(*row) for row in member_bills(membership=membership, today=day).values_list(*fields)]
+    bills = list(
+        bills_applying_to(membership)
+        .order_by("-created_at", "-id")
+        .values_list("pk", "created_at", "due_date", "cancelled_at", "allow_payment_after_due")
+    )
+    if not bills:
+        return []
+    rows = _read_page_facts("bill", [pk for pk, *_ in bills], membership.user_id)
+    states = []
+    for pk, created_at, due_date, cancelled_at, after_due in bills:
+        row = rows[pk]
+        facts = row.stored().on_terms(cancelled=cancelled_at is not None, due_date=due_date, today=day)
+        states.append(
+            MemberBillState(
+                pk=pk,
+                created_at=created_at,
+                due_date=due_date,
+                status=derive_status(facts),
+                acknowledged_at=row.acknowledged_at,
+                paid_at=row.paid_at,
+                can_pay=can_pay(facts, allow_payment_after_due=after_due),
+            )
+        )
+    return states
 
 
 def bill_member_statuses(*, bill: Bill, today: datetime.date | None = None) -> QuerySet[Any]:

@@ -1,5 +1,5 @@
 """The resident's pages: their bills, one bill (acknowledge, dispute, pay from the
-wallet with a confirmation step), and their wallet. Every read is a billing or wallet
+wallet with a confirmation step); the wallet is ``levy.web.views.wallet``. Every read is a billing or wallet
 selector and every write the service the API's resident endpoints call; what a
 resident may do with a bill is asked of ``levy.billing.rules``, never decided here.
 
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -29,13 +28,13 @@ from levy.billing import rules
 from levy.billing.models import Bill
 from levy.billing.payments import bill_pay
 from levy.billing.selectors import (
-    MemberBillFilters,
     estate_today,
     last_reopening_refund,
     live_payment,
     member_bill,
     member_bill_disputes,
-    member_bill_list,
+    member_bill_overview,
+    member_bill_rows,
 )
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
@@ -44,21 +43,17 @@ from levy.common.errors import (
     ApplicationError,
     IdempotencyKeyReusedError,
     InsufficientFundsError,
-    NotFoundError,
     RuleViolation,
     ValidationError,
 )
-from levy.common.listing import Listing
-from levy.payments.models import TopUpStatus
 from levy.payments.providers.base import ProviderError
-from levy.payments.selectors import access_own_top_up, access_own_top_up_by_reference, active_provider_account
-from levy.payments.services import bill_pay_by_card_start, topup_return, topup_start
-from levy.wallets.selectors import member_transaction_list
+from levy.payments.selectors import active_provider_account
+from levy.payments.services import bill_pay_by_card_start
 from levy.wallets.services import member_wallet
 from levy.web import format
-from levy.web.paging import web_page
+from levy.web.paging import sequence_page
 from levy.web.views.base import EstatePage
-from levy.web.views.statements import statement_form
+from levy.web.views.wallet import new_key, started_checkout, top_up_return_url
 
 # --- My bills ---------------------------------------------------------------------------------
 
@@ -127,9 +122,10 @@ def next_action(bill: Any, currency: str) -> Action:
 
 class MyBillsPage(EstatePage):
     """What to pay now first (by due date), then overdue, disputed, and the settled ones
-    (paid, waived, cancelled; newest first, a page at a time). The same bills the API's
-    ``member_bills_list`` gives, read by the same selector: one statement for those
-    still owed and one for a page of the settled."""
+    (paid, waived, cancelled; newest first, a page at a time). The same bills, with the
+    same statuses, as the API's ``member_bill_list`` gives: every one's status from
+    ``member_bill_overview`` (the fixed facts statement the API's pages use), whole rows
+    only for the ones drawn."""
 
     template_name = "web/resident/my_bills.html"
 
@@ -137,29 +133,32 @@ class MyBillsPage(EstatePage):
         context = super().get_context_data(**kwargs)
         currency = self.access.cluster.currency
         expanded = self.request.GET.get("all", "")
-        owing_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=OWING))
-        # Every bill still owed, as (id, status, due date) only — a resident at data set L
-        # owes up to two hundred, and whole rows for all of them cost more than drawing
-        # the page — then whole rows for the ones the sections show.
-        owing = list(
-            owing_listing.rows.order_by(*owing_listing.ordering).values_list(  # type: ignore[misc]  # status: annotated
-                "pk", "status", "due_date", "created_at"
-            )[: MAX_OWING + 1]
-        )
-        by_due = sorted(owing[:MAX_OWING], key=lambda row: (row[2], row[3]))
+        # Every bill with its status but no other column (a resident at data set L has
+        # two hundred), split and sorted here; whole rows only for what the page draws.
+        states = member_bill_overview(access=self.access)
+        owing = [state for state in states if state.status in OWING]
+        by_due = sorted(owing[:MAX_OWING], key=lambda state: (state.due_date, state.created_at))
         chosen: dict[str, list[Any]] = {key: [] for key in SECTION_OF.values()}
-        for row in by_due:
-            chosen[SECTION_OF[row[1]]].append(row[0])
-        counts = {key: len(ids) for key, ids in chosen.items()}
-        shown_ids = {pk for key, ids in chosen.items() for pk in (ids if key == expanded else ids[:SECTION_SHOWN])}
-        rows = {bill.pk: bill for bill in owing_listing.page(list(owing_listing.rows.filter(pk__in=shown_ids)))}
-        settled_listing = member_bill_list(access=self.access, filters=MemberBillFilters(statuses=SETTLED))
-        settled = web_page(settled_listing, self.request, size=SETTLED_PAGE)
+        for state in by_due:
+            chosen[SECTION_OF[BillStatus(state.status)]].append(state)
+        counts = {key: len(listed) for key, listed in chosen.items()}
+        settled = sequence_page(
+            [state for state in states if state.status in SETTLED],
+            self.request,
+            model=Bill,
+            ordering=("-created_at", "-id"),
+            key=lambda state: (state.created_at, state.pk),
+            size=SETTLED_PAGE,
+        )
+        shown = {key: listed if key == expanded else listed[:SECTION_SHOWN] for key, listed in chosen.items()}
+        drawn = [*(state for listed in shown.values() for state in listed), *settled.rows]
+        rows = {bill.pk: bill for bill in member_bill_rows(access=self.access, states=drawn)}
+        settled = replace(settled, rows=[rows[state.pk] for state in settled.rows if state.pk in rows])
         here = self.request.path
 
         def section(key: str, heading: str, empty: str) -> Section:
-            shown = [rows[pk] for pk in chosen[key] if pk in rows]
-            return Section(key, heading, empty, shown, counts[key], f"{here}?all={key}#{key}-heading")
+            bills = [rows[state.pk] for state in shown[key] if state.pk in rows]
+            return Section(key, heading, empty, bills, counts[key], f"{here}?all={key}#{key}-heading")
 
         sections = [
             section("to-pay", "To pay", "Nothing to pay right now."),
@@ -227,26 +226,6 @@ class Funds:
     @property
     def shortfall(self) -> Decimal:
         return max(Decimal("0.00"), self.amount - self.balance)
-
-
-def started_checkout(access: Any, top_up_id: str, *, bill: Bill | None = None) -> Any:
-    """The caller's own top-up (``?top_up=`` after starting one) if it still waits for
-    the card payment, and is for ``bill`` when one is given; else None."""
-    try:
-        started = access_own_top_up(access, top_up_id)
-    except NotFoundError:
-        return None
-    if started.status != TopUpStatus.PENDING or not started.checkout_url:
-        return None
-    if bill is not None and started.bill_id != bill.pk:
-        return None
-    return started
-
-
-def top_up_return_url(access: Any) -> str:
-    """Where the provider sends the resident back after a card payment."""
-    path = reverse("web:top-up-return", kwargs={"cluster_id": access.cluster.pk})
-    return str(settings.LEVY_PUBLIC_URL).rstrip("/") + path
 
 
 class ResidentBillMixin(EstatePage):
@@ -414,140 +393,3 @@ class MyBillPayPage(ResidentBillMixin):
 
     def failed(self, form: PayForm, message: str, status: int) -> HttpResponse:
         return self.render_to_response(self.get_context_data(form=form, error=message), status=status)
-
-
-# --- wallet ---------------------------------------------------------------------------------
-
-
-def new_key(kind: str) -> str:
-    return f"web-{kind}-{uuid.uuid4().hex}"
-
-
-class TopUpForm(forms.Form):
-    amount = forms.CharField(
-        label="Amount to add",
-        max_length=20,
-        help_text="In the estate's currency, e.g. 15000 or 15000.50. You pay it by card on the next page.",
-        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
-    )
-    idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
-
-
-TOP_UP_OUTCOMES = {
-    TopUpStatus.CREDITED: (messages.SUCCESS, "Your top-up of {amount} is in your wallet."),
-    TopUpStatus.PENDING: (
-        messages.WARNING,
-        "Your top-up of {amount} is not confirmed yet. It shows in your balance as soon as the provider confirms it.",
-    ),
-    TopUpStatus.EXPIRED: (
-        messages.WARNING,
-        "Your top-up of {amount} was not completed in time. If you were charged, it is credited when the "
-        "provider confirms it.",
-    ),
-    TopUpStatus.MISMATCH: (
-        messages.ERROR,
-        "The provider reported a different amount than {amount}: nothing was credited. The estate's treasurer "
-        "has been told and will sort it out.",
-    ),
-    TopUpStatus.FAILED: (messages.ERROR, "The top-up of {amount} did not start: nothing was charged. Try again."),
-}
-
-
-class WalletPage(EstatePage):
-    """The caller's wallet: balance, their ledger entries newest first a page at a time,
-    and a top-up through the estate's payment provider when it has one."""
-
-    template_name = "web/resident/wallet.html"
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        wallet = member_wallet(access=self.access)
-        listing = member_transaction_list(access=self.access)
-        # Each entry names its bill, and a deposit its top-up by card: read with the page,
-        # not one query per row.
-        rows = listing.rows.select_related("bill", "top_up")
-        page = web_page(Listing(rows, listing.ordering, listing.decorate), self.request)
-        context.update(
-            wallet=wallet,
-            page=page,
-            can_top_up=active_provider_account(self.access.cluster.pk) is not None,
-            statement_form=statement_form(),
-            statement_url=reverse("web:wallet-statement", kwargs={"cluster_id": self.access.cluster.pk}),
-        )
-        if self.request.GET.get("top_up"):
-            context["checkout"] = started_checkout(self.access, self.request.GET["top_up"])
-        if context["can_top_up"]:
-            initial = {"idempotency_key": new_key("top-up")}
-            if self.request.GET.get("amount"):
-                initial["amount"] = self.request.GET["amount"][:20]
-            context.setdefault("top_up_form", TopUpForm(initial=initial))
-        return context
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Start a top-up (``topup_start``, the API's service) and go to the provider's checkout."""
-        self.access.require_member()
-        form = TopUpForm(request.POST)
-        wait = ratelimit.check_scope(request, "top_up")
-        if wait is not None:
-            form.is_valid()
-            form.add_error(None, f"Too many top-ups in the last minute. Try again in {math.ceil(wait)} seconds.")
-        elif form.is_valid():
-            callback = top_up_return_url(self.access)
-            try:
-                top_up = topup_start(
-                    access=self.access,
-                    amount=form.cleaned_data["amount"].strip(),
-                    idempotency_key=form.cleaned_data["idempotency_key"],
-                    origin=self.origin,
-                    callback_url=callback,
-                )
-            except ValidationError as exc:
-                for errors in exc.fields.values():
-                    form.add_error("amount", errors)
-                if not exc.fields:
-                    form.add_error("amount", exc.message)
-            except IdempotencyKeyReusedError:
-                form = TopUpForm(initial={"amount": form.cleaned_data["amount"], "idempotency_key": new_key("top-up")})
-                form.is_valid()
-                form.add_error(None, "That form was already used for another amount. Check the amount and continue.")
-            except (RuleViolation, ProviderError) as exc:
-                form.add_error(None, exc.message)
-            else:
-                # To the provider through a link on the wallet (the pages' Content-Security-Policy
-                # lets a form post only to this site, and a redirect after a post counts).
-                wallet = reverse("web:wallet", kwargs={"cluster_id": self.access.cluster.pk})
-                return HttpResponseRedirect(f"{wallet}?top_up={top_up.pk}#top-up", status=303)
-        return self.render_to_response(self.get_context_data(top_up_form=form), status=400)
-
-
-class TopUpReturnPage(EstatePage):
-    """Where the provider sends the resident back after checkout: verify the top-up now
-    (``topup_return``, as the API's return endpoint does) and show the wallet with the
-    outcome. Only the caller's own top-up is looked at."""
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        reference = request.GET.get("reference") or request.GET.get("tx_ref") or ""
-        own = access_own_top_up_by_reference(self.access, reference)
-        top_up = topup_return(reference=own.reference)
-        amount = format.money(top_up.amount, top_up.currency)
-        cluster_id = self.access.cluster.pk
-        if top_up.bill_id is not None:
-            # Paid by card for a bill: back to the bill, which shows whether it is paid.
-            bill_page = reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
-            if top_up.status == TopUpStatus.CREDITED and top_up.bill_outcome == "paid":
-                messages.success(request, f"Your card payment of {amount} arrived and the bill is paid.")
-                return HttpResponseRedirect(bill_page + "#paid")
-            if top_up.status == TopUpStatus.CREDITED:
-                messages.warning(
-                    request,
-                    f"Your card payment of {amount} is in your wallet, but the bill could not be paid now: "
-                    "see below why.",
-                )
-                return HttpResponseRedirect(bill_page + "#pay")
-        level, text = TOP_UP_OUTCOMES.get(TopUpStatus(top_up.status), TOP_UP_OUTCOMES[TopUpStatus.PENDING])
-        messages.add_message(request, level, text.format(amount=amount))
-        if top_up.bill_id is not None:
-            return HttpResponseRedirect(
-                reverse("web:my-bill", kwargs={"cluster_id": cluster_id, "bill_id": top_up.bill_id})
-            )
-        return HttpResponseRedirect(reverse("web:wallet", kwargs={"cluster_id": cluster_id}))
