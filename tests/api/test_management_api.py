@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from levy.accounts.models import User
 from levy.audit.models import AuditEvent
 from levy.billing.models import Bill, BillDispute
-from levy.billing.payments import bill_pay
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, dispute_resolve
 from levy.estates.models import Membership
@@ -1072,11 +1072,26 @@ def test_dashboard_numbers(estate: Estate) -> None:
     assert recent["bill_id"] == str(wide.pk)
     assert recent["user_id"] == str(r0.user_id)
     assert recent["amount"] == "15000.00"
+    assert recent["refunded_at"] is None
     assert [row["id"] for row in body["due_soon"]] == [str(own.pk), str(wide.pk)]
     assert [row["outstanding"] for row in body["due_soon"]] == [1, 2]
     assert body["due_soon"][0]["amount"] == "5000.00"
     assert str(late.pk) not in [row["id"] for row in body["due_soon"]]
     assert_error(api_as(r0).get(f"{mgmt(estate)}/dashboard/"), 403, "permission_denied")
+
+
+def test_a_refunded_payment_on_the_dashboard_has_its_refund_time_and_is_not_collected(estate: Estate) -> None:
+    resident = estate.residents[0]
+    wide = estate.wide_bill(amount=Decimal("15000.00"))
+    estate.fund(resident, "15000.00")
+    bill_acknowledge(access=access(resident), bill=wide)
+    payment = pay(resident, wide)
+    refund = bill_payment_refund(access=access(estate.treasurer), payment=payment, idempotency_key=new_key("refund"))
+    body = api_as(estate.admin).get(f"{mgmt(estate)}/dashboard/").json()
+    [recent] = body["recent_payments"]
+    assert recent["transaction_id"] == str(payment.pk)
+    assert datetime.datetime.fromisoformat(recent["refunded_at"]) == refund.created_at
+    assert (body["collected_amount"], body["collection_rate"]) == ("0.00", "0.0000")
 
 
 def test_dashboard_of_an_empty_estate(estate: Estate) -> None:

@@ -12,10 +12,11 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from levy.billing.payments import bill_pay
+from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.services import bill_acknowledge
+from levy.wallets.models import Transaction, TransactionType
 from levy.web.selectors import _week_key, collections_by_week
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, committed, make_estate, new_key
 from tests.web.conftest import browser_as, count_queries, estate_url
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,28 @@ def test_the_dashboard_shows_the_estates_figures(estate: Estate) -> None:
     assert estate.residents[0].user.name in html
     assert "<svg" in html and 'role="img"' in html
     assert html.count('class="bar"><title>Week of') == 12
+
+
+def test_a_refunded_payment_is_marked_refunded_and_is_not_collected(estate: Estate) -> None:
+    bill = estate.wide_bill(title="Service charge December", amount=Decimal("15000.00"))
+    kept, refunded = estate.residents[0], estate.residents[1]
+    _pay(estate, bill, kept)
+    _pay(estate, bill, refunded)
+    payment = Transaction.objects.get(payer_id=refunded.user_id, type=TransactionType.BILL_PAYMENT)
+    with committed():
+        bill_payment_refund(
+            access=access(estate.treasurer), payment=payment, idempotency_key=new_key("refund"), note="Paid twice"
+        )
+    html = browser_as(estate.auditor).get(estate_url(estate, "dashboard/")).content.decode()
+    rows = html.split('id="payments-heading"')[1].split("</section>")[0].split("<li>")[1:]
+    assert len(rows) == 2  # the payment stays listed, for the trail
+    marked = [row for row in rows if 'class="badge badge-refunded">Refunded</span>' in row]
+    assert len(marked) == 1
+    assert refunded.user.name in marked[0] and kept.user.name not in marked[0]
+    # Not money collected: the totals and the week's collections leave it out.
+    assert "<dt>Collected</dt><dd>₦15,000.00</dd>" in html
+    assert "<dt>Outstanding</dt><dd>₦30,000.00</dd>" in html
+    assert collections_by_week(access(estate.admin), weeks=1)[0].amount == Decimal("15000.00")
 
 
 def test_collections_by_week_are_the_weeks_payments(estate: Estate) -> None:

@@ -252,6 +252,9 @@ class RecentPaymentSerializer(serializers.Serializer):
     name = serializers.CharField(source="payer.name")
     amount = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
+    refunded_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the payment was refunded (null if not): it is then not in collected_amount."
+    )
 
     def get_amount(self, tx: Any) -> str:
         return f"{-tx.amount:.2f}"

@@ -10,7 +10,9 @@ from typing import Any
 from django.db.models import (
     Count,
     F,
+    OuterRef,
     Q,
+    Subquery,
     Sum,
     Value,
 )
@@ -22,7 +24,7 @@ from levy.billing.selectors.base import MONEY, ZERO, estate_today
 from levy.billing.selectors.stats import bills_with_stats
 from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
-from levy.wallets.models import Transaction
+from levy.wallets.models import Transaction, TransactionType
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Dashboard:
     open_disputes: int
     bills_count: int
     members_count: int
+    # The last completed payments, refunded or not: each has ``refunded_at``, the time
+    # of the refund that reversed it (None if none did). A refunded payment is not money
+    # collected: ``collected_amount`` and the weekly collections are net of refunds.
     recent_payments: list[Transaction]
     due_soon: list[Any]
 
@@ -86,7 +91,13 @@ def cluster_dashboard(access: EstateAccess, *, today: datetime.date | None = Non
         recent_payments=list(
             Transaction.objects.filter(cluster=cluster, **COMPLETED_PAYMENT)
             .select_related("bill", "payer")
+            .annotate(refunded_at=Subquery(_refund_of(OuterRef("pk")).values("created_at")[:1]))
             .order_by("-created_at", "-id")[:recent]
         ),
         due_soon=due_soon,
     )
+
+
+def _refund_of(payment: Any) -> Any:
+    """The refund that reverses ``payment`` (at most one: ``tx_one_reversal``)."""
+    return Transaction.objects.filter(reverses=payment, type=TransactionType.REFUND)
