@@ -162,10 +162,12 @@ class Transaction(UUIDModel):
             models.Index(fields=["wallet", "-created_at"], name="tx_wallet_recent_idx"),
             models.Index(fields=["cluster", "-created_at"], name="tx_cluster_recent_idx"),
             # One member's completed bill payments, read from the index alone (the member
-            # list's bill summaries).
+            # list's bill summaries): with their ids, which the "paid" fact needs to know
+            # no reopening refund reverses them (decision 0028).
             models.Index(
                 fields=["payer", "bill"],
-                name="tx_member_payments_idx",
+                include=["id"],
+                name="tx_member_payments_id_idx",
                 condition=Q(type=TransactionType.BILL_PAYMENT, status=TransactionStatus.COMPLETED),
             ),
         ]
