@@ -6,16 +6,18 @@ counters, audits it and records its ``PAYMENT_DUE``, in the caller's transaction
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing.counters import counters_open
 from levy.billing.models import Bill
 from levy.billing.selectors import BillStats
-from levy.common.db import insert_row
+from levy.common.db import column, db_value, fetch_one, insert_row, table
 from levy.common.errors import ValidationError
 from levy.common.origin import Origin
 from levy.estates.models import Cluster, Membership
@@ -37,21 +39,30 @@ def require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
     return membership
 
 
+@functools.cache
+def _take_bill_number_sql(vendor: str) -> str:
+    """Bump the estate's bill sequence and read it back with its billable count, in one
+    statement: what :func:`_take_bill_number_orm` (its reference) does in two."""
+    sequence, billable = column(Cluster, "bill_sequence"), column(Cluster, "billable_members")
+    return (
+        f"UPDATE {table(Cluster)} SET {sequence} = {sequence} + 1 WHERE {column(Cluster, 'id')} = %s "  # noqa: S608 - identifiers from the model; the key is a parameter
+        f"RETURNING {sequence}, {billable}"
+    )
+
+
 def take_bill_number(cluster: Cluster) -> tuple[int, int]:
     """Bump the estate's bill sequence; returns (number, billable members). The UPDATE
     holds the estate row until the transaction ends, so no membership change (they lock
     it too) interleaves with the bill's issue: the billable count read here is the
     audience of a bill issued from now on."""
-    qn = connection.ops.quote_name
-    table, key = qn(Cluster._meta.db_table), qn("id")
-    # Identifiers come from the model; the key is a parameter.
-    statement = (
-        f"UPDATE {table} SET {qn('bill_sequence')} = {qn('bill_sequence')} + 1 WHERE {key} = %s "  # noqa: S608
-        f"RETURNING {qn('bill_sequence')}, {qn('billable_members')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [Cluster._meta.get_field("id").get_db_prep_value(cluster.pk, connection)])
-        number, billable = cursor.fetchone()
+    number, billable = fetch_one(_take_bill_number_sql(connection.vendor), [db_value(Cluster, "id", cluster.pk)])
+    return int(number), int(billable)
+
+
+def _take_bill_number_orm(cluster: Cluster) -> tuple[int, int]:
+    """:func:`take_bill_number` through the ORM (an ``F()`` update, then a read): its reference."""
+    Cluster.objects.filter(pk=cluster.pk).update(bill_sequence=F("bill_sequence") + 1)
+    number, billable = Cluster.objects.filter(pk=cluster.pk).values_list("bill_sequence", "billable_members").get()
     return int(number), int(billable)
 
 

@@ -31,25 +31,29 @@ counter for the length of a 50,000-row insert.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Value
-from django.db.models.expressions import RawSQL
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BigIntegerField, CharField, Func, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from levy.audit.services import audit_record
-from levy.billing.counters import counter_add
+from levy.billing.counters import counter_add, slot_of
 from levy.billing.models import Bill, BillCounter, BillDispute, DisputeStatus, LateFeeKind
+from levy.billing.rules import LIVE_PAYMENT_PARAMS, live_payment_sql
 from levy.billing.selectors import estate_today
-from levy.common.db import column, table
+from levy.common.db import column, db_value, table
 from levy.common.origin import Origin
+from levy.estates.models import Membership
 from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
 from levy.notifications.services import bill_context, notify
+from levy.wallets.models import Transaction
 
 logger = logging.getLogger("levy.billing")
 
@@ -81,6 +85,7 @@ def late_fee_due_date(today: datetime.date) -> datetime.date:
 # --- issuing ----------------------------------------------------------------------------------
 
 
+# The columns a late fee is inserted with; the others hold their database defaults.
 INSERTED_COLUMNS = (
     "id",
     "cluster",
@@ -106,59 +111,137 @@ INSERTED_COLUMNS = (
 SLOT_SQL = "('x' || right({user}::text, 1))::bit(4)::int"
 
 
-def _insert_late_fees(bill: Bill, *, today: datetime.date, user_id: Any = None) -> int:
-    """Insert the late-fee bills of ``bill`` (for one member, or for every member owing
-    it) and their counter rows, in one statement. Returns how many were issued."""
-    # Members in the bill's audience who have not paid and have no open or upheld dispute.
-    members = Recipients.bill_owing_undisputed(bill).memberships(bill.cluster_id)
-    if user_id is not None:
-        members = members.filter(user_id=user_id)
-    now = timezone.now()
-    amount = late_fee_amount(bill)
-    rows = (
-        members.order_by("user_id")
-        .annotate(
-            fee_id=RawSQL("gen_random_uuid()", []),
-            fee_reference=RawSQL(f"%s || nextval('{LATE_FEE_SEQUENCE}')", [f"{bill.reference}-L"]),  # noqa: S611
-        )
-        .values_list(
-            "fee_id",
-            Value(bill.cluster_id),
-            "fee_reference",
-            Value(f"Late fee: {bill.title}"[:200]),
-            Value(
-                f"Late fee on {bill.reference}, unpaid {bill.late_fee_grace_days} day(s) after its due date "
-                f"{bill.due_date.isoformat()}."
-            ),
-            Value(bill.category),
-            Value(amount),
-            Value(late_fee_due_date(today)),
-            Value(True),
-            "user_id",
-            Value(bill.created_by_id),
-            Value(now),
-            Value(now),
-            Value(""),
-            Value(""),
-            Value(bill.pk),
-        )
+@functools.cache
+def _insert_late_fees_sql(vendor: str, estate_wide: bool, one_member: bool) -> str:
+    """The late fees of one bill and their counter rows, in one statement: a fee for
+    each member the recipients ``bill_owing_undisputed`` name (:func:`_insert_late_fees_orm`,
+    its reference) — the bill's audience (as ``bill_audience``: active resident members;
+    of an estate-wide bill those who joined by its creation, else its own member), less
+    those with a live payment of it (``levy.billing.rules.live_payment_sql``) or an open
+    or upheld dispute — or for the one member ``%(member)s`` among them. A member who has
+    a fee of the bill already is skipped (``ON CONFLICT DO NOTHING``). The text depends
+    on the bill's kind and on whether one member is charged; every value is a parameter
+    (:func:`_insert_late_fees_params`). PostgreSQL only: ``gen_random_uuid()``, the
+    fees' number sequence and ``INSERT … RETURNING`` in a ``WITH``."""
+    m, d, t = Membership, BillDispute, Transaction
+    user = f"m.{column(m, 'user')}"
+    selected = ", ".join(
+        "gen_random_uuid()"
+        if name == "id"
+        else f"%(reference)s || nextval('{LATE_FEE_SEQUENCE}')"
+        if name == "reference"
+        else user
+        if name == "user"
+        else f"%({name})s"
+        for name in INSERTED_COLUMNS
     )
-    select_sql, params = rows.query.get_compiler(connection=connection).as_sql()
+    audience = f"m.{column(m, 'joined_at')} <= %(created)s" if estate_wide else f"{user} = %(bill_user)s"
+    member = f" AND {user} = %(member)s" if one_member else ""
+    paid = (
+        f"SELECT 1 FROM {table(t)} p WHERE p.{column(t, 'bill')} = %(late_fee_of)s "  # noqa: S608 - identifiers from the models
+        f"AND p.{column(t, 'payer')} = {user} AND {live_payment_sql('p')}"
+    )
+    waived_or_open = (
+        f"SELECT 1 FROM {table(d)} d WHERE d.{column(d, 'bill')} = %(late_fee_of)s "  # noqa: S608 - identifiers from the models
+        f"AND d.{column(d, 'user')} = {user} AND d.{column(d, 'status')} IN (%(upheld)s, %(open)s)"
+    )
+    members = (
+        f"SELECT {selected} FROM {table(m)} m "  # noqa: S608 - identifiers from the models, values are parameters
+        f"WHERE m.{column(m, 'cluster')} = %(cluster)s AND m.{column(m, 'active')} = %(true)s "
+        f"AND m.{column(m, 'is_resident')} = %(true)s AND {audience}{member} "
+        f"AND NOT EXISTS ({paid}) AND NOT EXISTS ({waived_or_open}) ORDER BY {user}"
+    )
     bill_columns = ", ".join(column(Bill, name) for name in INSERTED_COLUMNS)
     counter_columns = ", ".join(
         column(BillCounter, name)
         for name in ("bill", "slot", "eligible", "acknowledged", "paid", "waived", "disputed", "collected")
     )
     slot = SLOT_SQL.format(user=column(Bill, "user"))
-    statement = (
-        f"WITH fees AS (INSERT INTO {table(Bill)} ({bill_columns}) {select_sql} "  # noqa: S608 - identifiers from the models
+    return (
+        f"WITH fees AS (INSERT INTO {table(Bill)} ({bill_columns}) {members} "  # noqa: S608 - identifiers from the models
         f"ON CONFLICT DO NOTHING RETURNING {column(Bill, 'id')}, {column(Bill, 'user')}) "
         f"INSERT INTO {table(BillCounter)} ({counter_columns}) "
         f"SELECT {column(Bill, 'id')}, {slot}, 1, 0, 0, 0, 0, 0 FROM fees"
     )
+
+
+def _fee_fields(bill: Bill, *, today: datetime.date, now: datetime.datetime) -> dict[str, Any]:
+    """What every late fee of ``bill`` holds but its id, reference and member."""
+    return {
+        "cluster": bill.cluster_id,
+        "title": f"Late fee: {bill.title}"[:200],
+        "description": (
+            f"Late fee on {bill.reference}, unpaid {bill.late_fee_grace_days} day(s) after its due date "
+            f"{bill.due_date.isoformat()}."
+        ),
+        "category": bill.category,
+        "amount": late_fee_amount(bill),
+        "due_date": late_fee_due_date(today),
+        "allow_payment_after_due": True,
+        "created_by": bill.created_by_id,
+        "created_at": now,
+        "updated_at": now,
+        "cancellation_reason": "",
+        "late_fee_kind": "",
+        "late_fee_of": bill.pk,
+    }
+
+
+def _insert_late_fees_params(bill: Bill, *, fields: dict[str, Any], user_id: Any) -> dict[str, Any]:
+    meta: Any = Bill._meta
+    params = {name: meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()}
+    return {
+        **params,
+        "reference": f"{bill.reference}-L",
+        "created": db_value(Bill, "created_at", bill.created_at),
+        "bill_user": db_value(Bill, "user", bill.user_id),
+        "member": db_value(Membership, "user", user_id),
+        "true": True,
+        **LIVE_PAYMENT_PARAMS,
+        "upheld": DisputeStatus.UPHELD.value,
+        "open": DisputeStatus.OPEN.value,
+    }
+
+
+def _insert_late_fees(
+    bill: Bill, *, today: datetime.date, user_id: Any = None, now: datetime.datetime | None = None
+) -> int:
+    """Insert the late-fee bills of ``bill`` (for one member, or for every member owing
+    it) and their counter rows, in one fixed statement. Returns how many were issued."""
+    fields = _fee_fields(bill, today=today, now=now or timezone.now())
+    statement = _insert_late_fees_sql(connection.vendor, bill.user_id is None, user_id is not None)
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(statement, _insert_late_fees_params(bill, fields=fields, user_id=user_id))
         return int(cursor.rowcount)
+
+
+def _insert_late_fees_orm(
+    bill: Bill, *, today: datetime.date, user_id: Any = None, now: datetime.datetime | None = None
+) -> int:
+    """:func:`_insert_late_fees` through the ORM, one member at a time: its reference.
+    The members are the recipients ``bill_owing_undisputed`` (``levy.billing.recipients``,
+    the reminders' rule); a fee that would break a unique constraint (the member has
+    one already) is skipped, as ``ON CONFLICT DO NOTHING`` skips it."""
+    meta: Any = Bill._meta
+    fields = _fee_fields(bill, today=today, now=now or timezone.now())
+    members = Recipients.bill_owing_undisputed(bill).memberships(bill.cluster_id)
+    if user_id is not None:
+        members = members.filter(user_id=user_id)
+    number = Func(Value(LATE_FEE_SEQUENCE), function="nextval", output_field=BigIntegerField())
+    issued = 0
+    for member_id in members.order_by("user_id").values_list("user_id", flat=True):
+        try:
+            with transaction.atomic():
+                fee = Bill.objects.create(
+                    reference=Concat(Value(f"{bill.reference}-L"), Cast(number, CharField())),
+                    user_id=member_id,
+                    **{meta.get_field(name).attname: value for name, value in fields.items()},
+                )
+        except IntegrityError:
+            continue
+        BillCounter.objects.create(bill=fee, slot=slot_of(member_id), eligible=1)
+        issued += 1
+    return issued
 
 
 def late_fee_context(bill: Bill, today: datetime.date) -> dict[str, Any]:
@@ -190,6 +273,7 @@ def _announce(bill: Bill, day: datetime.date, recipients: Recipients, event_key:
     )
 
 
+@functools.cache
 def _run_lock_sql(mode: str) -> str:
     # One advisory lock per bill, keyed by its id: the late-fee run holds it exclusively.
     return f"SELECT pg_{mode}(hashtextextended(%s, {RUN_LOCK_SEED}))"

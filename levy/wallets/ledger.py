@@ -19,13 +19,15 @@ Concurrency rules (see docs/decisions/0003-ledger-and-locking.md):
 
 from __future__ import annotations
 
+import functools
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
+from django.db.models import F
 
-from levy.common.db import insert_row, select_one
+from levy.common.db import column, db_value, fetch_one, insert_row, select_one, table
 from levy.common.errors import IdempotencyKeyReusedError, InsufficientFundsError, ValidationError
 from levy.common.money import MAX_AMOUNT
 from levy.estates.models import Cluster
@@ -67,20 +69,41 @@ def lock_wallet(*, cluster: Cluster, user: User) -> Wallet:
     return wallet
 
 
+@functools.cache
+def _move_balance_sql(vendor: str, debit: bool) -> str:
+    """Add ``delta`` to one wallet's balance unless the bound refuses it (a debit: the
+    balance must be at least what it takes; a credit: at most what leaves room for it)
+    and return the new balance, in one statement: what :func:`_move_balance_orm` (its
+    reference) does in two."""
+    balance = column(Wallet, "balance")
+    bound = ">=" if debit else "<="
+    return (
+        f"UPDATE {table(Wallet)} SET {balance} = {balance} + %s "  # noqa: S608 - identifiers from the model, values are parameters
+        f"WHERE {column(Wallet, 'id')} = %s AND {balance} {bound} %s RETURNING {balance}"
+    )
+
+
+def _balance_limit(delta: Decimal) -> Decimal:
+    """The bound the balance is held to before ``delta`` moves it: no lower than zero
+    after a debit, no higher than the most a balance can hold after a credit."""
+    return -delta if delta < 0 else MAX_AMOUNT - delta
+
+
 def move_balance(wallet: Wallet, delta: Decimal) -> Decimal | None:
     """Apply ``delta`` to the balance unless it would go below zero or above the most a
     balance can hold; return the new balance, or None when refused."""
-    qn = connection.ops.quote_name
-    table, balance, key = qn(Wallet._meta.db_table), qn("balance"), qn("id")
-    bound = f"{balance} >= %s" if delta < 0 else f"{balance} <= %s"
-    limit = -delta if delta < 0 else MAX_AMOUNT - delta
-    # One statement: the guarded update and the new balance. Identifiers come from the model.
-    statement = f"UPDATE {table} SET {balance} = {balance} + %s WHERE {key} = %s AND {bound} RETURNING {balance}"  # noqa: S608
-    pk = Wallet._meta.get_field("id").get_db_prep_value(wallet.pk, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [delta, pk, limit])
-        row = cursor.fetchone()
+    params = [delta, db_value(Wallet, "id", wallet.pk), _balance_limit(delta)]
+    row = fetch_one(_move_balance_sql(connection.vendor, delta < 0), params)
     return None if row is None else Wallet._meta.get_field("balance").to_python(row[0])
+
+
+def _move_balance_orm(wallet: Wallet, delta: Decimal) -> Decimal | None:
+    """:func:`move_balance` through the ORM (a guarded ``F()`` update, then a read): its
+    reference."""
+    bound = {"balance__gte" if delta < 0 else "balance__lte": _balance_limit(delta)}
+    if not Wallet.objects.filter(pk=wallet.pk, **bound).update(balance=F("balance") + delta):
+        return None
+    return Wallet.objects.filter(pk=wallet.pk).values_list("balance", flat=True).get()
 
 
 def replay(
