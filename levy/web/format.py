@@ -5,6 +5,8 @@ through the filters of ``levy.web.templatetags.levy``.
 - Dates are on the estate's calendar (``settings.TIME_ZONE``, the clock due dates are
   judged by), and read relative where that helps: "due in 3 days", "overdue by 12 days".
 - A status is a badge whose words match the status names of ``product.md``.
+- A ledger entry is named by what it is: a deposit a card top-up credited is a
+  "Top-up by card", on the resident's wallet and on the staff's ledgers alike.
 
 An amount and a date are written by ``levy.common.format``, which the notifications'
 texts use too (notifications sit below web); they are named here for the pages.
@@ -13,6 +15,7 @@ texts use too (notifications sit below web); they are named here for the pages.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from django.utils import timezone
 from django.utils.html import format_html
@@ -20,11 +23,13 @@ from django.utils.safestring import SafeString
 
 from levy.billing.status import BillStatus
 from levy.common.format import estate_date, estate_datetime, money
+from levy.wallets.models import TransactionType
 
 __all__ = [
     "STATUS_LABELS",
     "ago",
     "due_relative",
+    "entry_label",
     "estate_date",
     "estate_datetime",
     "money",
@@ -77,3 +82,18 @@ def status_badge(status: object) -> SafeString:
     key = str(getattr(status, "value", status) or "")
     label = STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
     return format_html('<span class="badge badge-{}">{}</span>', key or "none", label)
+
+
+# What a ledger entry is, by its kind; a deposit credited by a card top-up (the entry
+# has a ``top_up``) is named as one.
+ENTRY_LABELS = {kind.value: kind.label for kind in TransactionType}
+CARD_TOP_UP_LABEL = "Top-up by card"
+
+
+def entry_label(tx: Any) -> str:
+    """A ledger entry's name: "Top-up by card", "Deposit" (money a manager recorded),
+    "Bill payment", "Refund", "Adjustment". Read ``top_up`` with the entries
+    (``select_related("top_up")``): otherwise each deposit costs a query."""
+    if tx.type == TransactionType.DEPOSIT and getattr(tx, "top_up", None) is not None:
+        return CARD_TOP_UP_LABEL
+    return ENTRY_LABELS.get(tx.type, str(tx.type).replace("_", " ").capitalize())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -21,7 +22,8 @@ from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.wallets.models import Transaction, TransactionType
 from tests.api.test_isolation import db_snapshot
-from tests.conftest import Estate, access, make_estate, new_key
+from tests.conftest import Estate, access, committed, make_estate, new_key
+from tests.payments.conftest import connect, fake, get_return, start  # noqa: F401 - the fixture
 from tests.web.conftest import browser_as, count_queries, estate_url
 
 pytestmark = pytest.mark.django_db
@@ -302,6 +304,31 @@ def test_the_last_admin_is_told_why_they_cannot_step_down(estate: Estate) -> Non
     me.refresh_from_db()
     assert me.active is True
     assert 'class="message message-error"' in browser.get(url).content.decode()
+
+
+def test_a_staff_members_own_card_top_up_reads_as_one_as_on_the_residents_wallet(
+    estate: Estate,
+    fake: Any,  # noqa: F811
+) -> None:
+    connect(estate, fake)
+    me = estate.treasurer
+    top_up = start(me, "5000.00")
+    fake.pay(top_up.reference, send_webhook=False)
+    with committed():
+        assert get_return(top_up.reference).json()["status"] == "credited"
+    estate.fund(estate.residents[0], "300.00")  # money a manager recorded: a deposit
+    browser = browser_as(me)
+    own = browser.get(estate_url(estate, f"members/{me.user_id}/")).content.decode()
+    assert '<td data-label="Entry">Top-up by card' in own and '<td data-label="Entry">Deposit' not in own
+    # The estate's ledger and the entry's own page name it the same way; a deposit a
+    # manager recorded is still a deposit.
+    ledger = browser.get(estate_url(estate, "transactions/")).content.decode()
+    assert '<td data-label="What">Top-up by card' in ledger and '<td data-label="What">Deposit' in ledger
+    top_up.refresh_from_db()
+    entry = browser.get(estate_url(estate, f"transactions/{top_up.transaction_id}/")).content.decode()
+    assert "<h1>Top-up by card of ₦5,000.00" in entry
+    wallet = browser.get(estate_url(estate, "wallet/")).content.decode()
+    assert '<p class="tx-what">Top-up by card</p>' in wallet
 
 
 # --- queries --------------------------------------------------------------------------------

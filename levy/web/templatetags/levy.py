@@ -54,6 +54,12 @@ def status_badge(status: Any) -> SafeString:
 
 
 @register.filter
+def entry_label(tx: Any) -> str:
+    """``{{ tx|entry_label }}`` → "Top-up by card", "Bill payment", …"""
+    return format.entry_label(tx)
+
+
+@register.filter
 def percent(rate: Any) -> str:
     """A fraction as a percentage: ``0.8125`` → ``81.3%``."""
     try:

@@ -28,8 +28,6 @@ from levy.billing.selectors import (
     estate_today,
 )
 from levy.billing.services import (
-    MAX_GRACE_DAYS,
-    BillInput,
     bill_cancel,
     bill_create_cluster_wide,
     bill_create_user_specific,
@@ -37,6 +35,7 @@ from levy.billing.services import (
     bill_update,
 )
 from levy.billing.status import BillStatus
+from levy.billing.validation import MAX_GRACE_DAYS, BillInput
 from levy.common import ratelimit
 from levy.common.errors import RuleViolation, ValidationError
 from levy.estates.permissions import PaymentsPermissions

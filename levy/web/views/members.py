@@ -169,7 +169,9 @@ class MemberPage(EstatePage):
             member_bill_list(access=access, member=member), self.request, size=BILLS_SHOWN, param="bills_after"
         )
         entries = transaction_list(access=access, filters=TransactionFilters(user_id=member.user_id))
-        ledger = web_page(replace(entries, rows=entries.rows.select_related("bill")), self.request, size=LEDGER_PAGE)
+        # Each entry's bill, and a deposit's card top-up (its name), in the same statement.
+        rows = entries.rows.select_related("bill", "top_up")
+        ledger = web_page(replace(entries, rows=rows), self.request, size=LEDGER_PAGE)
         disputes_listing = dispute_list(access=access, filters=DisputeFilters(user_id=member.user_id))
         disputes = list(
             disputes_listing.rows.select_related("bill").order_by(*disputes_listing.ordering)[:DISPUTES_SHOWN]

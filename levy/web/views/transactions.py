@@ -66,9 +66,9 @@ class TransactionFilterForm(forms.Form):
 
 
 def with_people(listing: Listing[Transaction]) -> Listing[Transaction]:
-    """The listing with each entry's payer and bill read in the same statement (the page
-    shows their names)."""
-    return Listing(listing.rows.select_related("payer", "bill"), listing.ordering, listing.decorate)
+    """The listing with each entry's payer, bill and card top-up read in the same
+    statement (the page shows their names, and names a card top-up as one)."""
+    return Listing(listing.rows.select_related("payer", "bill", "top_up"), listing.ordering, listing.decorate)
 
 
 class TransactionListPage(EstatePage):
