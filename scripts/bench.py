@@ -1576,7 +1576,8 @@ def late_fee_bill(admin: Any, cluster_id: object, due: datetime.date, title: str
     days, created through the billing service (``scripts/bench_late_fees.py`` too)."""
     from django.db import transaction
 
-    from levy.billing.services import BillInput, bill_create_cluster_wide
+    from levy.billing.services import bill_create_cluster_wide
+    from levy.billing.validation import BillInput
     from levy.estates.access import access_cluster
 
     with transaction.atomic():

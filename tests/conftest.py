@@ -16,7 +16,8 @@ from config.celery import app as celery_app
 from levy.billing.models import Bill
 from levy.billing.schedules import ScheduleInput
 from levy.billing.selectors import estate_today
-from levy.billing.services import BillInput, bill_create_cluster_wide, bill_create_user_specific
+from levy.billing.services import bill_create_cluster_wide, bill_create_user_specific
+from levy.billing.validation import BillInput
 from levy.estates.access import EstateAccess, access_cluster
 from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role

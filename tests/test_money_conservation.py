@@ -65,9 +65,10 @@ from levy.estates.access import EstateAccess
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
 from levy.members.services import member_update
+from levy.payments.accounts import provider_account_save
 from levy.payments.fake import FakeProvider, FakeProviderServer
 from levy.payments.models import TopUp, TopUpStatus
-from levy.payments.services import provider_account_save, topup_return, topup_start, webhook_receive
+from levy.payments.services import topup_return, topup_start, webhook_receive
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
 from levy.wallets.selectors import cluster_money_received, cluster_revenue, ledger_balance
 from levy.wallets.services import wallet_credit

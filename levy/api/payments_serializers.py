@@ -21,7 +21,7 @@ class ProviderAccountSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
     def get_webhook_url(self, account: Any) -> str:
-        from levy.payments.services import webhook_url
+        from levy.payments.accounts import webhook_url
 
         return webhook_url(account)
 

@@ -13,7 +13,7 @@ so two transactions never wait for each other in a circle:
 3. the estate row, ``FOR NO KEY UPDATE`` — whatever moves members in or out of bills'
    audiences or counts them: membership changes, a recount (:func:`lock_estate`,
    :func:`lock_estates_of_bills`), and bill creation, whose bill-number UPDATE of the
-   same row (``levy.billing.services``) is the lock;
+   same row (``levy.billing.issuing.take_bill_number``) is the lock;
 4. a membership — ``FOR SHARE`` with its bill (2), so it cannot leave the audience
    while its facts change; ``FOR UPDATE`` by a membership change
    (:func:`lock_membership`);

@@ -28,9 +28,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
+from levy.billing.issuing import bill_issue, require_billable_member
 from levy.billing.models import MONTHS_PER_PERIOD, BillSchedule, ScheduleFrequency
 from levy.billing.selectors import estate_today
-from levy.billing.services import MAX_TEXT, BillInput, _clean_text, _require_billable_member, _validated, bill_issue
+from levy.billing.validation import MAX_TEXT, BillInput, bill_values, clean_text
 from levy.common.errors import RuleViolation, ValidationError
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
@@ -93,7 +94,7 @@ def schedule_create(
     errors: dict[str, list[str]] = {}
     try:
         # The bill rules: title, category, amount, and a first due date not in the past.
-        values = _validated(
+        values = bill_values(
             BillInput(
                 title=data.title,
                 description=data.description,
@@ -120,7 +121,7 @@ def schedule_create(
         raise ValidationError(fields=errors)
     with transaction.atomic():
         if user_id is not None:
-            _require_billable_member(access.cluster, user_id)
+            require_billable_member(access.cluster, user_id)
         schedule = BillSchedule(
             cluster=access.cluster,
             title=values["title"],
@@ -208,7 +209,7 @@ def schedule_end(
     """No more bills, for good. Bills already issued stay as they are."""
     access.require(PaymentsPermissions.ManageBill)
     errors: dict[str, list[str]] = {}
-    reason = _clean_text(reason, "reason", required=False, max_length=MAX_TEXT, errors=errors)
+    reason = clean_text(reason, "reason", required=False, max_length=MAX_TEXT, errors=errors)
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():

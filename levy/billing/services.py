@@ -2,31 +2,33 @@
 
 Each service checks the caller's permission, runs in one transaction, records an
 audit event and stores the notifications the event calls for, all in that same
-transaction: either everything happens or nothing does.
+transaction: either everything happens or nothing does. A bill's input is checked by
+``levy.billing.validation``; a new bill is issued by ``levy.billing.issuing.bill_issue``,
+which the schedules call too.
 """
 
 from __future__ import annotations
 
-import datetime
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from levy.audit.services import audit_record
 from levy.billing import locks, rules
-from levy.billing.counters import counter_add, counters_open, recount
+from levy.billing.counters import counter_add, recount
+from levy.billing.issuing import bill_issue, require_billable_member
 from levy.billing.late_fees import late_fee_for_member, late_fee_run_wait, late_fee_waive, late_fees_cancel
-from levy.billing.models import Bill, BillAcknowledgement, BillCategory, BillDispute, DisputeStatus, LateFeeKind
-from levy.billing.selectors import BillStats, bill_audience, estate_today
+from levy.billing.models import Bill, BillAcknowledgement, BillDispute, DisputeStatus
+from levy.billing.selectors import bill_audience
 from levy.billing.status import BillStatus, derive_status
-from levy.common.db import insert_row, insert_unless_exists
+from levy.billing.validation import MAX_TEXT, BillInput, bill_values, clean_text, late_fee_values
+from levy.common.db import insert_unless_exists
 from levy.common.errors import RuleViolation, ValidationError
-from levy.common.money import parse_amount
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess
-from levy.estates.models import Cluster, Membership
+from levy.estates.models import Membership
 from levy.estates.permissions import PaymentsPermissions
 from levy.notifications.events import NotificationEvents
 from levy.notifications.recipients import Recipients
@@ -34,156 +36,16 @@ from levy.notifications.services import bill_context, notify
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
 
 TERM_FIELDS = ("amount", "due_date", "user_id", "allow_payment_after_due")
-MAX_TEXT = 5000
-
-
-# --- validation -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BillInput:
-    title: str
-    description: str
-    category: str
-    amount: Any
-    due_date: datetime.date
-    allow_payment_after_due: bool
-    # The late-fee rule, set when the bill is created (see levy.billing.late_fees):
-    # "" (none), "fixed" (an amount) or "percent" (of the bill's amount).
-    late_fee_kind: str = ""
-    late_fee_value: Any = None
-    late_fee_grace_days: Any = None
-
-
-def _clean_text(value: Any, field: str, *, required: bool, max_length: int, errors: dict[str, list[str]]) -> str:
-    text = (value or "").strip() if isinstance(value, str) or value is None else None
-    if text is None:
-        errors[field] = ["Enter text."]
-        return ""
-    if required and not text:
-        errors[field] = ["This field is required."]
-    elif len(text) > max_length:
-        errors[field] = [f"Use at most {max_length} characters."]
-    return text
-
-
-# How far ahead a due date may be: a typo such as 9999-12-31 is refused, not stored.
-MAX_DUE_YEARS = 5
-
-
-def latest_due_date() -> datetime.date:
-    today = estate_today()
-    try:
-        return today.replace(year=today.year + MAX_DUE_YEARS)
-    except ValueError:  # 29 February
-        return today.replace(year=today.year + MAX_DUE_YEARS, day=28)
-
-
-def _validated(data: BillInput, *, currency: str, due_date_must_be_future: bool = True) -> dict[str, Any]:
-    errors: dict[str, list[str]] = {}
-    title = _clean_text(data.title, "title", required=True, max_length=200, errors=errors)
-    description = _clean_text(data.description, "description", required=False, max_length=MAX_TEXT, errors=errors)
-    if data.category not in BillCategory.values:
-        errors["category"] = [f"Choose one of: {', '.join(BillCategory.values)}."]
-    amount = None
-    try:
-        amount = parse_amount(data.amount, currency=currency)
-    except ValidationError as exc:
-        errors.update(exc.fields)
-    if not isinstance(data.due_date, datetime.date) or isinstance(data.due_date, datetime.datetime):
-        errors["due_date"] = ["Enter a date (YYYY-MM-DD)."]
-    elif due_date_must_be_future and data.due_date < estate_today():
-        errors["due_date"] = ["The due date cannot be in the past."]
-    elif data.due_date > latest_due_date():
-        errors["due_date"] = [f"The due date must be within {MAX_DUE_YEARS} years from today."]
-    if errors:
-        raise ValidationError(fields=errors)
-    return {
-        "title": title,
-        "description": description,
-        "category": data.category,
-        "amount": amount,
-        "due_date": data.due_date,
-        "allow_payment_after_due": bool(data.allow_payment_after_due),
-    }
-
-
-def _take_bill_number(cluster: Cluster) -> tuple[int, int]:
-    """Bump the estate's bill sequence; returns (number, billable members). The UPDATE
-    holds the estate row until the transaction ends, so no membership change (they lock
-    it too) interleaves with the bill's issue: the billable count read here is the
-    audience of a bill issued from now on."""
-    qn = connection.ops.quote_name
-    table, key = qn(Cluster._meta.db_table), qn("id")
-    # Identifiers come from the model; the key is a parameter.
-    statement = (
-        f"UPDATE {table} SET {qn('bill_sequence')} = {qn('bill_sequence')} + 1 WHERE {key} = %s "  # noqa: S608
-        f"RETURNING {qn('bill_sequence')}, {qn('billable_members')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [Cluster._meta.get_field("id").get_db_prep_value(cluster.pk, connection)])
-        number, billable = cursor.fetchone()
-    return int(number), int(billable)
-
-
-def _require_billable_member(cluster: Cluster, user_id: Any) -> Membership:
-    membership = (
-        Membership.objects.select_related("user")
-        .filter(cluster=cluster, user_id=user_id, active=True, is_resident=True)
-        .first()
-    )
-    if membership is None:
-        raise ValidationError(fields={"user_id": ["Choose an active resident member of this estate."]})
-    return membership
 
 
 # --- creation ---------------------------------------------------------------------------
-
-
-MAX_GRACE_DAYS = 366
-
-
-def _validated_late_fee(data: BillInput, *, currency: str) -> dict[str, Any]:
-    """The late-fee rule's fields, or ``ValidationError`` naming each bad one."""
-    if not data.late_fee_kind:
-        extra = {"late_fee_value": data.late_fee_value, "late_fee_grace_days": data.late_fee_grace_days}
-        given = [name for name, value in extra.items() if value is not None]
-        if given:
-            raise ValidationError(fields={name: ["Choose a late_fee_kind first."] for name in given})
-        return {}
-    errors: dict[str, list[str]] = {}
-    if data.late_fee_kind not in LateFeeKind.values:
-        errors["late_fee_kind"] = [f"Choose one of: {', '.join(LateFeeKind.values)}."]
-    value = None
-    percent = data.late_fee_kind == LateFeeKind.PERCENT
-    if data.late_fee_value is None or data.late_fee_value == "":
-        errors["late_fee_value"] = [
-            'Enter the percentage of the bill\'s amount, e.g. "5" or "2.5".' if percent else "Enter the fee's amount."
-        ]
-    else:
-        try:
-            # A fixed fee is money in the estate's currency; a percentage has up to two places.
-            value = parse_amount(data.late_fee_value, field="late_fee_value", currency=None if percent else currency)
-        except ValidationError as exc:
-            errors.update(exc.fields)
-            if percent:
-                # The money wording ("the amount", "15000.00") would mislead here.
-                errors["late_fee_value"] = ['Enter a percentage above 0, at most 100, e.g. "5" or "2.5".']
-    if value is not None and data.late_fee_kind == LateFeeKind.PERCENT and value > 100:
-        errors["late_fee_value"] = ["A percentage is at most 100."]
-    grace = data.late_fee_grace_days
-    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= MAX_GRACE_DAYS:
-        errors["late_fee_grace_days"] = [f"Enter a whole number of days from 0 to {MAX_GRACE_DAYS}."]
-    if errors:
-        raise ValidationError(fields=errors)
-    return {"late_fee_kind": data.late_fee_kind, "late_fee_value": value, "late_fee_grace_days": grace}
 
 
 def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin: Origin) -> Bill:
     access.require(PaymentsPermissions.ManageBill)
     errors: dict[str, list[str]] = {}
     values: dict[str, Any] = {}
-    for validate in (_validated, _validated_late_fee):
+    for validate in (bill_values, late_fee_values):
         try:
             values.update(validate(data, currency=access.cluster.currency))
         except ValidationError as exc:
@@ -199,60 +61,6 @@ def _bill_create(*, access: EstateAccess, data: BillInput, user_id: Any, origin:
             user_id=user_id,
             origin=origin,
         )
-
-
-def bill_issue(
-    *,
-    cluster: Cluster,
-    created_by_id: Any,
-    actor: Any,
-    values: dict[str, Any],
-    user_id: Any,
-    origin: Origin = Origin(),
-    extra: dict[str, Any] | None = None,
-) -> Bill:
-    """Issue one bill from validated ``values``: number it, open its counters, audit it
-    and record its ``PAYMENT_DUE``. Call it inside a transaction, after the caller's
-    checks (a manager's permission, or a schedule's). ``extra`` holds further Bill
-    fields (a schedule and its period); ``actor`` is None when the system issues it."""
-    if user_id is not None:
-        _require_billable_member(cluster, user_id)
-    number, billable = _take_bill_number(cluster)
-    issued_at = timezone.now()
-    bill = insert_row(
-        Bill(
-            cluster=cluster,
-            reference=f"BILL-{timezone.localtime(issued_at).year}-{number:06d}",
-            user_id=user_id,
-            created_by_id=created_by_id,
-            created_at=issued_at,
-            **values,
-            **(extra or {}),
-        )
-    )
-    bill.cluster = cluster
-    BillStats.attach_opening(bill, eligible=counters_open(bill, billable_members=billable))
-    audit_record(
-        action="bill.create",
-        target=bill,
-        actor=actor,
-        cluster=cluster,
-        origin=origin,
-        data={
-            **values,
-            "user_id": str(user_id) if user_id else None,
-            "reference": bill.reference,
-            **{name: str(value) for name, value in (extra or {}).items()},
-        },
-    )
-    notify(
-        event=NotificationEvents.PAYMENT_DUE,
-        cluster=cluster,
-        recipients=Recipients.bill_audience(bill),
-        context=bill_context(bill),
-        event_key=f"PAYMENT_DUE:bill:{bill.pk}",
-    )
-    return bill
 
 
 def bill_create_cluster_wide(*, access: EstateAccess, data: BillInput, origin: Origin = Origin()) -> Bill:
@@ -328,7 +136,7 @@ def bill_dispute(*, access: EstateAccess, bill: Bill, reason: str, origin: Origi
     """The caller disputes ``bill``. While the dispute is open they cannot pay it."""
     membership = access.require_member()
     errors: dict[str, list[str]] = {}
-    reason = _clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
+    reason = clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
@@ -378,7 +186,7 @@ def dispute_resolve(
     errors: dict[str, list[str]] = {}
     if resolution not in (DisputeStatus.UPHELD, DisputeStatus.REJECTED):
         errors["resolution"] = ["Choose upheld or rejected."]
-    note = _clean_text(note, "note", required=True, max_length=MAX_TEXT, errors=errors)
+    note = clean_text(note, "note", required=True, max_length=MAX_TEXT, errors=errors)
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
@@ -432,7 +240,7 @@ def bill_cancel(*, access: EstateAccess, bill: Bill, reason: str, origin: Origin
     already made stay on the ledger (see ``bill_payment_refund``)."""
     access.require(PaymentsPermissions.ManageBill)
     errors: dict[str, list[str]] = {}
-    reason = _clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
+    reason = clean_text(reason, "reason", required=True, max_length=MAX_TEXT, errors=errors)
     if errors:
         raise ValidationError(fields=errors)
     with transaction.atomic():
@@ -499,7 +307,7 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
             allow_payment_after_due=changes.get("allow_payment_after_due", locked.allow_payment_after_due),
         )
         # An unchanged due date that has since passed is not an error.
-        values = _validated(
+        values = bill_values(
             current,
             currency=access.cluster.currency,
             due_date_must_be_future=current.due_date != locked.due_date,
@@ -508,7 +316,7 @@ def bill_update(*, access: EstateAccess, bill: Bill, changes: dict[str, Any], or
         values["user_id"] = new_user_id
         diff = {name: value for name, value in values.items() if getattr(locked, name) != value}
         if "user_id" in diff and new_user_id is not None:
-            _require_billable_member(access.cluster, new_user_id)
+            require_billable_member(access.cluster, new_user_id)
         if set(diff) & set(TERM_FIELDS) and bill_terms_locked(locked):
             raise RuleViolation(
                 "This bill's terms are locked: it has been acknowledged or paid. Cancel it and issue a new one.",

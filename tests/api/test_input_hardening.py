@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from levy.billing.models import Bill
 from levy.billing.selectors import estate_today
-from levy.billing.services import latest_due_date
+from levy.billing.validation import latest_due_date
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction
 from tests.api.conftest import api_as, assert_error, base

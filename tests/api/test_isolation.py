@@ -41,8 +41,9 @@ from levy.common.errors import InsufficientFundsError
 from levy.estates.models import Cluster, MemberImport, Membership
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
+from levy.payments.accounts import provider_account_save
 from levy.payments.models import ProviderAccount, TopUp
-from levy.payments.services import provider_account_save, topup_start
+from levy.payments.services import topup_start
 from levy.wallets.models import Transaction, TransactionStatus, Wallet
 from tests.api.conftest import Api, api_as
 from tests.conftest import Estate, access, make_estate, new_key, schedule_input

@@ -35,8 +35,9 @@ from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute
 from levy.common.errors import InsufficientFundsError
 from levy.estates.models import MemberImport, Membership
+from levy.payments.accounts import provider_account_save
 from levy.payments.models import TopUp
-from levy.payments.services import provider_account_save, topup_start
+from levy.payments.services import topup_start
 from levy.wallets.models import Transaction, TransactionStatus
 from tests.api.conftest import api_as
 from tests.api.test_isolation import ROUTES, db_snapshot

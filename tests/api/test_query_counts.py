@@ -30,8 +30,8 @@ from levy.billing.selectors import estate_today
 from levy.billing.services import bill_acknowledge, bill_dispute
 from levy.estates.models import Membership
 from levy.estates.permissions import Role
+from levy.payments.accounts import provider_account_save
 from levy.payments.models import PaymentAnomaly, ProviderAccount, TopUp
-from levy.payments.services import provider_account_save
 from tests.api.conftest import api_as
 from tests.conftest import Estate, access, new_key, schedule_input
 from tests.factories import ClusterFactory, MembershipFactory

@@ -10,9 +10,10 @@ from django.test import Client
 from django.urls import reverse
 
 from levy.estates.models import Membership
+from levy.payments.accounts import provider_account_save
 from levy.payments.fake import FakeProvider, FakeProviderServer
 from levy.payments.models import ProviderAccount, TopUp
-from levy.payments.services import provider_account_save, topup_start
+from levy.payments.services import topup_start
 from tests.conftest import Estate, access, new_key
 
 

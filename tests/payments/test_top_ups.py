@@ -19,10 +19,11 @@ from levy.audit.models import AuditEvent
 from levy.common.errors import IdempotencyKeyReusedError, RuleViolation, ValidationError
 from levy.notifications.models import Notification
 from levy.payments import secrets
+from levy.payments.accounts import provider_account_save
 from levy.payments.fake import FakeProvider
 from levy.payments.models import PaymentAnomaly, ProviderAccount, TopUp
 from levy.payments.providers.base import ProviderError
-from levy.payments.services import provider_account_save, topup_return, topup_start, topups_sweep
+from levy.payments.services import topup_return, topup_start, topups_sweep
 from levy.wallets.models import Transaction, Wallet
 from levy.wallets.selectors import ledger_balance
 from tests.conftest import Estate, access, committed, new_key

@@ -13,8 +13,8 @@ import pytest
 from levy.audit.models import AuditEvent
 from levy.estates.permissions import Role
 from levy.payments import secrets
+from levy.payments.accounts import provider_account_save, webhook_url
 from levy.payments.models import ProviderAccount
-from levy.payments.services import provider_account_save, webhook_url
 from tests.api.test_isolation import db_snapshot
 from tests.conftest import Estate, access, committed
 from tests.factories import MembershipFactory, UserFactory

@@ -39,7 +39,6 @@ from levy.billing.selectors import (
     dispute_list,
 )
 from levy.billing.services import (
-    BillInput,
     bill_cancel,
     bill_create_cluster_wide,
     bill_create_user_specific,
@@ -47,6 +46,7 @@ from levy.billing.services import (
     dispute_resolve,
 )
 from levy.billing.status import BillStatus
+from levy.billing.validation import BillInput
 from levy.estates.permissions import PaymentsPermissions
 
 ERRORS = errors()

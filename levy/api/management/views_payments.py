@@ -26,9 +26,9 @@ from levy.api.serializers import TransactionSerializer
 from levy.api.views import EstateAPIView
 from levy.billing.payments import bill_payment_refund
 from levy.estates.permissions import PaymentsPermissions
+from levy.payments.accounts import provider_account_save
 from levy.payments.models import TopUpStatus
 from levy.payments.selectors import cluster_payment_anomalies, cluster_top_ups, provider_accounts
-from levy.payments.services import provider_account_save
 
 ERRORS = errors()
 

@@ -17,9 +17,9 @@ from django.utils.crypto import salted_hmac
 
 from levy.common.errors import ValidationError
 from levy.estates.permissions import EstatePermissions
+from levy.payments.accounts import provider_account_save, webhook_url
 from levy.payments.models import Provider, ProviderAccount
 from levy.payments.selectors import provider_accounts
-from levy.payments.services import provider_account_save, webhook_url
 from levy.web.once import submit_once
 from levy.web.views.base import EstatePage
 

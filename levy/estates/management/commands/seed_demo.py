@@ -30,7 +30,6 @@ from levy.billing.payments import bill_pay, bill_payment_refund
 from levy.billing.schedules import ScheduleInput, add_months, schedule_create, schedule_pause
 from levy.billing.selectors import bill_member_statuses, estate_today
 from levy.billing.services import (
-    BillInput,
     bill_acknowledge,
     bill_cancel,
     bill_create_cluster_wide,
@@ -39,6 +38,7 @@ from levy.billing.services import (
     dispute_resolve,
 )
 from levy.billing.status import BillStatus
+from levy.billing.validation import BillInput
 from levy.common.errors import InsufficientFundsError
 from levy.common.origin import Origin
 from levy.estates.access import EstateAccess, access_cluster
@@ -46,7 +46,7 @@ from levy.estates.models import Cluster, Membership
 from levy.estates.permissions import Role
 from levy.estates.services import cluster_create
 from levy.members.services import member_add
-from levy.payments.services import provider_account_save
+from levy.payments.accounts import provider_account_save
 from levy.wallets.models import Transaction
 from levy.wallets.services import wallet_credit
 

@@ -18,9 +18,9 @@ from levy.payments.fake import FakeAccount, FakeProviderServer
 
 
 def account_from_database(secret_key: str) -> FakeAccount | None:
+    from levy.payments.accounts import webhook_url
     from levy.payments.models import ProviderAccount
     from levy.payments.secrets import SecretUnreadableError, unseal
-    from levy.payments.services import webhook_url
 
     for account in ProviderAccount.objects.all():
         try:
