@@ -45,7 +45,7 @@ from levy.web.once import submit_once
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
 from levy.web.views.exports import ListExport
-from levy.web.views.residents import chosen_resident, resident_matches_response
+from levy.web.views.residents import WhoPaysForm, chosen_resident, resident_matches_response
 
 ANY = [("", "Any")]
 
@@ -131,7 +131,7 @@ class BillsExport(ListExport):
         return bills_export(access=self.access, filters=BillFilterForm(request.GET or None).filters())
 
 
-class NewBillForm(forms.Form):
+class NewBillForm(WhoPaysForm):
     title = forms.CharField(max_length=200)
     description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
     category = forms.ChoiceField(choices=BillCategory.choices)
@@ -142,13 +142,6 @@ class NewBillForm(forms.Form):
     )
     due_date = forms.DateField(label="Due date", widget=forms.DateInput(attrs={"type": "date"}))
     allow_payment_after_due = forms.BooleanField(required=False, label="Accept payment after the due date")
-    target = forms.ChoiceField(
-        choices=[("estate", "Everyone in the estate"), ("resident", "One resident")],
-        initial="estate",
-        widget=forms.RadioSelect,
-        label="Who pays it",
-    )
-    user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
     # The late-fee rule (levy.billing.late_fees); checked by the service, like the API's.
     late_fee_kind = forms.ChoiceField(
         choices=[
@@ -185,12 +178,6 @@ class NewBillForm(forms.Form):
         self.fields["due_date"].widget.attrs["min"] = estate_today().isoformat()
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", f"web-bill-{uuid.uuid4()}")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("target") == "resident" and not data.get("user_id"):
-            self.add_error("user_id", "Find the resident by name or email and choose them.")
-        return data
 
     def late_fee(self) -> dict[str, Any]:
         """The rule for ``BillInput``: nothing at all when "No late fee" is chosen (what
@@ -274,10 +261,9 @@ class NewBillPage(EstatePage):
             allow_payment_after_due=data["allow_payment_after_due"],
             **form.late_fee(),
         )
-        if data["target"] == "resident":
-            bill = bill_create_user_specific(
-                access=self.access, user_id=data["user_id"], data=bill_input, origin=self.origin
-            )
+        user_id = form.chosen_user_id()
+        if user_id is not None:
+            bill = bill_create_user_specific(access=self.access, user_id=user_id, data=bill_input, origin=self.origin)
         else:
             bill = bill_create_cluster_wide(access=self.access, data=bill_input, origin=self.origin)
         messages.success(request, f"Bill {bill.reference} issued. The residents it applies to are being told.")

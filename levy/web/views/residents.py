@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -50,3 +51,27 @@ def chosen_resident(access: EstateAccess, user_id: object) -> Membership | None:
         return access_membership(access, user_id)
     except NotFoundError:
         return None
+
+
+class WhoPaysForm(forms.Form):
+    """The "who pays it" part of a new bill's or schedule's form: the whole estate, or
+    one resident chosen with the search above (their id in ``user_id``)."""
+
+    target = forms.ChoiceField(
+        choices=[("estate", "Everyone in the estate"), ("resident", "One resident")],
+        initial="estate",
+        widget=forms.RadioSelect,
+        label="Who pays it",
+    )
+    user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("target") == "resident" and not data.get("user_id"):
+            self.add_error("user_id", "Find the resident by name or email and choose them.")
+        return data
+
+    def chosen_user_id(self) -> Any:
+        """The resident who pays, or None for the whole estate (a valid form)."""
+        data = self.cleaned_data
+        return data["user_id"] if data["target"] == "resident" else None

@@ -45,7 +45,7 @@ from levy.web.format import estate_date
 from levy.web.once import submit_once
 from levy.web.paging import web_page
 from levy.web.views.base import EstatePage
-from levy.web.views.residents import chosen_resident, resident_matches_response
+from levy.web.views.residents import WhoPaysForm, chosen_resident, resident_matches_response
 
 # The list's tabs, in the URL as ``?status=``.
 STATUS_TABS = [("", "All"), *((status, status.capitalize()) for status in SCHEDULE_STATUSES)]
@@ -84,7 +84,7 @@ class ScheduleListPage(EstatePage):
         return context
 
 
-class NewScheduleForm(forms.Form):
+class NewScheduleForm(WhoPaysForm):
     title = forms.CharField(max_length=160, help_text="Each bill's title adds its period, e.g. “(January 2027)”.")
     description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
     category = forms.ChoiceField(choices=BillCategory.choices)
@@ -113,13 +113,6 @@ class NewScheduleForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
     )
     allow_payment_after_due = forms.BooleanField(required=False, label="Accept payment after each due date")
-    target = forms.ChoiceField(
-        choices=[("estate", "Everyone in the estate"), ("resident", "One resident")],
-        initial="estate",
-        widget=forms.RadioSelect,
-        label="Who pays it",
-    )
-    user_id = forms.UUIDField(required=False, widget=forms.HiddenInput)
     # Made when the form is drawn: a double click or a resubmit creates one schedule (levy.web.once).
     idempotency_key = forms.CharField(max_length=128, widget=forms.HiddenInput)
 
@@ -128,12 +121,6 @@ class NewScheduleForm(forms.Form):
         self.fields["first_due_date"].widget.attrs["min"] = estate_today().isoformat()
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", f"web-schedule-{uuid.uuid4()}")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("target") == "resident" and not data.get("user_id"):
-            self.add_error("user_id", "Find the resident by name or email and choose them.")
-        return data
 
 
 class NewSchedulePage(EstatePage):
@@ -196,8 +183,7 @@ class NewSchedulePage(EstatePage):
             first_due_date=data["first_due_date"],
             issue_days_before=data["issue_days_before"],
         )
-        user_id = data["user_id"] if data["target"] == "resident" else None
-        schedule = schedule_create(access=self.access, data=values, user_id=user_id, origin=self.origin)
+        schedule = schedule_create(access=self.access, data=values, user_id=form.chosen_user_id(), origin=self.origin)
         first = next_bill(schedule)
         if first is not None:
             messages.success(

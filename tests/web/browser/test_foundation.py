@@ -48,6 +48,34 @@ def test_sign_in_with_the_keyboard_and_land_on_the_dashboard(page, live) -> None
     assert page.evaluate("document.activeElement.id") == "main"
 
 
+NAV_OVERFLOW = """() => {
+    const menu = document.querySelector('.site-nav ul');
+    const links = [...menu.querySelectorAll('a')].map(a => {
+        const box = a.getBoundingClientRect();
+        return {label: a.textContent, left: box.left, right: box.right};
+    });
+    return {scroll: menu.scrollWidth, client: menu.clientWidth, page: document.documentElement.scrollWidth,
+            width: window.innerWidth, links: links};
+}"""
+
+
+def test_the_managers_menu_fits_a_phone_without_scrolling_sideways(page, live) -> None:
+    estate = make_estate(residents=1)
+    sign_in(page, live, estate.admin.user)  # the estate admin's menu is the longest: it has Settings
+    page.goto(live(f"/estates/{estate.cluster.pk}/bills/"))
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 844})
+        menu = page.evaluate(NAV_OVERFLOW)
+        labels = [link["label"] for link in menu["links"]]
+        assert labels[0] == "Dashboard" and labels[-1] == "Settings", labels
+        assert menu["scroll"] <= menu["client"], (width, menu)
+        assert menu["page"] <= menu["width"], (width, menu)
+        # every link, Settings included, is on screen without scrolling
+        assert all(link["left"] >= 0 and link["right"] <= width for link in menu["links"]), (width, menu)
+    page.get_by_role("navigation", name="Estate").get_by_role("link", name="Settings").click()
+    page.wait_for_url(live(f"/estates/{estate.cluster.pk}/settings/payments/"))
+
+
 def test_another_estates_page_is_the_404_page(page, live) -> None:
     mine, theirs = make_estate(residents=1), make_estate(residents=1)
     sign_in(page, live, mine.admin.user)
