@@ -12,7 +12,8 @@ endpoint, the web sign-in page) and for token refresh. Decision 0017.
   successful sign-in is never counted, so the honest traffic of a shared gateway —
   many people, few mistakes — stays far below the limit.
 - **Token refresh** has limits of its own: refreshes per person (``token_refresh``)
-  and failed refreshes per address (``token_refresh_failures``).
+  and failed refreshes per address (``token_refresh_failures``). ``token_refresh``
+  is the whole refresh: the token, the limits, and the account still active.
 
 The address and refresh counters live in the cache (Redis), shared by every process.
 If the cache cannot be reached, each process counts on its own (a fallback in memory)
@@ -36,9 +37,13 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from levy.common.errors import AccountLockedError, NotAuthenticatedError, TooManyAttemptsError
 from levy.common.origin import Origin
@@ -410,3 +415,33 @@ def token_refresh_counted(*, user_id: Any) -> None:
     window = _window(TOKEN_REFRESH, f"u:{user_id}", now)
     if window is not None and _count_incr(window.key, window.period + 1, now) > window.limit:
         raise TooManyAttemptsError(retry_after=window.wait)
+
+
+def account_active(*, user_id: Any) -> bool:
+    """Whether ``user_id`` names an account that may still sign in: it exists and is
+    active. An id that is not a user id at all names none."""
+    from levy.accounts.models import User
+
+    try:
+        return User.objects.filter(pk=user_id, is_active=True).exists()
+    except (DjangoValidationError, ValueError):
+        return False
+
+
+def token_refresh(*, refresh: str, ip: str | None) -> str:
+    """A new access token for the refresh token ``refresh``, sent from ``ip`` (after
+    :func:`token_refresh_check`). Raises ``NotAuthenticatedError`` (401) for a token that
+    is not a valid refresh token, or whose account is gone or inactive — both counted
+    against the address — and ``TooManyAttemptsError`` (429 ``rate_limited``) past the
+    person's refreshes."""
+    try:
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # the stubs want a Token; the library takes its text too
+    except TokenError as exc:
+        token_refresh_failed(ip=ip)
+        raise NotAuthenticatedError(str(exc.args[0])) from None
+    user_id = str(token.payload.get(jwt_settings.USER_ID_CLAIM, ""))
+    token_refresh_counted(user_id=user_id)
+    if not account_active(user_id=user_id):
+        token_refresh_failed(ip=ip)
+        raise NotAuthenticatedError("No active account found for the given token.")
+    return str(token.access_token)

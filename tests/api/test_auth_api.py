@@ -8,14 +8,17 @@ import uuid
 from typing import Any
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
-from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from levy.accounts import signin_guard
 from levy.audit.models import AuditEvent
 from levy.estates.models import Cluster
 from levy.estates.permissions import Role
 from levy.notifications.models import Notification
 from tests.api.conftest import api_as, assert_error, walk
+from tests.api.test_rate_limits import limits, start_of_a_fresh_window
 from tests.conftest import Estate, make_estate
 from tests.factories import TEST_PASSWORD, ClusterFactory, MembershipFactory, UserFactory
 
@@ -114,6 +117,35 @@ def test_refresh(estate: Estate) -> None:
     assert response.status_code == 200, response.json()
     access = response.json()["access"]
     assert bearer(access).get("/api/v1/me/").json()["email"] == user.email
+
+
+@pytest.mark.parametrize("case", ["deactivated", "no such user", "not a user id"])
+def test_refresh_for_an_account_that_is_not_active_is_401(estate: Estate, case: str) -> None:
+    """The refresh token is valid, but the account it names can no longer sign in
+    (``signin_guard.account_active``): refused like a bad token, and counted against
+    the address as one."""
+    user = estate.residents[0].user
+    token = RefreshToken.for_user(user)
+    if case == "deactivated":
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    else:
+        token["user_id"] = str(uuid.uuid4()) if case == "no such user" else "not-a-uuid"
+    assert signin_guard.account_active(user_id=user.pk) is (case != "deactivated")
+    ip = fresh_ip()
+
+    def refresh() -> Any:
+        return api_as(None).post("/api/v1/auth/token/refresh/", {"refresh": str(token)}, REMOTE_ADDR=ip)
+
+    with override_settings(LEVY_RATE_LIMITS=limits(token_refresh_failures="2/min")):
+        start_of_a_fresh_window(60, 10)
+        response = refresh()
+        body = assert_error(response, 401, "not_authenticated")
+        assert body["error"]["message"] == "No active account found for the given token."
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert "access" not in response.content.decode()
+        assert_error(refresh(), 401, "not_authenticated")
+        assert_error(refresh(), 429, "rate_limited")
 
 
 @pytest.mark.parametrize("token", ["garbage", "ACCESS", ""])
