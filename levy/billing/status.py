@@ -82,6 +82,21 @@ def can_pay(facts: MemberBillFacts, *, allow_payment_after_due: bool) -> bool:
     )
 
 
+# The statuses as parameters of :func:`status_sql` (``%(status_paid)s``, …).
+STATUS_SQL_PARAMS: dict[str, str] = {f"status_{status.value}": status.value for status in BillStatus}
+
+
+def status_sql(fact_sql: Mapping[str, str]) -> str:
+    """The same derivation as a ``CASE`` for a fixed statement: ``fact_sql`` maps each
+    fact name to a boolean SQL expression; the statuses are the named parameters of
+    ``STATUS_SQL_PARAMS``."""
+    missing = {fact for _, fact in STATUS_RULES} - fact_sql.keys()
+    if missing:
+        raise ValueError(f"missing facts: {sorted(missing)}")
+    whens = " ".join(f"WHEN {fact_sql[fact]} THEN %(status_{status.value})s" for status, fact in STATUS_RULES)
+    return f"CASE {whens} ELSE %(status_{FALLBACK_STATUS.value})s END"
+
+
 def status_case(fact_expressions: Mapping[str, Q | Expression]) -> Case:
     """The same derivation as a SQL ``CASE``: ``fact_expressions`` maps each fact name
     to a boolean expression over the row being annotated."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,6 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, listing: Listing[Any]) -> list[Any] | None:
-    return _decode_for(cursor, listing.rows.model, listing.ordering)
-
-
 def _decode_for(cursor: str, model: Any, ordering: Sequence[str]) -> list[Any] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
@@ -65,44 +61,28 @@ def web_page(listing: Listing[Any], request: HttpRequest, *, size: int = PAGE_SI
     without one, or with one that does not parse), decorated by the listing. A second
     list on the same page pages by its own parameter (``param="bills_after"``)."""
     rows = listing.rows.order_by(*listing.ordering)
-    cursor = request.GET.get(param)
-    values = _decode(cursor, listing) if cursor else None
+    values = cursor_values(request, listing.rows.model, listing.ordering, param=param)
     if values is not None:
         rows = rows.filter(_after(listing.ordering, values))
     found = list(rows[: size + 1])
-    page = found[:size]
-    listing.page(page)
+    listing.page(found[:size])
+    return page_of(found, size=size, ordering=listing.ordering, is_first=values is None)
+
+
+def cursor_values(
+    request: HttpRequest, model: type[Model], ordering: Sequence[str], *, param: str = "after"
+) -> list[Any] | None:
+    """The values of ``ordering``'s fields that the request's cursor holds (the last row
+    of the page before), or None: no cursor, or one that does not parse."""
+    cursor = request.GET.get(param)
+    return _decode_for(cursor, model, ordering) if cursor else None
+
+
+def page_of(found: Sequence[Any], *, size: int, ordering: Sequence[str], is_first: bool) -> WebPage:
+    """A page of rows already read in ``ordering`` after the cursor: ``size`` of them,
+    and one more when there is a next page (whose cursor this makes)."""
+    page = list(found[:size])
     next_cursor = None
     if len(found) > size:
-        last = page[-1]
-        next_cursor = _encode([getattr(last, name.lstrip("-")) for name in listing.ordering])
-    return WebPage(rows=page, next_cursor=next_cursor, is_first=values is None)
-
-
-def sequence_page(
-    items: Sequence[Any],
-    request: HttpRequest,
-    *,
-    model: type[Model],
-    ordering: tuple[str, str],
-    key: Callable[[Any], tuple[Any, Any]],
-    size: int = PAGE_SIZE,
-    param: str = "after",
-) -> WebPage:
-    """:func:`web_page` over rows already read and sorted in ``ordering`` (two fields of
-    ``model``; ``key`` gives a row's values of them): the same cursors, so a page's
-    links read the same whichever way its rows were read."""
-    cursor = request.GET.get(param)
-    values = _decode_for(cursor, model, ordering) if cursor else None
-    rest: Sequence[Any] = items
-    if values is not None:
-        (v1, v2), (d1, d2) = values, (ordering[0].startswith("-"), ordering[1].startswith("-"))
-
-        def after(row: Any) -> bool:
-            k1, k2 = key(row)
-            return (k1 < v1 if d1 else k1 > v1) or (k1 == v1 and (k2 < v2 if d2 else k2 > v2))
-
-        rest = [row for row in items if after(row)]
-    page = list(rest[:size])
-    next_cursor = _encode(list(key(page[-1]))) if len(rest) > size else None
-    return WebPage(rows=page, next_cursor=next_cursor, is_first=values is None)
+        next_cursor = _encode([getattr(page[-1], name.lstrip("-")) for name in ordering])
+    return WebPage(rows=page, next_cursor=next_cursor, is_first=is_first)

@@ -452,3 +452,28 @@ def test_every_form_of_the_paid_fact_agrees_on_refunded_payments() -> None:
     for member, (name, (_, paid)) in zip(members, histories, strict=True):
         outstanding, _, overdue, _, _, paid_count = expected_summary[member.pk]
         assert (outstanding, overdue, paid_count) == ((0, 0, 2) if paid else (2, 1, 0)), name
+
+
+@pytest.mark.django_db
+def test_the_status_case_of_fixed_statements_agrees_with_derive_status() -> None:
+    """``status_sql`` (My bills' fixed statement) derives in PostgreSQL what
+    ``derive_status`` does, on all 64 combinations of the six facts."""
+    from django.db import connection
+
+    from levy.billing.status import STATUS_SQL_PARAMS, status_sql
+
+    names = [fact for _, fact in STATUS_RULES]
+    combos = list(itertools.product([False, True], repeat=len(names)))
+    values = ", ".join("(" + ", ".join(["%s"] * len(names)) + ")" for _ in combos)
+    case = status_sql({name: f"v.{name}" for name in names})
+    # Positional values for the rows, then the statuses by name: one style per statement.
+    params = {f"p{i}": value for i, value in enumerate(v for combo in combos for v in combo)}
+    placeholders = iter(f"%(p{i})s" for i in range(len(params)))
+    rows_sql = values.replace("%s", "{}").format(*placeholders)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {case} FROM (VALUES {rows_sql}) AS v({', '.join(names)})",  # noqa: S608 - built here
+            {**params, **STATUS_SQL_PARAMS},
+        )
+        derived = [row[0] for row in cursor.fetchall()]
+    assert derived == [derive_status(MemberBillFacts(**dict(zip(names, combo, strict=True)))) for combo in combos]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from levy.billing.models import BillAcknowledgement, BillDispute
 from levy.billing.payments import bill_pay, bill_payment_refund
@@ -20,6 +21,7 @@ from levy.billing.services import bill_acknowledge, bill_cancel, bill_dispute, d
 from levy.notifications.models import Notification
 from levy.payments.models import TopUp
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType, Wallet
+from levy.web.views.resident import BillLinks
 from tests.conftest import Estate, access, committed, make_estate, new_key
 from tests.payments.conftest import connect, fake  # noqa: F401 - the fixture
 from tests.web.conftest import browser_as, count_queries, estate_url
@@ -523,7 +525,7 @@ def _resident_with(bills: int) -> tuple[Estate, Any, Any]:
     return estate, me, bill
 
 
-EXPECTED = {"my-bills": 8, "my-bill": 10, "my-bill-pay": 9, "wallet": 8, "notifications": 5}
+EXPECTED = {"my-bills": 6, "my-bill": 10, "my-bill-pay": 9, "wallet": 8, "notifications": 5}
 
 
 @pytest.mark.parametrize("page", list(EXPECTED))
@@ -541,3 +543,14 @@ def test_each_resident_page_costs_the_same_queries_whatever_the_size(page: str) 
         }[page]
         counts.append(_queries(me, path))
     assert counts == [EXPECTED[page]] * 2, counts
+
+
+def test_the_bill_links_of_a_list_are_the_reversed_addresses(estate: Estate) -> None:
+    """My bills builds each bill's addresses from its own, reversed once (``BillLinks``):
+    they must be what ``reverse`` gives."""
+    bill = estate.wide_bill(title="Water")
+    links = BillLinks.of(estate.cluster.pk)
+    kwargs = {"cluster_id": estate.cluster.pk, "bill_id": bill.pk}
+    assert links.bill(bill) == reverse("web:my-bill", kwargs=kwargs)
+    assert links.bill(bill, "#pay") == reverse("web:my-bill", kwargs=kwargs) + "#pay"
+    assert links.pay(bill) == reverse("web:my-bill-pay", kwargs=kwargs)

@@ -4,6 +4,7 @@ here (``from levy.billing.selectors import bill_list``).
 - ``base``: the estate's clock (``estate_today``) and the money type;
 - ``audience``: who a bill applies to;
 - ``facts``: one member's facts and status for a bill, and a page of them;
+- ``groups``: a member's bills grouped by status for a page (My bills);
 - ``stats``: counts per bill (from the counters; recomputed, as their reference);
 - ``members``: per-member bill summaries and the member list;
 - ``bills`` / ``disputes``: the lists and details the API and the pages show;
@@ -34,8 +35,6 @@ from levy.billing.selectors.bills import (
     bill_member_list,
     member_bill,
     member_bill_list,
-    member_bill_overview,
-    member_bill_rows,
 )
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
 from levy.billing.selectors.disputes import DisputeFilters, dispute_list, member_bill_disputes
@@ -55,6 +54,7 @@ from levy.billing.selectors.facts import (
     paid_fact,
     read_member_facts,
 )
+from levy.billing.selectors.groups import BillGroups, member_bill_groups
 from levy.billing.selectors.members import (
     MEMBER_SUMMARY_FIELDS,
     MemberFilters,
@@ -79,6 +79,7 @@ __all__ = [
     "SCHEDULE_STATUSES",
     "ZERO",
     "BillFilters",
+    "BillGroups",
     "BillMemberFilters",
     "BillStats",
     "Dashboard",
@@ -112,9 +113,8 @@ __all__ = [
     "member_bill",
     "member_bill_disputes",
     "member_bill_facts",
+    "member_bill_groups",
     "member_bill_list",
-    "member_bill_overview",
-    "member_bill_rows",
     "member_bill_states",
     "member_bills",
     "member_list",

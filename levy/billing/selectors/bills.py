@@ -14,11 +14,9 @@ from django.db.models.functions import Coalesce
 from levy.billing.models import Bill
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
 from levy.billing.selectors.facts import (
-    MemberBillState,
     bill_member_statuses,
     decorate_bill_members,
     decorate_member_bills,
-    member_bill_states,
     member_bills,
 )
 from levy.billing.selectors.stats import bills_with_stats
@@ -159,27 +157,6 @@ def member_bill_list(
         decorate_member_bills(page, membership=membership)
 
     return Listing(plain, decorate=decorate)
-
-
-def member_bill_overview(*, access: EstateAccess) -> list[MemberBillState]:
-    """Every bill of the caller's (the bills ``member_bill_list`` lists), newest first,
-    with its status but not its other columns: for a page that splits them by status
-    and draws a few (two queries; ``member_bill_rows`` reads the ones drawn)."""
-    return member_bill_states(membership=access.require_member())
-
-
-def member_bill_rows(*, access: EstateAccess, states: Sequence[MemberBillState]) -> list[Bill]:
-    """The whole bills of ``states`` (from ``member_bill_overview``), in their order,
-    each with what ``member_bill_list`` sets on it (one query)."""
-    membership = access.require_member()
-    found = bills_applying_to(membership).in_bulk([state.pk for state in states])
-    bills = []
-    for state in states:
-        bill = found.get(state.pk)
-        if bill is not None:
-            bill.cluster = access.cluster
-            bills.append(state.set_on(bill))
-    return bills
 
 
 def member_bill(*, access: EstateAccess, bill: Bill) -> Bill:

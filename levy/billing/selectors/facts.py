@@ -210,17 +210,32 @@ def decorate_member_bills(
     rows = _read_page_facts("bill", [bill.pk for bill in bills], membership.user_id)
     for bill in bills:
         row = rows[bill.pk]
-        facts = row.facts(bill, day)
-        MemberBillState(
-            pk=bill.pk,
-            created_at=bill.created_at,
-            due_date=bill.due_date,
-            status=derive_status(facts),
-            acknowledged_at=row.acknowledged_at,
-            paid_at=row.paid_at,
-            can_pay=can_pay(facts, allow_payment_after_due=bill.allow_payment_after_due),
-        ).set_on(bill)
+        set_member_state(bill, row.acknowledged_at, row.paid_at, waived=row.waived, disputed=row.disputed, day=day)
     return bills
+
+
+def set_member_state(
+    bill: Bill,
+    acknowledged_at: datetime.datetime | None,
+    paid_at: datetime.datetime | None,
+    *,
+    waived: bool,
+    disputed: bool,
+    day: datetime.date,
+) -> Bill:
+    """Set on ``bill`` what ``member_bills`` annotates (``status``, ``acknowledged_at``,
+    ``paid_at``, ``can_pay``), derived from one member's stored facts as a fixed
+    statement read them."""
+    facts = _PageFacts(acknowledged_at, paid_at, waived, disputed, None).facts(bill, day)
+    return MemberBillState(
+        pk=bill.pk,
+        created_at=bill.created_at,
+        due_date=bill.due_date,
+        status=derive_status(facts),
+        acknowledged_at=acknowledged_at,
+        paid_at=paid_at,
+        can_pay=can_pay(facts, allow_payment_after_due=bill.allow_payment_after_due),
+    ).set_on(bill)
 
 
 @dataclass(frozen=True)
