@@ -326,3 +326,9 @@ def fetch_one(statement: str, params: list[Any] | dict[str, Any]) -> Any:
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchone()
+
+
+def fetch_all(statement: str, params: list[Any] | dict[str, Any]) -> list[Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())

@@ -48,12 +48,16 @@ class Layout:
         self.user = request.user
 
     @cached_property
-    def estates(self) -> list[Membership]:
-        return selectors.person_estates(self.user)  # type: ignore[arg-type]
+    def _header(self) -> tuple[list[Membership], int]:
+        return selectors.header_reads(self.user)  # type: ignore[arg-type]
 
-    @cached_property
+    @property
+    def estates(self) -> list[Membership]:
+        return self._header[0]
+
+    @property
     def unread(self) -> int:
-        return selectors.unread_count(self.user)  # type: ignore[arg-type]
+        return self._header[1]
 
     @property
     def access(self) -> EstateAccess | None:

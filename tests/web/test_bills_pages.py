@@ -236,7 +236,7 @@ def _queries(estate: Estate, path: str, **params: str) -> int:
     return n
 
 
-EXPECTED = {"bills": 6, "bill": 10, "bill-filtered": 9, "bill-new": 5}
+EXPECTED = {"bills": 5, "bill": 9, "bill-filtered": 8, "bill-new": 4}
 
 
 def _estate_with(bills: int, residents: int) -> tuple[Estate, Bill]:

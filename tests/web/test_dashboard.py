@@ -116,7 +116,7 @@ def _dashboard_queries(estate: Estate) -> int:
     return n
 
 
-EXPECTED_DASHBOARD_QUERIES = 12
+EXPECTED_DASHBOARD_QUERIES = 11
 
 
 def test_the_dashboard_costs_the_same_queries_with_1_or_50_rows() -> None:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from levy.estates.permissions import Role
 from levy.web import format
-from tests.conftest import Estate
+from tests.conftest import Estate, make_estate
 from tests.factories import MembershipFactory, UserFactory
 from tests.web.conftest import Browser, browser_as, estate_url
 
@@ -159,3 +159,40 @@ def test_status_badges_say_the_status_in_words() -> None:
     assert format.status_badge("overdue") == '<span class="badge badge-overdue">Overdue</span>'
     assert format.status_badge("paid") == '<span class="badge badge-paid">Paid</span>'
     assert format.status_badge("<b>") == '<span class="badge badge-&lt;b&gt;">&lt;b&gt;</span>'
+
+
+def test_the_header_statement_reads_what_the_two_reads_do(estate: Estate, other_estate: Estate) -> None:
+    """``header_reads`` (one fixed statement on PostgreSQL) returns the person's active
+    memberships with their estates, by estate name, and their unread count, exactly as
+    ``person_estates`` and ``unread_count``: for someone in two estates with a left one,
+    someone in one, and someone in none."""
+    from django.db import connection
+
+    from levy.notifications.models import Notification
+    from levy.web.selectors import header_reads, person_estates, unread_count
+
+    assert connection.vendor == "postgresql"
+    several = estate.admin.user
+    MembershipFactory(cluster=other_estate.cluster, user=several, role=Role.TREASURER)
+    left = MembershipFactory(cluster=make_estate(residents=0).cluster, user=several)
+    left.active, left.deactivated_at = False, timezone.now()
+    left.save()
+    for n in range(3):
+        Notification.objects.create(
+            recipient=several,
+            cluster=estate.cluster,
+            event="payment_due",
+            event_key=f"h{n}",
+            title="t",
+            body="b",
+            read_at=timezone.now() if n == 0 else None,
+        )
+    for user in (several, estate.residents[0].user, UserFactory()):
+        memberships, unread = header_reads(user)
+        reference = person_estates(user)
+        assert [(m.pk, m.role, m.cluster.pk, m.cluster.name) for m in memberships] == [
+            (m.pk, m.role, m.cluster.pk, m.cluster.name) for m in reference
+        ]
+        assert unread == unread_count(user)
+    assert len(header_reads(several)[0]) == 2 and header_reads(several)[1] == 2
+    assert header_reads(UserFactory()) == ([], 0)

@@ -354,9 +354,9 @@ def _busy_estate(residents: int) -> Estate:
     return estate
 
 
-EXPECTED_LIST_QUERIES = 7
+EXPECTED_LIST_QUERIES = 6
 EXPECTED_CARD_QUERIES = 6
-EXPECTED_MEMBER_QUERIES = 11
+EXPECTED_MEMBER_QUERIES = 10
 
 
 def test_each_page_costs_the_same_queries_with_1_or_many_rows() -> None:

@@ -282,7 +282,7 @@ def test_the_nav_links_the_schedules_for_managers_only(estate: Estate) -> None:
 # --- queries ------------------------------------------------------------------------------
 
 
-EXPECTED = {"schedules": 6, "schedules-paused": 6, "schedule": 8, "schedule-new": 5}
+EXPECTED = {"schedules": 5, "schedules-paused": 5, "schedule": 7, "schedule-new": 4}
 
 
 def _queries(estate: Estate, path: str, **params: str) -> int:

@@ -241,7 +241,7 @@ def test_the_csv_has_the_lists_filters(estate: Estate) -> None:
 
 # --- queries ------------------------------------------------------------------------------
 
-EXPECTED = {"transactions": 6, "transactions-filtered": 6, "transaction": 8}
+EXPECTED = {"transactions": 5, "transactions-filtered": 5, "transaction": 7}
 
 
 def _estate_with(payments: int) -> tuple[Estate, Transaction]:
