@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -68,10 +69,9 @@ def test_the_platform_operator_without_an_estate_goes_to_the_admin() -> None:
     assert browser_as(operator).get("/")["Location"] == "/admin/"
 
 
-def test_the_layout_shows_name_role_estate_and_unread_count(estate: Estate) -> None:
+def _three_notifications_one_read(user: Any, estate: Estate) -> None:
     from levy.notifications.models import Notification
 
-    user = estate.treasurer.user
     for n in range(3):
         Notification.objects.create(
             recipient=user,
@@ -82,6 +82,11 @@ def test_the_layout_shows_name_role_estate_and_unread_count(estate: Estate) -> N
             body="b",
             read_at=timezone.now() if n == 0 else None,
         )
+
+
+def test_the_layout_shows_name_role_estate_and_unread_count(estate: Estate) -> None:
+    user = estate.treasurer.user
+    _three_notifications_one_read(user, estate)
     page = browser_as(estate.treasurer).get(estate_url(estate, "dashboard/")).content.decode()
     assert '<meta charset="utf-8">' in page
     assert 'href="#main"' in page and 'id="main"' in page
@@ -168,7 +173,6 @@ def test_the_header_statement_reads_what_the_two_reads_do(estate: Estate, other_
     someone in one, and someone in none."""
     from django.db import connection
 
-    from levy.notifications.models import Notification
     from levy.web.selectors import header_reads, person_estates, unread_count
 
     assert connection.vendor == "postgresql"
@@ -177,16 +181,7 @@ def test_the_header_statement_reads_what_the_two_reads_do(estate: Estate, other_
     left = MembershipFactory(cluster=make_estate(residents=0).cluster, user=several)
     left.active, left.deactivated_at = False, timezone.now()
     left.save()
-    for n in range(3):
-        Notification.objects.create(
-            recipient=several,
-            cluster=estate.cluster,
-            event="payment_due",
-            event_key=f"h{n}",
-            title="t",
-            body="b",
-            read_at=timezone.now() if n == 0 else None,
-        )
+    _three_notifications_one_read(several, estate)
     for user in (several, estate.residents[0].user, UserFactory()):
         memberships, unread = header_reads(user)
         reference = person_estates(user)
