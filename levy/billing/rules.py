@@ -23,7 +23,7 @@ from django.apps import apps
 from django.db import connection
 
 from levy.billing.status import DisputeStatus, MemberBillFacts, derive_status, estate_today
-from levy.common.db import column, db_value, fetch_one, table
+from levy.common.db import column, db_value, fetch_one, field_value, table
 from levy.common.errors import ApplicationError, NotFoundError, RuleViolation
 from levy.estates.models import Membership
 from levy.wallets.models import Transaction, TransactionStatus, TransactionType
@@ -90,6 +90,10 @@ class MemberFacts:
     # Their completed payments of the bill, live or refunded: the number the next one
     # takes (``Transaction.settlement``).
     payments: int = 0
+    # When they acknowledged it, and when they made their live payment (what a page of
+    # the bill shows: ``member_bills`` annotates the same).
+    acknowledged_at: datetime.datetime | None = None
+    paid_at: datetime.datetime | None = None
 
     def on(self, bill: Bill, today: datetime.date | None = None) -> MemberBillFacts:
         """The facts a status is derived from, on ``today`` (the estate's today)."""
@@ -129,12 +133,15 @@ def _read_facts_sql(vendor: str, estate_wide: bool) -> str:
         f"AND {column(d, 'status')} = %(upheld)s), "
         f"EXISTS (SELECT 1 FROM {table(d)} WHERE {column(d, 'bill')} = %(bill)s AND {column(d, 'user')} = %(user)s "
         f"AND {column(d, 'status')} = %(open)s), "
-        f"EXISTS (SELECT 1 FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s AND {column(a, 'user')} = %(user)s), "
-        # The member's completed payments of the bill, and how many of them are live (at
-        # most one), from one pass over their few index entries: cheaper to plan than
-        # an EXISTS and a count.
-        "pay.payments "
-        f"FROM (SELECT count(*) AS payments, count(*) FILTER (WHERE {not_reopened_sql('p')}) AS live "
+        # At most one acknowledgement (unique per bill and member).
+        f"(SELECT {column(a, 'acknowledged_at')} FROM {table(a)} WHERE {column(a, 'bill')} = %(bill)s "
+        f"AND {column(a, 'user')} = %(user)s), "
+        # The member's completed payments of the bill, how many of them are live (at most
+        # one) and when that one was made, from one pass over their few index entries:
+        # cheaper to plan than an EXISTS and a count.
+        "pay.payments, pay.paid_at "
+        f"FROM (SELECT count(*) AS payments, count(*) FILTER (WHERE {not_reopened_sql('p')}) AS live, "
+        f"max(p.{column(t, 'created_at')}) FILTER (WHERE {not_reopened_sql('p')}) AS paid_at "
         f"FROM {table(t)} p WHERE p.{column(t, 'bill')} = %(bill)s AND p.{column(t, 'payer')} = %(user)s "
         f"AND {completed_payment_sql('p')}) pay"
     )
@@ -158,14 +165,17 @@ def read_member_facts(*, bill: Bill, user: User | None = None, user_id: Any = No
         "open": DisputeStatus.OPEN.value,
     }
     row = fetch_one(_read_facts_sql(connection.vendor, bill.user_id is None), params)
-    applies, paid, waived, disputed, acknowledged, payments = row
+    applies, paid, waived, disputed, acknowledged_at, payments, paid_at = row
+    acknowledgement = apps.get_model("billing", "BillAcknowledgement")
     return MemberFacts(
         applies=bool(applies),
         paid=bool(paid),
         waived=bool(waived),
         disputed=bool(disputed),
-        acknowledged=bool(acknowledged),
+        acknowledged=acknowledged_at is not None,
         payments=int(payments),
+        acknowledged_at=field_value(acknowledgement, "acknowledged_at", acknowledged_at),
+        paid_at=field_value(Transaction, "created_at", paid_at),
     )
 
 

@@ -275,6 +275,18 @@ def _converters(model: Any) -> list[tuple[Any, list[Any]]]:
     return out
 
 
+def field_value(model: Any, name: str, value: Any) -> Any:
+    """``value`` of ``model``'s field ``name`` as a fixed statement read it, converted as
+    the ORM converts it (on SQLite a date and time comes as text)."""
+    if value is None:
+        return None
+    field = model._meta.get_field(name)
+    col = field.get_col(model._meta.db_table)
+    for func in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+        value = func(value, col, connection)
+    return value
+
+
 def model_from_row(model: Any, row: Any, start: int = 0) -> tuple[Any, int]:
     """The ``model`` instance held by ``row[start:]`` (columns as :func:`model_columns`
     lists them), and the index after its last column."""

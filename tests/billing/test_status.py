@@ -434,6 +434,7 @@ def test_every_form_of_the_paid_fact_agrees_on_refunded_payments() -> None:
             assert {m.user_id: m.status for m in page}[member.user_id] == expected, name
             annotated = {b.pk: b for b in member_bills(membership=member, today=today)}[bill.pk]
             plain = decorate_member_bills([Bill.objects.get(pk=bill.pk)], membership=member, today=today)[0]
+            assert read_member_facts(bill=bill, user=member.user).paid_at == plain.paid_at, name
             for row in (annotated, plain):
                 assert (row.status, row.paid_at is not None) == (expected, paid), name
                 assert row.can_pay is (not cancelled and not paid and not past_due), name
@@ -477,3 +478,30 @@ def test_the_status_case_of_fixed_statements_agrees_with_derive_status() -> None
         )
         derived = [row[0] for row in cursor.fetchall()]
     assert derived == [derive_status(MemberBillFacts(**dict(zip(names, combo, strict=True)))) for combo in combos]
+
+
+@pytest.mark.django_db
+def test_the_one_member_statement_sets_what_the_page_read_does() -> None:
+    """A bill's page reads its state and the caller's facts in ``read_member_facts``'
+    one statement (``member_bill_with_facts``): the status, ``acknowledged_at``,
+    ``paid_at`` and ``can_pay`` must be what ``member_bill`` (the page read of the API)
+    sets, for every combination of facts, refunded payments included."""
+    from levy.billing.selectors import member_bill, member_bill_with_facts
+
+    combos = all_member_fact_combos()
+    estate, _, bills, members = _build(combos)
+    Bill.objects.filter(pk=bills[1][0].pk).update(allow_payment_after_due=True)
+    names = ("status", "acknowledged_at", "paid_at", "can_pay")
+    seen, paid_at_seen = set(), False
+    for member in members:
+        caller = access_cluster(member.user, estate.cluster.pk)
+        for bill, _, _ in bills:
+            reference = member_bill(access=caller, bill=Bill.objects.get(pk=bill.pk))
+            shown, facts = member_bill_with_facts(access=caller, bill=Bill.objects.get(pk=bill.pk))
+            assert {n: getattr(shown, n) for n in names} == {n: getattr(reference, n) for n in names}
+            assert facts.acknowledged == (facts.acknowledged_at is not None)
+            assert facts.paid == (facts.paid_at is not None)
+            seen.add(shown.status)
+            paid_at_seen = paid_at_seen or shown.paid_at is not None
+    assert seen == set(BillStatus.values)
+    assert paid_at_seen

@@ -525,7 +525,7 @@ def _resident_with(bills: int) -> tuple[Estate, Any, Any]:
     return estate, me, bill
 
 
-EXPECTED = {"my-bills": 5, "my-bill": 9, "my-bill-pay": 8, "wallet": 7, "notifications": 5}
+EXPECTED = {"my-bills": 5, "my-bill": 8, "my-bill-pay": 7, "wallet": 7, "notifications": 5}
 
 
 @pytest.mark.parametrize("page", list(EXPECTED))

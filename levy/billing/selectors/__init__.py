@@ -35,6 +35,7 @@ from levy.billing.selectors.bills import (
     bill_member_list,
     member_bill,
     member_bill_list,
+    member_bill_with_facts,
 )
 from levy.billing.selectors.dashboard import Dashboard, cluster_dashboard
 from levy.billing.selectors.disputes import DisputeFilters, dispute_list, member_bill_disputes
@@ -116,6 +117,7 @@ __all__ = [
     "member_bill_groups",
     "member_bill_list",
     "member_bill_states",
+    "member_bill_with_facts",
     "member_bills",
     "member_list",
     "members_filtered_by_disputed",

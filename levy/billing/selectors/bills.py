@@ -12,12 +12,15 @@ from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, V
 from django.db.models.functions import Coalesce
 
 from levy.billing.models import Bill
+from levy.billing.rules import MemberFacts, read_member_facts
 from levy.billing.selectors.audience import bill_audience, bills_applying_to
+from levy.billing.selectors.base import estate_today
 from levy.billing.selectors.facts import (
     bill_member_statuses,
     decorate_bill_members,
     decorate_member_bills,
     member_bills,
+    set_member_state,
 )
 from levy.billing.selectors.stats import bills_with_stats
 from levy.common.errors import NotFoundError
@@ -157,6 +160,19 @@ def member_bill_list(
         decorate_member_bills(page, membership=membership)
 
     return Listing(plain, decorate=decorate)
+
+
+def member_bill_with_facts(*, access: EstateAccess, bill: Bill) -> tuple[Bill, MemberFacts]:
+    """``bill`` (from ``access_bill_as_member``) with what :func:`member_bill` sets on it,
+    and the caller's stored facts for the rules (``levy.billing.rules``): both from the
+    one statement of ``read_member_facts``, for a page that shows the bill and asks
+    what the caller may do with it."""
+    membership = access.require_member()
+    facts = read_member_facts(bill=bill, user_id=membership.user_id)
+    set_member_state(
+        bill, facts.acknowledged_at, facts.paid_at, waived=facts.waived, disputed=facts.disputed, day=estate_today()
+    )
+    return bill, facts
 
 
 def member_bill(*, access: EstateAccess, bill: Bill) -> Bill:

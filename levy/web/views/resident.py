@@ -31,9 +31,9 @@ from levy.billing.selectors import (
     estate_today,
     last_reopening_refund,
     live_payment,
-    member_bill,
     member_bill_disputes,
     member_bill_groups,
+    member_bill_with_facts,
 )
 from levy.billing.services import bill_acknowledge_with_status, bill_dispute
 from levy.billing.status import BillStatus
@@ -264,8 +264,9 @@ class ResidentBillMixin(EstatePage):
     """The bill of the URL, as ``member_bill`` gives it, and what the caller may do with it."""
 
     def bill_context(self) -> dict[str, Any]:
-        bill = member_bill(access=self.access, bill=access_bill_as_member(self.access, self.kwargs["bill_id"]))
-        facts = rules.read_member_facts(bill=bill, user=self.access.user)
+        bill, facts = member_bill_with_facts(
+            access=self.access, bill=access_bill_as_member(self.access, self.kwargs["bill_id"])
+        )
         refusal = rules.payment_refusal(bill, facts)
         wallet = member_wallet(access=self.access)
         funds = Funds(balance=wallet.balance, amount=bill.amount)
