@@ -129,6 +129,9 @@ DOCUMENT_OPERATIONS = [
     Operation("receipt", "payment receipt (PDF), the payer's", 2000, {"S": 0, "L": 0}),
 ]
 BILL_CREATION_MAX_L_OVER_S = 1.3
+# Notifications in the inbox of each resident whose pages are measured: more than the
+# inbox's page (25), so that the page drawn is full and links to a second.
+INBOX_SIZE = 30
 PAYMENTS_PER_SECOND_TARGET = 300
 FANOUT_TARGET_SECONDS = 10.0
 WORKER_PEAK_RSS_TARGET_MB = 200.0
@@ -1193,6 +1196,47 @@ def pay_calls(run: Run, pairs: list[tuple[str, str, Decimal]], prefix: str) -> l
         )
         for i, (user_id, bill_id, _) in enumerate(pairs)
     ]
+
+
+def fill_inboxes(run: Run, bills_of: dict[str, list[str]]) -> int:
+    """Give each resident of ``bills_of`` an inbox of ``INBOX_SIZE`` payment reminders
+    about their own bills, a third of them read (outside any measurement): recorded as
+    the service records them (``notify``, in a transaction) and delivered by the worker,
+    so that the inbox page measured is a full page, with a second one, and the header's
+    unread count is not zero. Returns how many notifications the inboxes hold."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from levy.billing.models import Bill
+    from levy.estates.models import Cluster
+    from levy.notifications.events import NotificationEvents
+    from levy.notifications.models import Notification
+    from levy.notifications.recipients import Recipients
+    from levy.notifications.services import bill_context, notify
+
+    cluster = Cluster.objects.get(pk=run.estate.cluster_id)
+    bills = Bill.objects.in_bulk([b for items in bills_of.values() for b in items])
+    contexts = {str(pk): bill_context(bill) for pk, bill in bills.items()}
+    keys = {user_id: [f"bench-inbox:{user_id}:{n}" for n in range(INBOX_SIZE)] for user_id in bills_of}
+    started = time.time()
+    with transaction.atomic():
+        for user_id, bill_ids in bills_of.items():
+            for n, key in enumerate(keys[user_id]):
+                notify(
+                    event=NotificationEvents.PAYMENT_REMINDER,
+                    cluster=cluster,
+                    recipients=Recipients.users(user_id),
+                    context=contexts[bill_ids[n % len(bill_ids)]],
+                    event_key=key,
+                )
+    assert run.drain is not None, "the worker's drainer is set before the inboxes are filled"
+    run.drain(started)
+    read = [key for user_keys in keys.values() for key in user_keys[::3]]
+    Notification.objects.filter(event_key__in=read).update(read_at=timezone.now())
+    held = Notification.objects.filter(recipient_id__in=list(bills_of), event_key__startswith="bench-inbox:").count()
+    if held != INBOX_SIZE * len(bills_of):
+        raise BenchError(f"the inboxes hold {held} notifications, not {INBOX_SIZE * len(bills_of)}")
+    return held
 
 
 def top_up_wallets(run: Run, pairs: dict[str, list[tuple[str, Decimal]]]) -> int:
@@ -2309,6 +2353,10 @@ def bench(config: Config) -> int:
     phases.start("top_up", "wallets: crediting those that cannot cover their payments (through the API, not measured)")
     credited = top_up_wallets(run, {**latency_pay, **throughput_pay})
     say(f"    {credited} wallets credited")
+    # The residents whose pages are measured: 50 who owe, each with a full inbox.
+    page_residents = dict(itertools.islice(((u, [b for b, _ in items]) for u, items in latency_pay.items()), 50))
+    phases.start("inboxes", f"inboxes: {INBOX_SIZE} notifications for each resident whose pages are measured")
+    say(f"    {fill_inboxes(run, page_residents)} notifications delivered")
 
     # The load when measuring begins (the set-up above is not measured): the load average
     # (which still remembers the set-up's last minute) and how busy the CPUs are over two
@@ -2325,7 +2373,6 @@ def bench(config: Config) -> int:
     phases.start(
         "pages", f"pages: {config.warmup} warm-up + {config.requests} measured requests each, signed-in sessions"
     )
-    page_residents = dict(itertools.islice(((u, [b for b, _ in items]) for u, items in latency_pay.items()), 50))
     cookies = web_sessions([estate.admin_user_id, *estate.resident_ids[:50], *page_residents])
     for key, calls in page_calls(run, cookies, page_residents).items():
         run.measure(key, calls)
