@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from levy.estates.models import Membership
+from tests.api import clock
 from tests.conftest import committed
 
 
@@ -96,3 +97,10 @@ def walk(api: Any, path: str, *, max_pages: int = 200, **params: Any) -> list[di
             return rows
         response = api.client.get(body["next"])
     raise AssertionError(f"pagination did not end within {max_pages} pages")
+
+
+@pytest.fixture(autouse=True)
+def _real_clock_after_the_test() -> Any:
+    """Put back the real ``time.time`` that ``clock.to_next_window`` may have moved."""
+    yield
+    clock.real_clock()
