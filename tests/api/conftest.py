@@ -101,6 +101,6 @@ def walk(api: Any, path: str, *, max_pages: int = 200, **params: Any) -> list[di
 
 @pytest.fixture(autouse=True)
 def _real_clock_after_the_test() -> Any:
-    """Put back the real ``time.time`` that ``clock.to_next_window`` may have moved."""
+    """Put back the real ``time.time`` that ``clock.move_forward`` may have moved."""
     yield
     clock.real_clock()

@@ -83,12 +83,13 @@ def start_of_a_fresh_window(period: int, needed: float, *, other_processes: bool
     in this process: their clock moves to the next window (``tests/api/clock.py``).
     Limiters in servers this test started (``other_processes``) keep the real clock:
     the test sleeps until the next window instead."""
-    if not other_processes:
-        clock.to_next_window(period, needed)
-        return
     remaining = period - (time.time() % period)
-    if remaining < needed:
+    if remaining >= needed:
+        return
+    if other_processes:
         time.sleep(remaining + 0.1)
+    else:
+        clock.move_forward(remaining + 0.1)
 
 
 def assert_rate_limited(response: Any, period: int = 60) -> int:
